@@ -1,0 +1,82 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/lifeboat-boot/lifeboat/images"
+	"github.com/lifeboat-boot/lifeboat/unlock"
+)
+
+func main() {
+	out := flag.String("out", "build/image", "output folder")
+	cache := flag.String("cache", "build/cache", "download cache for the kernel package")
+	kernelPkg := flag.String("kernel", "linux-image-amd64", "Debian kernel (meta)package")
+	flag.Parse()
+	if err := run(*out, *cache, *kernelPkg); err != nil {
+		fmt.Fprintf(os.Stderr, "lifeboat-image: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func run(out, cache, kernelPkg string) error {
+	start := time.Now()
+	k, err := images.FetchKernel(cache, kernelPkg)
+	if err != nil {
+		return err
+	}
+	stage := filepath.Join(cache, "stage")
+	_ = os.RemoveAll(stage)
+	mods, err := images.StageModules(k, stage, images.QEMUModules)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Join(stage, "etc", "lifeboat"), 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(stage, "etc", "lifeboat", "modules"), []byte(strings.Join(mods, "\n")+"\n"), 0o644); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return err
+	}
+	initramfs := filepath.Join(out, "initramfs.cpio")
+	cmd := exec.Command("go", "tool", "mkuimage", "-o", initramfs,
+		"-initcmd=init", "-uinitcmd=lifeboat-init", "-defaultsh=",
+		"-files", filepath.Join(stage, "lib")+":lib",
+		"-files", filepath.Join(stage, "etc", "lifeboat")+":etc/lifeboat",
+		"github.com/u-root/u-root/cmds/core/init", "./cmd/lifeboat-init")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOAMD64=v1")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("mkuimage: %w", err)
+	}
+	kdata, err := os.ReadFile(k.Vmlinuz())
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(out, "vmlinuz"), kdata, 0o644); err != nil {
+		return err
+	}
+	m := &images.Manifest{Built: time.Now().UTC(), Kernel: k.Package, Modules: mods}
+	for _, name := range []string{"vmlinuz", "initramfs.cpio"} {
+		a, err := images.Hash(out, name)
+		if err != nil {
+			return err
+		}
+		m.Artefacts = append(m.Artefacts, a)
+	}
+	if err := m.Write(out); err != nil {
+		return err
+	}
+	for _, a := range m.Artefacts {
+		fmt.Printf("%-16s %10d bytes (%s)  sha256 %s\n", a.Name, a.Size, unlock.HumanBytes(a.Size), a.SHA256)
+	}
+	fmt.Printf("image built in %s: %s\n", time.Since(start).Round(time.Second), out)
+	return nil
+}

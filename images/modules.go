@@ -1,0 +1,83 @@
+package images
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"path"
+	"sort"
+	"strings"
+)
+
+// QEMUModules are the drivers the RAM image needs on QEMU test machines:
+// NICs, disks, device-mapper crypto and ext4. The crc32c and crypto modules
+// are listed by name because u-root's loader has no modprobe helper for the
+// kernel's request_module, so nothing loads them on demand.
+var QEMUModules = []string{
+	"e1000", "e1000e", "virtio_pci", "virtio_net", "virtio_blk", "virtio_scsi", "sd_mod",
+	"dm_mod", "dm_crypt", "xts", "aesni_intel", "crc32c_generic", "crc32c_intel", "ext4",
+}
+
+// ModName normalises a module name or file name: "dm-crypt.ko" → "dm_crypt".
+func ModName(s string) string {
+	s = path.Base(s)
+	s = strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(s, ".xz"), ".zst"), ".ko")
+	return strings.ReplaceAll(s, "-", "_")
+}
+
+// Closure resolves wanted module names against a modules.dep and returns the
+// files (relative to /lib/modules/KVER) of the modules and all their
+// dependencies, sorted. builtin holds modules.builtin: a wanted module built
+// into the kernel needs no file.
+func Closure(modulesDep, builtin []byte, wanted []string) ([]string, error) {
+	deps := map[string][]string{} // file → dependency files
+	byName := map[string]string{} // name → file
+	sc := bufio.NewScanner(bytes.NewReader(modulesDep))
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		file, rest, ok := strings.Cut(sc.Text(), ":")
+		if !ok {
+			continue
+		}
+		deps[file] = strings.Fields(rest)
+		byName[ModName(file)] = file
+	}
+	isBuiltin := map[string]bool{}
+	for _, l := range strings.Split(string(builtin), "\n") {
+		if l != "" {
+			isBuiltin[ModName(l)] = true
+		}
+	}
+	seen := map[string]bool{}
+	var visit func(f string)
+	visit = func(f string) {
+		if seen[f] {
+			return
+		}
+		seen[f] = true
+		for _, d := range deps[f] {
+			visit(d)
+		}
+	}
+	var missing []string
+	for _, w := range wanted {
+		n := ModName(w)
+		f, ok := byName[n]
+		switch {
+		case ok:
+			visit(f)
+		case isBuiltin[n]:
+		default:
+			missing = append(missing, w)
+		}
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("modules not in this kernel: %s", strings.Join(missing, ", "))
+	}
+	out := make([]string, 0, len(seen))
+	for f := range seen {
+		out = append(out, f)
+	}
+	sort.Strings(out)
+	return out, nil
+}

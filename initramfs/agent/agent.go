@@ -1,0 +1,174 @@
+package agent
+
+import (
+	"bufio"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/u-root/u-root/pkg/dhclient"
+	"github.com/u-root/u-root/pkg/kmodule"
+	"golang.org/x/crypto/ssh"
+
+	"github.com/lifeboat-boot/lifeboat/pxe/agentapi"
+	"github.com/lifeboat-boot/lifeboat/pxe/audit"
+)
+
+// ModulesFile lists the kernel modules to load, one per line.
+const ModulesFile = "/etc/lifeboat/modules"
+
+// LoadModules loads every module named in path, with its dependencies, and
+// returns how many loaded and the errors of those that did not.
+func LoadModules(path string, log *slog.Logger) (int, []error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, []error{err}
+	}
+	defer f.Close()
+	var errs []error
+	n := 0
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		m := strings.TrimSpace(sc.Text())
+		if m == "" || strings.HasPrefix(m, "#") {
+			continue
+		}
+		if err := kmodule.Probe(m, ""); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", m, err))
+			continue
+		}
+		n++
+	}
+	return n, errs
+}
+
+// ReadBootParams reads the per-boot parameters iPXE placed in the RAM image
+// and removes the file: the token inside is good for one check-in only, and
+// nothing else in the image needs it.
+func ReadBootParams(path string) (*agentapi.BootParams, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("boot parameters: %w (was the host booted by lifeboatd's iPXE script?)", err)
+	}
+	_ = os.Remove(path)
+	var p agentapi.BootParams
+	if err := json.Unmarshal(data, &p); err != nil {
+		return nil, fmt.Errorf("boot parameters: %w", err)
+	}
+	clear(data)
+	if p.Server == "" || p.Token == "" || p.Boot == "" {
+		return nil, errors.New("boot parameters incomplete")
+	}
+	return &p, nil
+}
+
+// Network brings up the interface with the given MAC (any Ethernet if empty)
+// with DHCP and returns its address.
+func Network(ctx context.Context, mac string, log *slog.Logger) (net.IP, error) {
+	ifs, err := dhclient.Interfaces("^(eth|en)")
+	if err != nil {
+		return nil, fmt.Errorf("no network interface: %w (is the NIC driver in the image?)", err)
+	}
+	if mac != "" {
+		for _, l := range ifs {
+			if l.Attrs().HardwareAddr.String() == mac {
+				ifs = ifs[:0]
+				ifs = append(ifs, l)
+				break
+			}
+		}
+	}
+	cfg := dhclient.Config{Timeout: 4 * time.Second, Retries: 4, LogLevel: dhclient.LogSummary}
+	var last error
+	for r := range dhclient.SendRequests(ctx, ifs, true, false, cfg, 20*time.Second) {
+		if r.Err != nil {
+			last = r.Err
+			log.Warn("dhcp failed", "iface", r.Interface.Attrs().Name, "err", r.Err)
+			continue
+		}
+		if err := r.Lease.Configure(); err != nil {
+			last = err
+			continue
+		}
+		msg, _ := r.Lease.Message()
+		if msg != nil {
+			log.Info("network up", "iface", r.Interface.Attrs().Name, "ip", msg.YourIPAddr.String())
+			return msg.YourIPAddr, nil
+		}
+	}
+	if last == nil {
+		last = errors.New("no answer")
+	}
+	return nil, fmt.Errorf("dhcp: %w", last)
+}
+
+// HostKey makes this boot's SSH host key. It lives in RAM only and dies with
+// the boot.
+func HostKey() (ssh.Signer, error) {
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	return ssh.NewSignerFromKey(priv)
+}
+
+// Agent holds what the boot learned at check-in.
+type Agent struct {
+	Params *agentapi.BootParams
+	Client *agentapi.Client
+	Config *agentapi.CheckinResponse
+	Log    *slog.Logger
+}
+
+// Checkin trades the boot token for this boot's configuration, retrying a
+// few times on network errors (never on a refusal: the token is then dead).
+func Checkin(ctx context.Context, p *agentapi.BootParams, hostKey ssh.PublicKey, ip net.IP, log *slog.Logger) (*Agent, error) {
+	c := &agentapi.Client{Base: p.Server, HTTP: &http.Client{Timeout: 15 * time.Second}}
+	req := agentapi.CheckinRequest{Boot: p.Boot, MAC: p.MAC, HostKey: string(ssh.MarshalAuthorizedKey(hostKey)), IP: ip.String()}
+	var err error
+	for i, wait := 0, time.Second; i < 6; i, wait = i+1, wait*2 {
+		var resp *agentapi.CheckinResponse
+		resp, err = c.Checkin(ctx, p.Token, req)
+		if err == nil {
+			p.Token = "" // used up
+			return &Agent{Params: p, Client: c, Config: resp, Log: log}, nil
+		}
+		if errors.Is(err, agentapi.ErrRefused) {
+			return nil, err
+		}
+		log.Warn("check-in failed, retrying", "err", err, "in", wait.String())
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(wait):
+		}
+	}
+	return nil, err
+}
+
+// Report records an event with the server, retrying briefly; it returns
+// only once the server acknowledged it.
+func (a *Agent) Report(ctx context.Context, code audit.Code, actor string, details map[string]string) error {
+	ev := agentapi.EventReport{Code: code, Actor: actor, Details: details}
+	var err error
+	for i, wait := 0, 500*time.Millisecond; i < 4; i, wait = i+1, wait*2 {
+		if err = a.Client.Report(ctx, a.Config.ReportToken, ev); err == nil || errors.Is(err, agentapi.ErrRefused) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+	}
+	return err
+}

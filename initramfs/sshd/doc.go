@@ -1,0 +1,8 @@
+// Package sshd is the RAM image's SSH server. It authenticates customers by
+// public key only, against the keys the server gave at check-in, and hands
+// each session to the unlock dialog.
+//
+// Identity is taken from the permissions of the key that completed
+// authentication (ssh.ServerConn.Permissions), never from keys merely offered
+// during the handshake (CVE-2024-45337).
+package sshd

@@ -1,0 +1,134 @@
+package agentapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/lifeboat-boot/lifeboat/pxe/audit"
+)
+
+// Paths of the agent API on the boot listener.
+const (
+	CheckinPath = "/agent/v1/checkin"
+	EventsPath  = "/agent/v1/events"
+	// BootFile is where the per-boot archive places the agent's boot
+	// parameters inside the RAM image. The agent removes it once read.
+	BootFile = "etc/lifeboat/boot.json"
+)
+
+// BootParams reach the agent through a per-boot initramfs archive, never the
+// kernel command line, because they include the boot token.
+type BootParams struct {
+	Server string `json:"server"` // base URL of lifeboatd's boot listener
+	Boot   string `json:"boot"`
+	MAC    string `json:"mac"`
+	Host   string `json:"host"`
+	Token  string `json:"token"`
+}
+
+// CheckinRequest is sent with the boot token as a bearer credential.
+type CheckinRequest struct {
+	Boot    string `json:"boot"`
+	MAC     string `json:"mac"`
+	HostKey string `json:"host_key"` // authorized_keys form of the per-boot RAM host key
+	IP      string `json:"ip,omitempty"`
+}
+
+// CheckinResponse is the host's configuration for this boot.
+type CheckinResponse struct {
+	Host           string   `json:"host"`
+	Boot           string   `json:"boot"`
+	Mode           string   `json:"mode"`
+	AuthorizedKeys []string `json:"authorized_keys"`
+	// ReportToken authenticates the agent's later event reports for this
+	// boot only.
+	ReportToken string       `json:"report_token"`
+	Unlock      UnlockPolicy `json:"unlock"`
+}
+
+// UnlockPolicy limits passphrase guessing at the prompt.
+type UnlockPolicy struct {
+	MaxTries int           `json:"max_tries"`
+	Lockout  time.Duration `json:"lockout"`
+}
+
+// EventReport is an event the agent reports about its own boot.
+type EventReport struct {
+	Code    audit.Code        `json:"code"`
+	Actor   string            `json:"actor,omitempty"`
+	Details map[string]string `json:"details,omitempty"`
+}
+
+// Error is the body of every non-2xx answer.
+type Error struct {
+	Error string `json:"error"`
+}
+
+// Client talks to lifeboatd from the RAM image.
+type Client struct {
+	Base string
+	HTTP *http.Client
+}
+
+// ErrRefused means the server answered, and said no.
+var ErrRefused = errors.New("refused by server")
+
+// Checkin trades the one-time boot token for this boot's configuration.
+func (c *Client) Checkin(ctx context.Context, token string, req CheckinRequest) (*CheckinResponse, error) {
+	var resp CheckinResponse
+	if err := c.post(ctx, CheckinPath, token, req, &resp); err != nil {
+		return nil, fmt.Errorf("check-in: %w", err)
+	}
+	return &resp, nil
+}
+
+// Report sends an event and returns once the server has recorded it.
+func (c *Client) Report(ctx context.Context, reportToken string, ev EventReport) error {
+	if err := c.post(ctx, EventsPath, reportToken, ev, nil); err != nil {
+		return fmt.Errorf("report %s: %w", ev.Code, err)
+	}
+	return nil
+}
+
+func (c *Client) post(ctx context.Context, path, bearer string, in, out any) error {
+	body, err := json.Marshal(in)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.Base+path, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+bearer)
+	req.Header.Set("Content-Type", "application/json")
+	hc := c.HTTP
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode/100 != 2 {
+		var e Error
+		if json.Unmarshal(data, &e) == nil && e.Error != "" {
+			return fmt.Errorf("%w: %s (HTTP %d)", ErrRefused, e.Error, resp.StatusCode)
+		}
+		return fmt.Errorf("%w: HTTP %d", ErrRefused, resp.StatusCode)
+	}
+	if out == nil {
+		return nil
+	}
+	return json.Unmarshal(data, out)
+}

@@ -1,0 +1,198 @@
+package dhcp
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/insomniacslk/dhcp/iana"
+
+	"github.com/lifeboat-boot/lifeboat/pxe/store"
+)
+
+// Loaders are the first-stage file names handed to PXE firmware.
+type Loaders struct {
+	BIOS string // e.g. undionly.kpxe
+	UEFI string // e.g. ipxe.efi or snponly.efi
+}
+
+// Self describes this server to Decide.
+type Self struct {
+	IP        netip.Addr
+	ScriptURL func(mac net.HardwareAddr) string // iPXE script URL of a host
+	Loaders   Loaders
+	Lease     time.Duration
+}
+
+// Kind says who sent a request, from its options.
+type Kind struct {
+	Client   store.Client
+	Firmware string // "bios", "uefi", or "" when no option 93 was sent
+	Arch     iana.Arch
+	HasArch  bool
+}
+
+// Classify reads option 93 (client architecture) and the iPXE markers
+// (user class "iPXE", or option 175 with iPXE's feature flags).
+func Classify(req *dhcpv4.DHCPv4) Kind {
+	var k Kind
+	if archs := req.ClientArch(); len(archs) > 0 {
+		k.Arch, k.HasArch = archs[0], true
+		switch k.Arch {
+		case iana.INTEL_X86PC:
+			k.Firmware = "bios"
+		case iana.EFI_X86_64, iana.EFI_BC:
+			k.Firmware = "uefi"
+		default:
+			k.Firmware = k.Arch.String()
+		}
+	}
+	switch {
+	case isIPXE(req):
+		k.Client = store.ClientIPXE
+	case k.HasArch:
+		k.Client = store.ClientFirmware
+	default:
+		k.Client = store.ClientOther
+	}
+	return k
+}
+
+func isIPXE(req *dhcpv4.DHCPv4) bool {
+	if req.Options.Has(dhcpv4.GenericOptionCode(175)) {
+		return true
+	}
+	for _, uc := range req.UserClass() {
+		if uc == "iPXE" {
+			return true
+		}
+	}
+	// Some iPXE builds send the user class without the RFC 3004 length
+	// prefix; server4 then fails to split it. Look at the raw bytes too.
+	raw := req.Options.Get(dhcpv4.OptionUserClassInformation)
+	return bytes.Contains(raw, []byte("iPXE"))
+}
+
+// Decision is what Decide chose, with the reason for logs.
+type Decision struct {
+	Reply  *dhcpv4.DHCPv4 // nil: stay silent
+	Kind   Kind
+	Reason string
+	Boot   string // boot file or URL handed out, if any
+}
+
+// Decide builds the answer for a known host's request. A nil host means the
+// MAC is not in the inventory: silence.
+func Decide(req *dhcpv4.DHCPv4, h *store.Host, self Self) Decision {
+	d := Decision{Kind: Classify(req)}
+	if h == nil {
+		d.Reason = "unknown MAC"
+		return d
+	}
+	var mt dhcpv4.MessageType
+	switch req.MessageType() {
+	case dhcpv4.MessageTypeDiscover:
+		mt = dhcpv4.MessageTypeOffer
+	case dhcpv4.MessageTypeRequest:
+		if sid := req.ServerIdentifier(); sid != nil && !sid.Equal(self.IP.AsSlice()) {
+			d.Reason = "client chose another server"
+			return d
+		}
+		want := req.RequestedIPAddress()
+		if want == nil || want.IsUnspecified() {
+			want = req.ClientIPAddr
+		}
+		if want != nil && !want.IsUnspecified() && !want.Equal(h.IP.AsSlice()) {
+			mt = dhcpv4.MessageTypeNak
+		} else {
+			mt = dhcpv4.MessageTypeAck
+		}
+	default:
+		d.Reason = fmt.Sprintf("message type %s not answered", req.MessageType())
+		return d
+	}
+
+	if mt == dhcpv4.MessageTypeNak {
+		r, err := dhcpv4.NewReplyFromRequest(req, dhcpv4.WithMessageType(mt),
+			dhcpv4.WithOption(dhcpv4.OptServerIdentifier(self.IP.AsSlice())))
+		if err != nil {
+			d.Reason = err.Error()
+			return d
+		}
+		d.Reply, d.Reason = r, fmt.Sprintf("requested address is not the reservation %s", h.IP)
+		return d
+	}
+
+	// PXE firmware of an architecture we have no loader for gets nothing:
+	// an address without a boot file would just make it time out slowly.
+	var bootFile string
+	switch {
+	case d.Kind.Client == store.ClientIPXE:
+		bootFile = self.ScriptURL(req.ClientHWAddr)
+	case d.Kind.Client == store.ClientFirmware && d.Kind.Firmware == "bios":
+		bootFile = self.Loaders.BIOS
+	case d.Kind.Client == store.ClientFirmware && d.Kind.Firmware == "uefi":
+		bootFile = self.Loaders.UEFI
+	case d.Kind.Client == store.ClientFirmware:
+		d.Reason = fmt.Sprintf("no loader for client architecture %s", d.Kind.Arch)
+		return d
+	}
+
+	mask := net.CIDRMask(h.Prefix, 32)
+	mods := []dhcpv4.Modifier{
+		dhcpv4.WithMessageType(mt),
+		dhcpv4.WithYourIP(h.IP.AsSlice()),
+		dhcpv4.WithServerIP(self.IP.AsSlice()),
+		dhcpv4.WithNetmask(mask),
+		dhcpv4.WithLeaseTime(uint32(self.Lease / time.Second)),
+		dhcpv4.WithOption(dhcpv4.OptServerIdentifier(self.IP.AsSlice())),
+		dhcpv4.WithOption(dhcpv4.OptHostName(h.Name)),
+	}
+	if h.Gateway.IsValid() {
+		mods = append(mods, dhcpv4.WithRouter(h.Gateway.AsSlice()))
+	}
+	if len(h.DNS) > 0 {
+		var dns []net.IP
+		for _, a := range h.DNS {
+			dns = append(dns, a.AsSlice())
+		}
+		mods = append(mods, dhcpv4.WithDNS(dns...))
+	}
+	if bootFile != "" {
+		mods = append(mods,
+			dhcpv4.WithOption(dhcpv4.OptTFTPServerName(self.IP.String())),
+			dhcpv4.WithOption(dhcpv4.OptBootFileName(bootFile)))
+	}
+	if d.Kind.HasArch {
+		mods = append(mods, dhcpv4.WithOption(dhcpv4.OptClassIdentifier("PXEClient")))
+		if uuid := req.GetOneOption(dhcpv4.OptionClientMachineIdentifier); uuid != nil {
+			mods = append(mods, dhcpv4.WithOption(dhcpv4.OptGeneric(dhcpv4.OptionClientMachineIdentifier, uuid)))
+		}
+	}
+	r, err := dhcpv4.NewReplyFromRequest(req, mods...)
+	if err != nil {
+		d.Reason = err.Error()
+		return d
+	}
+	// BIOS PXE ROMs read the legacy 'file' header field, not option 67.
+	r.BootFileName = bootFile
+	d.Reply, d.Boot = r, bootFile
+	d.Reason = "known host"
+	return d
+}
+
+// Destination is where a reply must go (RFC 2131 §4.1): to the relay if there
+// is one, to the client's address if it has one, else broadcast.
+func Destination(req *dhcpv4.DHCPv4) *net.UDPAddr {
+	switch {
+	case req.GatewayIPAddr != nil && !req.GatewayIPAddr.IsUnspecified():
+		return &net.UDPAddr{IP: req.GatewayIPAddr, Port: dhcpv4.ServerPort}
+	case req.ClientIPAddr != nil && !req.ClientIPAddr.IsUnspecified():
+		return &net.UDPAddr{IP: req.ClientIPAddr, Port: dhcpv4.ClientPort}
+	default:
+		return &net.UDPAddr{IP: net.IPv4bcast, Port: dhcpv4.ClientPort}
+	}
+}

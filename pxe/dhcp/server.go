@@ -1,0 +1,133 @@
+package dhcp
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/insomniacslk/dhcp/dhcpv4/server4"
+
+	"github.com/lifeboat-boot/lifeboat/pxe/audit"
+	"github.com/lifeboat-boot/lifeboat/pxe/store"
+)
+
+// Server answers DHCP on one interface.
+type Server struct {
+	Iface     string
+	Addr      *net.UDPAddr // default 0.0.0.0:67
+	Self      Self
+	Inventory store.Inventory
+	Boots     *store.Boots
+	Events    audit.Emitter
+	Log       *slog.Logger
+
+	mu          sync.Mutex
+	lastUnknown map[string]time.Time // rate limit for unknown-MAC log lines
+}
+
+// Serve answers until ctx is done.
+func (s *Server) Serve(ctx context.Context) error {
+	addr := s.Addr
+	if addr == nil {
+		addr = &net.UDPAddr{IP: net.IPv4zero, Port: dhcpv4.ServerPort}
+	}
+	srv, err := server4.NewServer(s.Iface, addr, func(conn net.PacketConn, _ net.Addr, m *dhcpv4.DHCPv4) {
+		s.handle(ctx, conn, m)
+	})
+	if err != nil {
+		return fmt.Errorf("dhcp: listen on %s %s: %w", s.Iface, addr, err)
+	}
+	s.Log.Info("dhcp serving", "iface", s.Iface, "addr", addr.String())
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve() }()
+	select {
+	case <-ctx.Done():
+		srv.Close()
+		<-errc
+		return nil
+	case err := <-errc:
+		return fmt.Errorf("dhcp: %w", err)
+	}
+}
+
+func (s *Server) handle(ctx context.Context, conn net.PacketConn, req *dhcpv4.DHCPv4) {
+	if req.OpCode != dhcpv4.OpcodeBootRequest {
+		return
+	}
+	mac := req.ClientHWAddr
+	log := s.Log.With("mac", mac.String(), "xid", req.TransactionID.String(), "iface", s.Iface)
+	h, _ := s.Inventory.Lookup(mac)
+	d := Decide(req, h, s.Self)
+	if h == nil {
+		s.logUnknown(log, mac.String())
+		return
+	}
+	log = log.With("host", h.Name, "type", req.MessageType().String(), "firmware", d.Kind.Firmware)
+	if d.Reply == nil {
+		log.Info("dhcp request not answered", "reason", d.Reason)
+		return
+	}
+
+	var boot *store.Boot
+	if req.MessageType() == dhcpv4.MessageTypeDiscover {
+		var started bool
+		boot, started = s.Boots.OnDiscover(h.MAC, d.Kind.Client, d.Kind.Firmware)
+		if started {
+			if err := s.Events.Emit(ctx, audit.Event{Code: audit.BootStart, MAC: h.MAC, Host: h.Name, Boot: boot.ID,
+				Actor: "system", Details: map[string]string{"firmware": d.Kind.Firmware}}); err != nil {
+				log.Error("not answering: event log failed", "err", err)
+				return
+			}
+		}
+	} else {
+		boot, _ = s.Boots.Current(h.MAC)
+	}
+	bootID := ""
+	if boot != nil {
+		bootID = boot.ID
+		log = log.With("boot", bootID)
+	}
+	code := audit.DHCPOffer
+	if d.Reply.MessageType() != dhcpv4.MessageTypeOffer {
+		code = audit.DHCPAck
+	}
+	details := map[string]string{"type": d.Reply.MessageType().String(), "ip": h.IP.String()}
+	if d.Boot != "" {
+		details["boot_file"] = d.Boot
+	}
+	if d.Kind.Client == store.ClientIPXE {
+		details["client"] = "ipxe"
+	}
+	if err := s.Events.Emit(ctx, audit.Event{Code: code, MAC: h.MAC, Host: h.Name, Boot: bootID, Actor: "system", Details: details}); err != nil {
+		log.Error("not answering: event log failed", "err", err)
+		return
+	}
+	dst := Destination(req)
+	if _, err := conn.WriteTo(d.Reply.ToBytes(), dst); err != nil {
+		log.Error("dhcp send failed", "dst", dst.String(), "err", err)
+		return
+	}
+	log.Info("dhcp answered", "reply", d.Reply.MessageType().String(), "ip", h.IP.String(), "boot_file", d.Boot, "reason", d.Reason)
+}
+
+// logUnknown logs an unknown MAC at debug level, once a minute per MAC, so a
+// busy shared segment cannot flood the log.
+func (s *Server) logUnknown(log *slog.Logger, mac string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.lastUnknown == nil {
+		s.lastUnknown = map[string]time.Time{}
+	}
+	if t, ok := s.lastUnknown[mac]; ok && time.Since(t) < time.Minute {
+		return
+	}
+	if len(s.lastUnknown) > 4096 { // bound memory under a MAC-spoofing flood
+		clear(s.lastUnknown)
+	}
+	s.lastUnknown[mac] = time.Now()
+	log.Debug("dhcp: unknown MAC, staying silent")
+}

@@ -1,0 +1,412 @@
+package httpboot
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"strings"
+	"sync"
+	"text/template"
+	"time"
+
+	"github.com/u-root/u-root/pkg/cpio"
+	"golang.org/x/crypto/ssh"
+
+	"github.com/lifeboat-boot/lifeboat/pxe/agentapi"
+	"github.com/lifeboat-boot/lifeboat/pxe/audit"
+	"github.com/lifeboat-boot/lifeboat/pxe/store"
+)
+
+// Image names the files of the RAM image served under /images/.
+type Image struct {
+	Dir       string // folder of the built image
+	Kernel    string // file name of the kernel in Dir
+	Initramfs string // file name of the initramfs in Dir
+	Cmdline   string // kernel command line, without initrd= (added here)
+}
+
+// Server is the boot listener's handler.
+type Server struct {
+	BaseURL   string // how hosts reach this listener, e.g. http://10.77.0.1:8080
+	Image     Image
+	Inventory store.Inventory
+	Boots     *store.Boots
+	Events    audit.Emitter
+	Log       *slog.Logger
+	TokenTTL  time.Duration
+	Unlock    agentapi.UnlockPolicy
+
+	tokens  *Tokens
+	root    *os.Root
+	mu      sync.Mutex
+	reports map[[32]byte]Binding // report tokens (hashes) of checked-in boots
+}
+
+// Handler opens the image folder and returns the routes.
+func (s *Server) Handler() (http.Handler, error) {
+	root, err := os.OpenRoot(s.Image.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("image folder: %w (run 'make image' first)", err)
+	}
+	for _, f := range []string{s.Image.Kernel, s.Image.Initramfs} {
+		if _, err := root.Stat(f); err != nil {
+			root.Close()
+			return nil, fmt.Errorf("image: %w (run 'make image' first)", err)
+		}
+	}
+	s.root = root
+	s.tokens = NewTokens()
+	s.reports = map[[32]byte]Binding{}
+	if s.TokenTTL == 0 {
+		s.TokenTTL = 10 * time.Minute
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /boot/{file}", s.script)
+	mux.HandleFunc("GET /boot/agent/{file}", s.agentArchive)
+	mux.HandleFunc("GET /images/{file}", s.image)
+	mux.HandleFunc("POST "+agentapi.CheckinPath, s.checkin)
+	mux.HandleFunc("POST "+agentapi.EventsPath, s.report)
+	return s.accessLog(mux), nil
+}
+
+// accessLog logs the route pattern, never the raw path: the agent archive's
+// path holds a boot token.
+func (s *Server) accessLog(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		cw := &countingWriter{ResponseWriter: w, status: 200}
+		start := time.Now()
+		next.ServeHTTP(cw, r)
+		s.Log.Debug("http", "method", r.Method, "route", r.Pattern, "status", cw.status,
+			"bytes", cw.n, "peer", r.RemoteAddr, "took", time.Since(start).String())
+	})
+}
+
+type countingWriter struct {
+	http.ResponseWriter
+	status int
+	n      int64
+}
+
+func (c *countingWriter) WriteHeader(code int) { c.status = code; c.ResponseWriter.WriteHeader(code) }
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.ResponseWriter.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+func peerIP(r *http.Request) netip.Addr {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
+}
+
+func httpError(w http.ResponseWriter, code int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(agentapi.Error{Error: msg})
+}
+
+var scriptTmpl = template.Must(template.New("ipxe").Parse(`#!ipxe
+echo lifeboat: {{.Host}} boot {{.Boot}}: loading the unlock environment
+kernel --name {{.Kernel}} {{.Base}}/images/{{.Kernel}} {{.Cmdline}} initrd={{.Initramfs}} initrd=agent.cpio || goto failed
+initrd --name {{.Initramfs}} {{.Base}}/images/{{.Initramfs}} || goto failed
+initrd --name agent.cpio {{.Base}}/boot/agent/{{.Token}}.cpio || goto failed
+boot || goto failed
+:failed
+echo lifeboat: boot failed; trying again in 10 seconds
+sleep 10
+reboot
+`))
+
+// ScriptData fills the iPXE script.
+type ScriptData struct {
+	Host, Boot, Base, Kernel, Initramfs, Cmdline, Token string
+}
+
+// RenderScript renders the per-boot iPXE script.
+func RenderScript(d ScriptData) ([]byte, error) {
+	var b bytes.Buffer
+	if err := scriptTmpl.Execute(&b, d); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
+// script serves /boot/MAC.ipxe. Only the host holding the reservation may
+// fetch its script, so that no other machine on the segment can mint tokens
+// for it.
+func (s *Server) script(w http.ResponseWriter, r *http.Request) {
+	file := r.PathValue("file")
+	macStr, ok := strings.CutSuffix(file, ".ipxe")
+	mac, err := net.ParseMAC(macStr)
+	if !ok || err != nil {
+		http.NotFound(w, r)
+		return
+	}
+	h, ok := s.Inventory.Lookup(mac)
+	if !ok || peerIP(r) != h.IP {
+		s.Log.Warn("script refused", "mac", mac.String(), "peer", r.RemoteAddr)
+		http.NotFound(w, r)
+		return
+	}
+	boot, ok := s.Boots.Current(h.MAC)
+	if !ok {
+		http.Error(w, "no DHCP exchange seen for this host; boot it again", http.StatusConflict)
+		return
+	}
+	log := s.Log.With("mac", h.MAC, "host", h.Name, "boot", boot.ID)
+	tok := s.tokens.Issue(Binding{MAC: h.MAC, Host: h.Name, Boot: boot.ID}, s.TokenTTL)
+	body, err := RenderScript(ScriptData{Host: h.Name, Boot: boot.ID, Base: s.BaseURL,
+		Kernel: s.Image.Kernel, Initramfs: s.Image.Initramfs, Cmdline: s.Image.Cmdline, Token: tok})
+	if err != nil {
+		log.Error("script render", "err", err)
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	if err := s.Events.Emit(r.Context(), audit.Event{Code: audit.ScriptFetch, MAC: h.MAC, Host: h.Name, Boot: boot.ID, Actor: "system"}); err != nil {
+		log.Error("script refused: event log failed", "err", err)
+		http.Error(w, "event log unavailable", http.StatusServiceUnavailable)
+		return
+	}
+	s.Boots.Advance(h.MAC, boot.ID, store.StageScript)
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = w.Write(body)
+	log.Info("served iPXE script")
+}
+
+// AgentArchive builds the per-boot cpio holding the agent's boot
+// parameters.
+func AgentArchive(p agentapi.BootParams) ([]byte, error) {
+	js, err := json.Marshal(p)
+	if err != nil {
+		return nil, err
+	}
+	var b bytes.Buffer
+	cw := cpio.Newc.Writer(&b)
+	recs := []cpio.Record{
+		cpio.Directory("etc", 0o755),
+		cpio.Directory("etc/lifeboat", 0o700),
+		cpio.StaticRecord(js, cpio.Info{Name: agentapi.BootFile, Mode: 0o100600}),
+	}
+	if err := cpio.WriteRecordsAndDirs(cw, recs); err != nil {
+		return nil, err
+	}
+	if err := cpio.WriteTrailer(cw); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
+func (s *Server) agentArchive(w http.ResponseWriter, r *http.Request) {
+	tok, ok := strings.CutSuffix(r.PathValue("file"), ".cpio")
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+	b, err := s.tokens.Peek(tok)
+	if err != nil {
+		s.Log.Warn("agent archive refused", "peer", r.RemoteAddr, "err", err)
+		http.NotFound(w, r)
+		return
+	}
+	data, err := AgentArchive(agentapi.BootParams{Server: s.BaseURL, Boot: b.Boot, MAC: b.MAC, Host: b.Host, Token: tok})
+	if err != nil {
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	if err := s.Events.Emit(r.Context(), audit.Event{Code: audit.ImageFetch, MAC: b.MAC, Host: b.Host, Boot: b.Boot, Actor: "system",
+		Details: map[string]string{"file": "agent.cpio", "bytes": fmt.Sprint(len(data))}}); err != nil {
+		http.Error(w, "event log unavailable", http.StatusServiceUnavailable)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Content-Type", "application/octet-stream")
+	_, _ = w.Write(data)
+}
+
+func (s *Server) image(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("file")
+	var stage store.Stage
+	switch name {
+	case s.Image.Kernel:
+		stage = store.StageKernel
+	case s.Image.Initramfs:
+		stage = store.StageInitrd
+	default:
+		http.NotFound(w, r)
+		return
+	}
+	f, err := s.root.Open(name)
+	if err != nil {
+		http.Error(w, "image missing on server", http.StatusInternalServerError)
+		return
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		http.Error(w, "image missing on server", http.StatusInternalServerError)
+		return
+	}
+	h, known := s.Inventory.LookupIP(peerIP(r))
+	var boot *store.Boot
+	if known {
+		boot, _ = s.Boots.Current(h.MAC)
+	}
+	if boot != nil {
+		// Record the fetch before serving it: the audit rule is "record,
+		// then act".
+		if err := s.Events.Emit(r.Context(), audit.Event{Code: audit.ImageFetch, MAC: h.MAC, Host: h.Name, Boot: boot.ID, Actor: "system",
+			Details: map[string]string{"file": name, "bytes": fmt.Sprint(fi.Size())}}); err != nil {
+			http.Error(w, "event log unavailable", http.StatusServiceUnavailable)
+			return
+		}
+		s.Boots.Advance(h.MAC, boot.ID, stage)
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	http.ServeContent(w, r, name, fi.ModTime(), f)
+}
+
+func bearer(r *http.Request) string {
+	v, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok {
+		return ""
+	}
+	return strings.TrimSpace(v)
+}
+
+func decodeJSON(r *http.Request, v any) error {
+	dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("malformed request body: %w", err)
+	}
+	return nil
+}
+
+func (s *Server) checkin(w http.ResponseWriter, r *http.Request) {
+	var req agentapi.CheckinRequest
+	if err := decodeJSON(r, &req); err != nil {
+		httpError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	hostKey, _, _, _, err := ssh.ParseAuthorizedKey([]byte(req.HostKey))
+	if err != nil {
+		httpError(w, http.StatusBadRequest, "host_key is not an SSH public key")
+		return
+	}
+	tok := bearer(r)
+	b, err := s.tokens.Redeem(tok, Binding{MAC: req.MAC, Boot: req.Boot})
+	if err != nil {
+		reason := map[error]string{ErrTokenUnknown: "unknown", ErrTokenExpired: "expired", ErrTokenUsed: "replay", ErrTokenBinding: "binding"}[err]
+		mac := b.MAC
+		if mac == "" {
+			mac = req.MAC
+		}
+		s.Log.Warn("check-in refused", "mac", mac, "boot", req.Boot, "peer", r.RemoteAddr, "reason", reason)
+		if eerr := s.Events.Emit(r.Context(), audit.Event{Code: audit.CheckinRefused, MAC: mac, Host: b.Host, Boot: req.Boot, Actor: "agent",
+			Details: map[string]string{"reason": reason, "peer": peerIP(r).String()}}); eerr != nil {
+			s.Log.Error("event log failed", "err", eerr)
+		}
+		code := http.StatusUnauthorized
+		if errors.Is(err, ErrTokenUsed) {
+			code = http.StatusConflict
+		}
+		httpError(w, code, err.Error())
+		return
+	}
+	h, ok := s.Inventory.Lookup(mustMAC(b.MAC))
+	if !ok {
+		httpError(w, http.StatusGone, "host no longer in the inventory")
+		return
+	}
+	report := NewSecret()
+	s.mu.Lock()
+	s.reports[sha256.Sum256([]byte(report))] = b
+	s.mu.Unlock()
+	fp := ssh.FingerprintSHA256(hostKey)
+	if err := s.Events.Emit(r.Context(), audit.Event{Code: audit.AgentCheckin, MAC: b.MAC, Host: b.Host, Boot: b.Boot, Actor: "agent",
+		Details: map[string]string{"host_key": fp, "ip": req.IP}}); err != nil {
+		httpError(w, http.StatusServiceUnavailable, "event log unavailable")
+		return
+	}
+	s.Boots.Advance(b.MAC, b.Boot, store.StageCheckin)
+	s.Log.Info("agent checked in", "mac", b.MAC, "host", b.Host, "boot", b.Boot, "host_key", fp)
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(agentapi.CheckinResponse{Host: h.Name, Boot: b.Boot, Mode: h.Mode,
+		AuthorizedKeys: h.AuthorizedKeys, ReportToken: report, Unlock: s.Unlock})
+}
+
+func mustMAC(s string) net.HardwareAddr {
+	m, _ := net.ParseMAC(s)
+	return m
+}
+
+var reportStage = map[audit.Code]store.Stage{
+	audit.SSHLogin: store.StageLogin, audit.UnlockSuccess: store.StageUnlock, audit.Handoff: store.StageHandoff,
+}
+
+func (s *Server) report(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	b, ok := s.reports[sha256.Sum256([]byte(bearer(r)))]
+	s.mu.Unlock()
+	if !ok {
+		httpError(w, http.StatusUnauthorized, "unknown report token")
+		return
+	}
+	var ev agentapi.EventReport
+	if err := decodeJSON(r, &ev); err != nil {
+		httpError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if !audit.AgentCodes[ev.Code] {
+		httpError(w, http.StatusBadRequest, fmt.Sprintf("event code %q may not be reported by an agent", ev.Code))
+		return
+	}
+	if len(ev.Details) > 16 || len(ev.Actor) > 200 {
+		httpError(w, http.StatusBadRequest, "event too large")
+		return
+	}
+	for k, v := range ev.Details {
+		if len(k) > 64 || len(v) > 512 {
+			httpError(w, http.StatusBadRequest, "event detail too large")
+			return
+		}
+	}
+	if err := s.Events.Emit(r.Context(), audit.Event{Code: ev.Code, MAC: b.MAC, Host: b.Host, Boot: b.Boot, Actor: ev.Actor, Details: ev.Details}); err != nil {
+		httpError(w, http.StatusServiceUnavailable, "event log unavailable")
+		return
+	}
+	if st, ok := reportStage[ev.Code]; ok {
+		s.Boots.Advance(b.MAC, b.Boot, st)
+	}
+	s.Log.Info("agent event", "mac", b.MAC, "host", b.Host, "boot", b.Boot, "code", string(ev.Code))
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// Serve runs the listener until ctx is done, then shuts down gracefully.
+func Serve(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logger) error {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+		return nil
+	case err := <-errc:
+		return err
+	}
+}

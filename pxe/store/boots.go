@@ -1,0 +1,144 @@
+package store
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"sync"
+	"time"
+)
+
+// Stage is a step of a netboot, in the order a boot goes through them.
+type Stage int
+
+// The boot state machine: DHCP → first stage → script → kernel → initrd →
+// agent check-in → login → unlock → hand-off.
+const (
+	StageDHCP Stage = iota
+	StageFirstStage
+	StageScript
+	StageKernel
+	StageInitrd
+	StageCheckin
+	StageLogin
+	StageUnlock
+	StageHandoff
+)
+
+var stageNames = [...]string{"dhcp", "first-stage", "script", "kernel", "initrd", "checkin", "login", "unlock", "handoff"}
+
+func (s Stage) String() string {
+	if s < 0 || int(s) >= len(stageNames) {
+		return "unknown"
+	}
+	return stageNames[s]
+}
+
+// Client says what kind of DHCP client spoke: the firmware's own PXE, iPXE,
+// or the agent in the RAM image.
+type Client int
+
+// DHCP client kinds.
+const (
+	ClientFirmware Client = iota
+	ClientIPXE
+	ClientOther
+)
+
+// StartsNewBoot decides whether a DHCP DISCOVER opens a new netboot. The
+// firmware's first DISCOVER does, unless it is a retransmission in the DHCP
+// stage; iPXE continues a boot whose first stage it is, and opens one when it
+// is the firmware itself (an iPXE option ROM); the agent never opens one.
+func StartsNewBoot(cur Stage, haveBoot bool, c Client) bool {
+	if !haveBoot {
+		return c != ClientOther
+	}
+	switch c {
+	case ClientFirmware:
+		return cur != StageDHCP
+	case ClientIPXE:
+		return cur > StageFirstStage
+	default:
+		return false
+	}
+}
+
+// Boot is one netboot of one host.
+type Boot struct {
+	ID       string
+	MAC      string
+	Started  time.Time
+	Firmware string
+	Stage    Stage
+	// Times records when each stage was first reached.
+	Times map[Stage]time.Time
+}
+
+// Boots tracks the current boot of every host.
+type Boots struct {
+	mu    sync.Mutex
+	byMAC map[string]*Boot
+	now   func() time.Time
+}
+
+// NewBoots returns an empty tracker.
+func NewBoots() *Boots {
+	return &Boots{byMAC: map[string]*Boot{}, now: time.Now}
+}
+
+// OnDiscover applies a DISCOVER to the state machine and returns the boot it
+// belongs to, and whether it just began. It returns nil for an agent
+// DISCOVER without a boot in flight.
+func (b *Boots) OnDiscover(mac string, c Client, firmware string) (*Boot, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	cur, ok := b.byMAC[mac]
+	var st Stage
+	if ok {
+		st = cur.Stage
+	}
+	if !StartsNewBoot(st, ok, c) {
+		if !ok {
+			return nil, false
+		}
+		c := *cur
+		return &c, false
+	}
+	now := b.now()
+	nb := &Boot{ID: newID(), MAC: mac, Started: now, Firmware: firmware, Stage: StageDHCP,
+		Times: map[Stage]time.Time{StageDHCP: now}}
+	b.byMAC[mac] = nb
+	c2 := *nb
+	return &c2, true
+}
+
+// Current returns a copy of the boot in flight for mac.
+func (b *Boots) Current(mac string) (*Boot, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	cur, ok := b.byMAC[mac]
+	if !ok {
+		return nil, false
+	}
+	c := *cur
+	return &c, true
+}
+
+// Advance moves the boot forward to stage s if it is still the current boot of
+// its host. Stages never go backwards: a re-fetched kernel does not undo a
+// check-in.
+func (b *Boots) Advance(mac, bootID string, s Stage) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	cur, ok := b.byMAC[mac]
+	if !ok || cur.ID != bootID || s <= cur.Stage {
+		return
+	}
+	cur.Stage = s
+	cur.Times[s] = b.now()
+}
+
+func newID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on Linux
+	return "b-" + hex.EncodeToString(b[:])
+}

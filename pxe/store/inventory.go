@@ -1,0 +1,147 @@
+package store
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// Modes a host can be in.
+const (
+	ModeUnlock = "unlock"
+)
+
+// Host is one entry of the inventory: everything that decides the fate of a
+// netboot from this machine.
+type Host struct {
+	Name           string       `json:"name"`
+	MAC            string       `json:"mac"`
+	IP             netip.Addr   `json:"ip"`
+	Prefix         int          `json:"prefix"` // netmask length of the reservation
+	Gateway        netip.Addr   `json:"gateway,omitzero"`
+	DNS            []netip.Addr `json:"dns,omitempty"`
+	Mode           string       `json:"mode"`
+	AuthorizedKeys []string     `json:"authorized_keys"`
+}
+
+// Inventory answers the one question that decides a host's fate.
+type Inventory interface {
+	// Lookup returns the host with this MAC, or false: stay silent.
+	Lookup(mac net.HardwareAddr) (*Host, bool)
+	// LookupIP finds the host holding this reservation.
+	LookupIP(ip netip.Addr) (*Host, bool)
+}
+
+// FileInventory is an Inventory read from a JSON file at start.
+type FileInventory struct {
+	byMAC map[string]*Host
+	byIP  map[netip.Addr]*Host
+}
+
+// LoadInventory reads and checks an inventory file.
+func LoadInventory(path string) (*FileInventory, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("inventory: %w", err)
+	}
+	inv, err := ParseInventory(data)
+	if err != nil {
+		return nil, fmt.Errorf("inventory %s: %w", path, err)
+	}
+	return inv, nil
+}
+
+// ParseInventory parses the JSON form: {"hosts": [ ... ]}. Every problem
+// found is reported, not just the first, so an operator fixes the file once.
+func ParseInventory(data []byte) (*FileInventory, error) {
+	var doc struct {
+		Hosts []*Host `json:"hosts"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&doc); err != nil {
+		return nil, fmt.Errorf("not valid inventory JSON: %w", err)
+	}
+	inv := &FileInventory{byMAC: map[string]*Host{}, byIP: map[netip.Addr]*Host{}}
+	var errs []error
+	for i, h := range doc.Hosts {
+		if h == nil {
+			errs = append(errs, fmt.Errorf("host #%d: empty entry", i+1))
+			continue
+		}
+		if err := h.check(); err != nil {
+			errs = append(errs, fmt.Errorf("host #%d (%q): %w", i+1, h.Name, err))
+			continue
+		}
+		if o, dup := inv.byMAC[h.MAC]; dup {
+			errs = append(errs, fmt.Errorf("host %q: MAC %s already belongs to %q", h.Name, h.MAC, o.Name))
+			continue
+		}
+		if o, dup := inv.byIP[h.IP]; dup {
+			errs = append(errs, fmt.Errorf("host %q: IP %s already reserved for %q", h.Name, h.IP, o.Name))
+			continue
+		}
+		inv.byMAC[h.MAC] = h
+		inv.byIP[h.IP] = h
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return inv, nil
+}
+
+func (h *Host) check() error {
+	if h.Name == "" {
+		return errors.New("name is empty")
+	}
+	mac, err := net.ParseMAC(h.MAC)
+	if err != nil || len(mac) != 6 {
+		return fmt.Errorf("mac %q is not an Ethernet MAC like 52:54:00:12:34:56", h.MAC)
+	}
+	h.MAC = mac.String() // canonical lower-case form for lookups
+	if !h.IP.Is4() {
+		return fmt.Errorf("ip %q: an IPv4 reservation is required", h.IP)
+	}
+	if h.Prefix == 0 {
+		h.Prefix = 24
+	}
+	if h.Prefix < 1 || h.Prefix > 30 {
+		return fmt.Errorf("prefix %d: want 1..30", h.Prefix)
+	}
+	switch h.Mode {
+	case "":
+		h.Mode = ModeUnlock
+	case ModeUnlock:
+	default:
+		return fmt.Errorf("mode %q: the only mode so far is %q", h.Mode, ModeUnlock)
+	}
+	if len(h.AuthorizedKeys) == 0 {
+		return errors.New("authorized_keys is empty: nobody could log in to unlock this host")
+	}
+	for j, k := range h.AuthorizedKeys {
+		if _, _, _, _, err := ssh.ParseAuthorizedKey([]byte(k)); err != nil {
+			return fmt.Errorf("authorized_keys[%d]: %v (want one line like \"ssh-ed25519 AAAA... comment\")", j, err)
+		}
+		h.AuthorizedKeys[j] = strings.TrimSpace(k)
+	}
+	return nil
+}
+
+// Lookup implements Inventory.
+func (inv *FileInventory) Lookup(mac net.HardwareAddr) (*Host, bool) {
+	h, ok := inv.byMAC[mac.String()]
+	return h, ok
+}
+
+// LookupIP implements Inventory.
+func (inv *FileInventory) LookupIP(ip netip.Addr) (*Host, bool) {
+	h, ok := inv.byIP[ip.Unmap()]
+	return h, ok
+}

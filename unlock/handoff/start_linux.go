@@ -1,0 +1,55 @@
+package handoff
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sort"
+
+	"github.com/lifeboat-boot/lifeboat/pxe/audit"
+	"github.com/lifeboat-boot/lifeboat/unlock"
+)
+
+// Start is an unlock.Handoff: it finds the OS entry, builds the key archive
+// for the opened volumes, records the hand-off with the server (before the
+// act, as every action), and kexecs. It returns only on failure, with the
+// host still in lifeboat.
+func Start(mountBase string, report unlock.Reporter) unlock.Handoff {
+	return func(ctx context.Context, pass []byte, opened []*unlock.Unsealed, out io.Writer) error {
+		skip := map[string]bool{}
+		var uuids []string
+		for _, u := range opened {
+			skip[u.Volume.Path] = true
+			uuids = append(uuids, u.Volume.Header.UUID)
+		}
+		fmt.Fprintf(out, "Looking for the installed OS's boot entry...\n")
+		e, err := Find(ctx, mountBase, skip)
+		if err != nil {
+			_ = report(ctx, audit.HandoffFailed, map[string]string{"reason": err.Error()})
+			return fmt.Errorf("%w\nhint: lifeboat needs an unencrypted /boot with loader/entries/*.conf or grub/grub.cfg", err)
+		}
+		defer e.Close()
+		names := VolumeNames(e.Image.Cmdline, uuids)
+		var list []string
+		for _, n := range names {
+			list = append(list, n)
+		}
+		sort.Strings(list)
+		archive, err := KeyArchive(list, pass)
+		if err != nil {
+			return err
+		}
+		defer clear(archive)
+		fmt.Fprintf(out, "Booting %q from %s\n  command line: %s\n  key handed over in memory as /%s/{%v}.key\n",
+			e.Label, e.Device, e.Image.Cmdline, KeyDir, list)
+		if err := report(ctx, audit.Handoff, map[string]string{"entry": e.Label, "device": e.Device, "volumes": fmt.Sprint(list)}); err != nil {
+			return fmt.Errorf("the server did not record the hand-off (%v); not booting", err)
+		}
+		fmt.Fprintf(out, "Handing over to the OS kernel now; this connection will drop.\n")
+		if err := Kexec(e, archive); err != nil {
+			_ = report(ctx, audit.HandoffFailed, map[string]string{"reason": err.Error()})
+			return err
+		}
+		return nil
+	}
+}

@@ -1,0 +1,228 @@
+package unlock
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/lifeboat-boot/lifeboat/pxe/audit"
+)
+
+// Reporter records an event with the server; it returns once the event is
+// durable.
+type Reporter func(ctx context.Context, code audit.Code, details map[string]string) error
+
+// Handoff boots the host's own OS with the unsealed volumes' key. It writes
+// what it does to out. On success it does not return (the kernel is
+// replaced); an error means the host stays in lifeboat.
+type Handoff func(ctx context.Context, pass []byte, opened []*Unsealed, out io.Writer) error
+
+// Session is the unlock dialog of one customer connection.
+type Session struct {
+	Host, Boot string
+	Volumes    func() ([]Volume, error)
+	Unsealer   *Unsealer
+	Limiter    *Limiter
+	Report     Reporter
+	Handoff    Handoff
+}
+
+// Exit codes of a non-interactive unlock (ssh host unlock < passfile).
+const (
+	ExitOK        = 0
+	ExitWrong     = 1 // no volume accepted the passphrase
+	ExitLocked    = 3 // too many wrong passphrases: try later
+	ExitNoVolume  = 4 // no LUKS volume found
+	ExitHandoff   = 5 // unlocked, but the OS could not be started
+	ExitInterrupt = 130
+)
+
+// Run talks to the customer over rw until a passphrase opens the volumes and
+// the hand-off starts, or the customer leaves. pty says whether rw is a
+// terminal (then output lines end in CRLF and the progress line redraws).
+func (s *Session) Run(ctx context.Context, rw io.ReadWriter, pty bool) int {
+	out := &lineWriter{w: rw, crlf: pty}
+	in := bufio.NewReaderSize(rw, 1024)
+	fmt.Fprintf(out, "lifeboat unlock: host %s, boot %s\n", s.Host, s.Boot)
+
+	vols, err := s.Volumes()
+	if err != nil {
+		fmt.Fprintf(out, "error: cannot list the disks: %v\nhint: check that the disk controller's driver is in the RAM image\n", err)
+		return ExitNoVolume
+	}
+	var usable []Volume
+	fmt.Fprintf(out, "Encrypted volumes found: %d\n", len(vols))
+	for _, v := range vols {
+		fmt.Fprintf(out, "  %s\n", v)
+		if v.Err == nil {
+			for _, sl := range v.Header.Slots {
+				fmt.Fprintf(out, "      keyslot %d: %s\n", sl.ID, sl)
+			}
+			usable = append(usable, v)
+		}
+	}
+	if len(usable) == 0 {
+		fmt.Fprintf(out, "error: no LUKS volume to unlock on this host\nhint: if the disk is there, its driver may be missing from the RAM image; tell your provider\n")
+		return ExitNoVolume
+	}
+
+	for try := 1; ; try++ {
+		if wait := s.Limiter.Wait(); wait > 0 {
+			fmt.Fprintf(out, "Locked after too many wrong passphrases. Try again in %s.\n", wait.Round(time.Second))
+			return ExitLocked
+		}
+		if pty {
+			fmt.Fprintf(out, "Passphrase for %s: ", s.Host)
+		}
+		pass, err := ReadSecret(in)
+		if pty {
+			fmt.Fprint(out, "\n")
+		}
+		if err != nil {
+			if errors.Is(err, ErrTooLong) {
+				fmt.Fprintf(out, "error: %v\n", err)
+				continue
+			}
+			if errors.Is(err, io.EOF) {
+				fmt.Fprintf(out, "No passphrase given; nothing unlocked.\n")
+				return ExitWrong
+			}
+			fmt.Fprintf(out, "Interrupted; nothing unlocked.\n")
+			return ExitInterrupt
+		}
+		if len(pass) == 0 {
+			continue // an empty line (or the LF of a CRLF) is not a try
+		}
+		code := s.try(ctx, out, usable, pass, pty)
+		clear(pass)
+		if code != ExitWrong {
+			return code
+		}
+		if !pty {
+			// A script gets one answer per passphrase line; it ends
+			// when its input does.
+			continue
+		}
+	}
+}
+
+func (s *Session) try(ctx context.Context, out *lineWriter, vols []Volume, pass []byte, pty bool) int {
+	var opened []*Unsealed
+	var failures []string
+	for _, v := range vols {
+		u, err := s.unsealWithProgress(ctx, out, v, pass, pty)
+		if err != nil {
+			if errors.Is(err, ErrWrongPassphrase) {
+				fmt.Fprintf(out, "  %s: passphrase does not match\n", v.Path)
+			} else {
+				fmt.Fprintf(out, "  %s: %v\n", v.Path, err)
+				failures = append(failures, v.Path)
+			}
+			continue
+		}
+		fmt.Fprintf(out, "  %s: unlocked with keyslot %d (key derivation took %s)\n", v.Path, u.Slot, u.Took.Round(100*time.Millisecond))
+		opened = append(opened, u)
+	}
+	if len(opened) == 0 {
+		left, locked := s.Limiter.Fail()
+		details := map[string]string{"volumes": fmt.Sprint(len(vols))}
+		if err := s.Report(ctx, audit.UnlockFailure, details); err != nil {
+			fmt.Fprintf(out, "warning: could not record the failed try with the server: %v\n", err)
+		}
+		if locked {
+			_ = s.Report(ctx, audit.UnlockLockout, map[string]string{"lockout": s.Limiter.Lockout.String()})
+			fmt.Fprintf(out, "Wrong passphrase. Too many wrong passphrases: the prompt is locked for %s.\n", s.Limiter.Lockout)
+			return ExitLocked
+		}
+		fmt.Fprintf(out, "Wrong passphrase: it opens none of the volumes above. %d tries left before a %s lockout.\n", left, s.Limiter.Lockout)
+		return ExitWrong
+	}
+	s.Limiter.Succeed()
+	var names []string
+	for _, u := range opened {
+		names = append(names, u.Volume.Path)
+	}
+	details := map[string]string{"volumes": strings.Join(names, ",")}
+	if err := s.Report(ctx, audit.UnlockSuccess, details); err != nil {
+		// The record comes before the action: without it, no hand-off.
+		fmt.Fprintf(out, "error: the server did not record the unlock (%v); not booting.\nhint: check the host's network path to lifeboatd, then try again\n", err)
+		return ExitHandoff
+	}
+	if len(failures) > 0 {
+		fmt.Fprintf(out, "note: %s could not be tried; the OS will ask for it itself\n", strings.Join(failures, ", "))
+	}
+	err := s.Handoff(ctx, pass, opened, out)
+	for _, u := range opened {
+		u.Key = nil // drop the master key for the GC: luks.go keeps it unexported
+	}
+	if err != nil {
+		fmt.Fprintf(out, "error: %v\nThe volumes stay locked in this environment; the session remains open.\n", err)
+		return ExitHandoff
+	}
+	return ExitOK
+}
+
+// unsealWithProgress runs the KDF while telling the customer what is going
+// on: with a terminal a line that counts seconds, without one a line every
+// five seconds.
+func (s *Session) unsealWithProgress(ctx context.Context, out *lineWriter, v Volume, pass []byte, pty bool) (*Unsealed, error) {
+	done, exited := make(chan struct{}), make(chan struct{})
+	started := make(chan Slot, 32)
+	go func() {
+		defer close(exited)
+		var cur Slot
+		var t0 time.Time
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case cur = <-started:
+				t0 = time.Now()
+				fmt.Fprintf(out, "  %s: trying keyslot %d (%s)...", v.Path, cur.ID, cur)
+				if !pty {
+					fmt.Fprint(out, "\n")
+				}
+			case now := <-tick.C:
+				if t0.IsZero() {
+					continue
+				}
+				secs := int(now.Sub(t0).Seconds())
+				if pty {
+					fmt.Fprintf(out, "\r  %s: trying keyslot %d (%s)... %ds", v.Path, cur.ID, cur, secs)
+				} else if secs%5 == 0 {
+					fmt.Fprintf(out, "  still deriving the key: %ds\n", secs)
+				}
+			}
+		}
+	}()
+	u, err := s.Unsealer.Unseal(ctx, v, pass, func(_ Volume, sl Slot) { started <- sl })
+	close(done)
+	<-exited
+	if pty {
+		fmt.Fprint(out, "\n")
+	}
+	return u, err
+}
+
+// lineWriter turns \n into \r\n on a terminal and serialises writers.
+type lineWriter struct {
+	w    io.Writer
+	crlf bool
+}
+
+func (l *lineWriter) Write(p []byte) (int, error) {
+	if !l.crlf {
+		return l.w.Write(p)
+	}
+	q := strings.ReplaceAll(string(p), "\n", "\r\n")
+	if _, err := io.WriteString(l.w, q); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}

@@ -1,0 +1,128 @@
+package unlock
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/anatol/luks.go"
+)
+
+// ErrWrongPassphrase means the passphrase opens no keyslot of the volume.
+var ErrWrongPassphrase = errors.New("passphrase does not open this volume")
+
+// Unsealer runs key derivations one at a time: an argon2id slot may take a
+// gibibyte, and two at once (two SSH sessions, or two volumes) would get the
+// RAM image killed by the OOM killer.
+type Unsealer struct {
+	mu sync.Mutex
+	// MemAvailable returns the bytes the kernel can still give us; nil
+	// reads /proc/meminfo.
+	MemAvailable func() int64
+}
+
+// Progress is told which slot is about to be tried.
+type Progress func(v Volume, s Slot)
+
+// Unsealed is a volume the passphrase opened.
+type Unsealed struct {
+	Volume Volume
+	Slot   int
+	Took   time.Duration
+	Key    *luks.Volume // holds the master key: drop it as soon as possible
+}
+
+// Unseal tries pass on every usable keyslot of v, preferred first, and
+// returns the first that opens. Slots bound to a token (TPM, FIDO2) and slots
+// whose memory cost exceeds the free RAM are skipped, with the reason in the
+// returned error when none opened.
+func (u *Unsealer) Unseal(ctx context.Context, v Volume, pass []byte, progress Progress) (*Unsealed, error) {
+	if v.Err != nil {
+		return nil, v.Err
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	d, err := luks.Open(v.Path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", v.Path, err)
+	}
+	tokenSlots := map[int]bool{}
+	if toks, err := d.Tokens(); err == nil {
+		for _, t := range toks {
+			for _, s := range t.Slots {
+				tokenSlots[s] = true
+			}
+		}
+	}
+	var skipped []string
+	tried := 0
+	for _, s := range v.Header.Slots {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		switch {
+		case s.Priority == 0:
+			skipped = append(skipped, fmt.Sprintf("slot %d is marked 'ignore'", s.ID))
+			continue
+		case tokenSlots[s.ID]:
+			skipped = append(skipped, fmt.Sprintf("slot %d belongs to a token", s.ID))
+			continue
+		case s.MemoryKiB > 0 && int64(s.MemoryKiB)*1024 > u.memAvailable()*9/10:
+			skipped = append(skipped, fmt.Sprintf("slot %d needs %d MiB and only %d MiB are free", s.ID, s.MemoryKiB/1024, u.memAvailable()>>20))
+			continue
+		}
+		if progress != nil {
+			progress(v, s)
+		}
+		tried++
+		start := time.Now()
+		key, err := d.UnsealVolume(s.ID, pass)
+		took := time.Since(start)
+		// Give the KDF's memory back before anything else runs: Go would
+		// otherwise keep up to a gibibyte per try mapped.
+		debug.FreeOSMemory()
+		if err == nil {
+			return &Unsealed{Volume: v, Slot: s.ID, Took: took, Key: key}, nil
+		}
+		if !errors.Is(err, luks.ErrPassphraseDoesNotMatch) {
+			return nil, fmt.Errorf("%s slot %d: %w", v.Path, s.ID, err)
+		}
+	}
+	if tried == 0 {
+		return nil, fmt.Errorf("%s: no keyslot could be tried (%s)", v.Path, strings.Join(skipped, "; "))
+	}
+	return nil, ErrWrongPassphrase
+}
+
+func (u *Unsealer) memAvailable() int64 {
+	if u.MemAvailable != nil {
+		return u.MemAvailable()
+	}
+	return MemAvailable()
+}
+
+// MemAvailable reads MemAvailable from /proc/meminfo, in bytes; on error it
+// returns a large number so that nothing is skipped for want of a reading.
+func MemAvailable() int64 {
+	data, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 1 << 62
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, "MemAvailable:"); ok {
+			f := strings.Fields(rest)
+			if len(f) > 0 {
+				if kb, err := strconv.ParseInt(f[0], 10, 64); err == nil {
+					return kb * 1024
+				}
+			}
+		}
+	}
+	return 1 << 62
+}
