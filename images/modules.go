@@ -10,13 +10,19 @@ import (
 )
 
 // QEMUModules are the drivers the RAM image needs on QEMU test machines:
-// NICs, disks, device-mapper crypto and ext4. The crc32c and crypto modules
+// NICs, disks, the virtio RNG (QEMU's emulated CPU has no RDRAND, and
+// without entropy getrandom blocks the agent), device-mapper crypto and ext4.
+// xts is built on ecb(aes), and ecb is a module in Debian's kernel. The crc32c and crypto modules
 // are listed by name because u-root's loader has no modprobe helper for the
 // kernel's request_module, so nothing loads them on demand.
 var QEMUModules = []string{
 	"e1000", "e1000e", "virtio_pci", "virtio_net", "virtio_blk", "virtio_scsi", "sd_mod",
-	"dm_mod", "dm_crypt", "xts", "aesni_intel", "crc32c_generic", "crc32c_intel", "ext4",
+	"virtio_rng", "dm_mod", "dm_crypt", "ecb", "xts", "aesni_intel", "crc32c_generic", "crc32c_intel", "ext4",
 }
+
+// Loaders are the iPXE first stages served over TFTP: BIOS, UEFI (with its
+// own drivers), UEFI (on the firmware's network stack).
+var Loaders = []string{"undionly.kpxe", "ipxe.efi", "snponly.efi"}
 
 // ModName normalises a module name or file name: "dm-crypt.ko" → "dm_crypt".
 func ModName(s string) string {

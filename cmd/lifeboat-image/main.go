@@ -13,10 +13,13 @@ import (
 	"github.com/lifeboat-boot/lifeboat/unlock"
 )
 
+var ipxeDir *string
+
 func main() {
 	out := flag.String("out", "build/image", "output folder")
 	cache := flag.String("cache", "build/cache", "download cache for the kernel package")
 	kernelPkg := flag.String("kernel", "linux-image-amd64", "Debian kernel (meta)package")
+	ipxeDir = flag.String("ipxe", "/usr/lib/ipxe", "folder of Debian's ipxe package")
 	flag.Parse()
 	if err := run(*out, *cache, *kernelPkg); err != nil {
 		fmt.Fprintf(os.Stderr, "lifeboat-image: %v\n", err)
@@ -63,8 +66,24 @@ func run(out, cache, kernelPkg string) error {
 	if err := os.WriteFile(filepath.Join(out, "vmlinuz"), kdata, 0o644); err != nil {
 		return err
 	}
+	// First-stage loaders from Debian's ipxe package, copied (links
+	// resolved) so that the TFTP server's rooted folder holds real files.
+	names := []string{"vmlinuz", "initramfs.cpio"}
+	for _, l := range images.Loaders {
+		data, err := os.ReadFile(filepath.Join(*ipxeDir, l))
+		if err != nil {
+			return fmt.Errorf("iPXE loader: %w (apt-get install ipxe)", err)
+		}
+		if err := os.MkdirAll(filepath.Join(out, "tftp"), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(out, "tftp", l), data, 0o644); err != nil {
+			return err
+		}
+		names = append(names, "tftp/"+l)
+	}
 	m := &images.Manifest{Built: time.Now().UTC(), Kernel: k.Package, Modules: mods}
-	for _, name := range []string{"vmlinuz", "initramfs.cpio"} {
+	for _, name := range names {
 		a, err := images.Hash(out, name)
 		if err != nil {
 			return err

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"time"
 )
 
@@ -32,7 +33,7 @@ type Config struct {
 	Interface     string     `json:"interface"`      // where DHCP is answered
 	ServerIP      netip.Addr `json:"server_ip"`      // this server's address on that segment
 	HTTPPort      int        `json:"http_port"`      // boot listener port
-	TFTPDir       string     `json:"tftp_dir"`       // folder with undionly.kpxe, ipxe.efi, snponly.efi
+	TFTPDir       string     `json:"tftp_dir"`       // folder with undionly.kpxe, ipxe.efi, snponly.efi (default image_dir/tftp)
 	BIOSLoader    string     `json:"bios_loader"`    // first stage for BIOS PXE
 	UEFILoader    string     `json:"uefi_loader"`    // first stage for UEFI PXE
 	ImageDir      string     `json:"image_dir"`      // output of 'make image'
@@ -54,7 +55,7 @@ func loadConfig(path string) (*Config, error) {
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	c := &Config{
-		HTTPPort: 8080, TFTPDir: "/usr/lib/ipxe", BIOSLoader: "undionly.kpxe", UEFILoader: "ipxe.efi",
+		HTTPPort: 8080, BIOSLoader: "undionly.kpxe", UEFILoader: "ipxe.efi",
 		ImageDir: "build/image", KernelCmdline: "console=tty0 console=ttyS0,115200 panic=30",
 		TokenTTL: Duration(10 * time.Minute), LeaseTime: Duration(time.Hour), LogLevel: "info",
 	}
@@ -63,6 +64,9 @@ func loadConfig(path string) (*Config, error) {
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(c); err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	if c.TFTPDir == "" {
+		c.TFTPDir = filepath.Join(c.ImageDir, "tftp")
 	}
 	if err := c.check(); err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)

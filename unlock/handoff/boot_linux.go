@@ -94,9 +94,9 @@ func entryIn(ctx context.Context, dir string, devs block.BlockDevices) (*boot.Li
 	return nil, ""
 }
 
-// Kexec loads the entry's kernel with its initrd plus the key archive and
-// jumps into it. It returns only on error.
-func Kexec(e *Entry, archive []byte) error {
+// Load loads the entry's kernel with its initrd plus the key archive into
+// the kernel's kexec slot. Jump then starts it.
+func Load(e *Entry, archive []byte) error {
 	initrd, err := combinedInitrd(e.Image.Initrd, archive)
 	if err != nil {
 		return err
@@ -110,10 +110,11 @@ func Kexec(e *Entry, archive []byte) error {
 	if err := kexec.FileLoad(kernel, initrd, e.Image.Cmdline); err != nil {
 		return fmt.Errorf("kexec load: %w (is Secure Boot's lockdown on? lifeboat needs it off)", err)
 	}
-	// The kernel holds its own copy now: close our memfds and unmount
-	// before jumping, so nothing of the key is left in our pages' owners.
-	initrd.Close()
-	e.Close()
+	return nil
+}
+
+// Jump starts the loaded kernel. It returns only on error.
+func Jump() error {
 	unix.Sync()
 	if err := kexec.Reboot(); err != nil {
 		return fmt.Errorf("kexec reboot: %w", err)

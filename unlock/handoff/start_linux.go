@@ -5,10 +5,14 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"time"
 
 	"github.com/lifeboat-boot/lifeboat/pxe/audit"
 	"github.com/lifeboat-boot/lifeboat/unlock"
 )
+
+// JumpDelay is how long after the session's last words the OS starts.
+const JumpDelay = time.Second
 
 // Start is an unlock.Handoff: it finds the OS entry, builds the key archive
 // for the opened volumes, records the hand-off with the server (before the
@@ -45,11 +49,20 @@ func Start(mountBase string, report unlock.Reporter) unlock.Handoff {
 		if err := report(ctx, audit.Handoff, map[string]string{"entry": e.Label, "device": e.Device, "volumes": fmt.Sprint(list)}); err != nil {
 			return fmt.Errorf("the server did not record the hand-off (%v); not booting", err)
 		}
-		fmt.Fprintf(out, "Handing over to the OS kernel now; this connection will drop.\n")
-		if err := Kexec(e, archive); err != nil {
+		if err := Load(e, archive); err != nil {
 			_ = report(ctx, audit.HandoffFailed, map[string]string{"reason": err.Error()})
 			return err
 		}
+		// The kernel holds its own copy of the initrd now. Jump a moment
+		// later, so that this session can end cleanly (exit status 0,
+		// connection closed) instead of dying mid-stream.
+		fmt.Fprintf(out, "Handing over to the OS kernel in %s; this connection will close.\n", JumpDelay)
+		go func() {
+			time.Sleep(JumpDelay)
+			if err := Jump(); err != nil {
+				_ = report(context.Background(), audit.HandoffFailed, map[string]string{"reason": err.Error()})
+			}
+		}()
 		return nil
 	}
 }

@@ -1,0 +1,111 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/anatol/devmapper.go"
+	"github.com/anatol/luks.go"
+	"github.com/u-root/u-root/pkg/kmodule"
+	"golang.org/x/sys/unix"
+)
+
+func main() {
+	_ = os.MkdirAll("/dev", 0o755)
+	_ = unix.Mount("devtmpfs", "/dev", "devtmpfs", 0, "")
+	if c, err := os.OpenFile("/dev/console", os.O_WRONLY, 0); err == nil {
+		os.Stdout, os.Stderr = c, c
+	}
+	if err := run(); err != nil {
+		fmt.Printf("TESTOS-FAIL: %v\n", err)
+	}
+	unix.Sync()
+	_ = unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
+}
+
+func run() error {
+	for _, m := range [][3]string{{"proc", "/proc", "proc"}, {"sysfs", "/sys", "sysfs"}} {
+		_ = os.MkdirAll(m[1], 0o755)
+		if err := unix.Mount(m[0], m[1], m[2], 0, ""); err != nil {
+			return fmt.Errorf("mount %s: %w", m[1], err)
+		}
+	}
+	fmt.Println("TESTOS: booted")
+	if f, err := os.Open("/etc/testos/modules"); err == nil {
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			if m := strings.TrimSpace(sc.Text()); m != "" {
+				if err := kmodule.Probe(m, ""); err != nil {
+					fmt.Printf("TESTOS: module %s: %v\n", m, err)
+				}
+			}
+		}
+		f.Close()
+	}
+	cmdline, err := os.ReadFile("/proc/cmdline")
+	if err != nil {
+		return err
+	}
+	var uuid, name string
+	for _, f := range strings.Fields(string(cmdline)) {
+		if v, ok := strings.CutPrefix(f, "rd.luks.name="); ok {
+			uuid, name, _ = strings.Cut(v, "=")
+		}
+	}
+	if uuid == "" || name == "" {
+		return fmt.Errorf("no rd.luks.name=UUID=NAME on the command line: %s", cmdline)
+	}
+	keyPath := "/etc/cryptsetup-keys.d/" + name + ".key"
+	key, err := os.ReadFile(keyPath)
+	if err != nil {
+		return fmt.Errorf("no key file %s: a real OS would now ask for the passphrase", keyPath)
+	}
+	fmt.Printf("TESTOS: key file %s present (%d bytes)\n", keyPath, len(key))
+	dev, err := findLUKS(uuid, 30*time.Second)
+	if err != nil {
+		return err
+	}
+	d, err := luks.Open(dev)
+	if err != nil {
+		return err
+	}
+	if err := d.UnlockAny(key, name); err != nil {
+		return fmt.Errorf("unlock %s with the key file: %w", dev, err)
+	}
+	info, err := devmapper.InfoByName(name)
+	if err != nil {
+		return err
+	}
+	node := fmt.Sprintf("/dev/dm-%d", unix.Minor(info.DevNo))
+	_ = os.MkdirAll("/sysroot", 0o755)
+	if err := unix.Mount(node, "/sysroot", "ext4", unix.MS_RDONLY, ""); err != nil {
+		return fmt.Errorf("mount %s: %w", node, err)
+	}
+	marker, err := os.ReadFile("/sysroot/marker")
+	if err != nil {
+		return err
+	}
+	fmt.Printf("TESTOS-MARKER: %s\n", strings.TrimSpace(string(marker)))
+	return nil
+}
+
+func findLUKS(uuid string, wait time.Duration) (string, error) {
+	deadline := time.Now().Add(wait)
+	for {
+		ents, _ := os.ReadDir("/sys/class/block")
+		for _, e := range ents {
+			p := filepath.Join("/dev", e.Name())
+			if d, err := luks.Open(p); err == nil && strings.EqualFold(d.UUID(), uuid) {
+				return p, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return "", fmt.Errorf("no LUKS volume with UUID %s appeared", uuid)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}

@@ -1,0 +1,71 @@
+package vm
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"strings"
+)
+
+// NS is a network namespace holding a bridge with the server's address.
+type NS struct {
+	Name   string
+	Bridge string
+	taps   int
+}
+
+func ip(args ...string) error {
+	out, err := exec.Command("ip", args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("ip %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// NewNS creates namespace name with bridge br0 addressed cidr (e.g.
+// 10.77.0.1/24).
+func NewNS(name, cidr string) (*NS, error) {
+	_ = ip("netns", "del", name) // a leftover from a killed run
+	if err := ip("netns", "add", name); err != nil {
+		return nil, err
+	}
+	n := &NS{Name: name, Bridge: "br0"}
+	for _, args := range [][]string{
+		{"link", "set", "lo", "up"},
+		{"link", "add", "br0", "type", "bridge", "forward_delay", "0", "stp_state", "0"},
+		{"addr", "add", cidr, "dev", "br0"},
+		{"link", "set", "br0", "up"},
+	} {
+		if err := ip(append([]string{"-n", name}, args...)...); err != nil {
+			n.Close()
+			return nil, err
+		}
+	}
+	return n, nil
+}
+
+// AddTap makes a tap device on the bridge for one QEMU host.
+func (n *NS) AddTap() (string, error) {
+	tap := fmt.Sprintf("tap%d", n.taps)
+	n.taps++
+	for _, args := range [][]string{
+		{"tuntap", "add", tap, "mode", "tap"},
+		{"link", "set", tap, "master", "br0"},
+		{"link", "set", tap, "up"},
+	} {
+		if err := ip(append([]string{"-n", n.Name}, args...)...); err != nil {
+			return "", err
+		}
+	}
+	return tap, nil
+}
+
+// Command runs a program inside the namespace.
+func (n *NS) Command(ctx context.Context, name string, args ...string) *exec.Cmd {
+	return exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", n.Name, name}, args...)...)
+}
+
+// Close deletes the namespace and everything in it.
+func (n *NS) Close() error {
+	return ip("netns", "del", n.Name)
+}

@@ -1,0 +1,186 @@
+package vm
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Host is a QEMU machine to boot from the network.
+type Host struct {
+	Name     string
+	Firmware string // "bios" or "uefi"
+	MAC      string
+	Disk     string // raw disk image, opened with snapshot=on (never changed)
+	MemMiB   int
+	Dir      string // for the UEFI variable store copy and the console log
+}
+
+// Running is a started host.
+type Running struct {
+	Console *Console
+	cmd     *exec.Cmd
+	done    chan struct{}
+	err     error
+}
+
+// Args returns QEMU's command line for h on tap.
+func (h *Host) Args(tap string) ([]string, error) {
+	mem := h.MemMiB
+	if mem == 0 {
+		mem = 1536
+	}
+	args := []string{"-m", fmt.Sprint(mem), "-smp", "1", "-display", "none", "-serial", "stdio", "-monitor", "none",
+		"-no-reboot", "-device", "virtio-rng-pci", "-netdev", "tap,id=n0,ifname=" + tap + ",script=no,downscript=no", "-boot", "n"}
+	if h.Disk != "" {
+		args = append(args, "-drive", "file="+h.Disk+",if=virtio,format=raw,snapshot=on")
+	}
+	switch h.Firmware {
+	case "bios":
+		args = append(args, "-device", "e1000,netdev=n0,mac="+h.MAC)
+	case "uefi":
+		vars := filepath.Join(h.Dir, h.Name+"-OVMF_VARS.fd")
+		data, err := os.ReadFile("/usr/share/OVMF/OVMF_VARS_4M.fd")
+		if err != nil {
+			return nil, fmt.Errorf("OVMF: %w (apt-get install ovmf)", err)
+		}
+		if err := os.WriteFile(vars, data, 0o644); err != nil {
+			return nil, err
+		}
+		args = append(args,
+			"-drive", "if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd",
+			"-drive", "if=pflash,format=raw,file="+vars,
+			"-device", "virtio-net-pci,netdev=n0,mac="+h.MAC)
+	default:
+		return nil, fmt.Errorf("firmware %q: want bios or uefi", h.Firmware)
+	}
+	return args, nil
+}
+
+// Start boots h in ns. The context bounds its whole life.
+func (h *Host) Start(ctx context.Context, ns *NS, tap string) (*Running, error) {
+	args, err := h.Args(tap)
+	if err != nil {
+		return nil, err
+	}
+	cmd := ns.Command(ctx, "qemu-system-x86_64", args...)
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGKILL) }
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stderr = cmd.Stdout
+	logf, err := os.Create(filepath.Join(h.Dir, h.Name+"-console.log"))
+	if err != nil {
+		return nil, err
+	}
+	r := &Running{Console: NewConsole(), cmd: cmd, done: make(chan struct{})}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return nil, fmt.Errorf("qemu: %w", err)
+	}
+	go func() {
+		r.Console.Feed(io.TeeReader(out, logf))
+		r.err = cmd.Wait()
+		logf.Close()
+		r.Console.Close()
+		close(r.done)
+	}()
+	return r, nil
+}
+
+// Wait waits for QEMU to exit.
+func (r *Running) Wait(timeout time.Duration) error {
+	select {
+	case <-r.done:
+		return r.err
+	case <-time.After(timeout):
+		return fmt.Errorf("qemu still running after %s", timeout)
+	}
+}
+
+// Kill stops QEMU at once.
+func (r *Running) Kill() {
+	if r.cmd.Process != nil {
+		_ = r.cmd.Process.Kill()
+	}
+	<-r.done
+}
+
+// Console collects a serial console's lines and lets tests wait for one.
+type Console struct {
+	mu     sync.Mutex
+	lines  []string
+	closed bool
+	notify chan struct{}
+}
+
+// NewConsole returns an empty console.
+func NewConsole() *Console { return &Console{notify: make(chan struct{})} }
+
+// Feed reads r to its end.
+func (c *Console) Feed(r io.Reader) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := strings.TrimRight(sc.Text(), "\r")
+		c.mu.Lock()
+		c.lines = append(c.lines, line)
+		close(c.notify)
+		c.notify = make(chan struct{})
+		c.mu.Unlock()
+	}
+}
+
+// Close marks the end of output.
+func (c *Console) Close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closed = true
+	close(c.notify)
+	c.notify = make(chan struct{})
+}
+
+// Text returns everything so far.
+func (c *Console) Text() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return strings.Join(c.lines, "\n")
+}
+
+// WaitFor returns the first line containing any of subs, or an error when
+// the deadline passes or the machine stopped first.
+func (c *Console) WaitFor(ctx context.Context, timeout time.Duration, subs ...string) (string, error) {
+	deadline := time.After(timeout)
+	for {
+		c.mu.Lock()
+		for _, l := range c.lines {
+			for _, s := range subs {
+				if strings.Contains(l, s) {
+					c.mu.Unlock()
+					return l, nil
+				}
+			}
+		}
+		closed, ch := c.closed, c.notify
+		c.mu.Unlock()
+		if closed {
+			return "", fmt.Errorf("machine stopped before printing %q", subs)
+		}
+		select {
+		case <-ch:
+		case <-deadline:
+			return "", fmt.Errorf("no %q on the console after %s", subs, timeout)
+		case <-ctx.Done():
+			return "", ctx.Err()
+		}
+	}
+}

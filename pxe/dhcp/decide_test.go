@@ -1,0 +1,176 @@
+package dhcp
+
+import (
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/insomniacslk/dhcp/iana"
+
+	"github.com/lifeboat-boot/lifeboat/pxe/store"
+)
+
+var (
+	mac  = net.HardwareAddr{0x52, 0x54, 0, 1, 2, 3}
+	host = &store.Host{Name: "web1", MAC: mac.String(), IP: netip.MustParseAddr("10.0.0.10"), Prefix: 24,
+		Gateway: netip.MustParseAddr("10.0.0.1"), DNS: []netip.Addr{netip.MustParseAddr("10.0.0.53")}, Mode: store.ModeUnlock}
+	self = Self{IP: netip.MustParseAddr("10.0.0.2"), Lease: time.Hour,
+		ScriptURL: func(m net.HardwareAddr) string { return "http://10.0.0.2:8080/boot/" + m.String() + ".ipxe" },
+		Loaders:   Loaders{BIOS: "undionly.kpxe", UEFI: "ipxe.efi"}}
+)
+
+func discover(t *testing.T, mods ...dhcpv4.Modifier) *dhcpv4.DHCPv4 {
+	t.Helper()
+	m, err := dhcpv4.NewDiscovery(mac, mods...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func arch(a iana.Arch) dhcpv4.Modifier {
+	return dhcpv4.WithOption(dhcpv4.OptClientArch(a))
+}
+
+func ipxeUC() dhcpv4.Modifier { return dhcpv4.WithUserClass("iPXE", true) }
+
+func TestDecideBootFile(t *testing.T) {
+	tests := []struct {
+		name     string
+		mods     []dhcpv4.Modifier
+		h        *store.Host
+		wantFile string
+		silent   bool
+		client   store.Client
+	}{
+		{"unknown MAC is silent", []dhcpv4.Modifier{arch(iana.INTEL_X86PC)}, nil, "", true, store.ClientFirmware},
+		{"BIOS PXE gets undionly", []dhcpv4.Modifier{arch(iana.INTEL_X86PC)}, host, "undionly.kpxe", false, store.ClientFirmware},
+		{"UEFI x64 gets ipxe.efi", []dhcpv4.Modifier{arch(iana.EFI_X86_64)}, host, "ipxe.efi", false, store.ClientFirmware},
+		{"UEFI BC (arch 9) gets ipxe.efi", []dhcpv4.Modifier{arch(iana.EFI_BC)}, host, "ipxe.efi", false, store.ClientFirmware},
+		{"iPXE gets the script, never a loader again", []dhcpv4.Modifier{arch(iana.INTEL_X86PC), ipxeUC()}, host, "http://10.0.0.2:8080/boot/52:54:00:01:02:03.ipxe", false, store.ClientIPXE},
+		{"iPXE by option 175", []dhcpv4.Modifier{arch(iana.EFI_X86_64), dhcpv4.WithOption(dhcpv4.OptGeneric(dhcpv4.GenericOptionCode(175), []byte{1, 1, 1}))}, host, "http://10.0.0.2:8080/boot/52:54:00:01:02:03.ipxe", false, store.ClientIPXE},
+		{"ARM64 firmware: no loader, silent", []dhcpv4.Modifier{arch(iana.EFI_ARM64)}, host, "", true, store.ClientFirmware},
+		{"agent (no PXE options) gets an address only", nil, host, "", false, store.ClientOther},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := Decide(discover(t, tt.mods...), tt.h, self)
+			if d.Kind.Client != tt.client {
+				t.Errorf("client = %v, want %v", d.Kind.Client, tt.client)
+			}
+			if tt.silent {
+				if d.Reply != nil {
+					t.Fatalf("Decide answered %v, want silence", d.Reply.Summary())
+				}
+				return
+			}
+			if d.Reply == nil {
+				t.Fatalf("Decide = silent (%s), want an answer", d.Reason)
+			}
+			r := d.Reply
+			if got := r.MessageType(); got != dhcpv4.MessageTypeOffer {
+				t.Errorf("type = %v, want OFFER", got)
+			}
+			if got := r.BootFileNameOption(); got != tt.wantFile {
+				t.Errorf("option 67 = %q, want %q", got, tt.wantFile)
+			}
+			if r.BootFileName != tt.wantFile {
+				t.Errorf("file header = %q, want %q", r.BootFileName, tt.wantFile)
+			}
+			if !r.YourIPAddr.Equal(net.ParseIP("10.0.0.10")) {
+				t.Errorf("yiaddr = %v", r.YourIPAddr)
+			}
+			if got := r.SubnetMask().String(); got != "ffffff00" {
+				t.Errorf("mask = %v", got)
+			}
+			if got := r.Router(); len(got) != 1 || !got[0].Equal(net.ParseIP("10.0.0.1")) {
+				t.Errorf("router = %v", got)
+			}
+			if !r.ServerIdentifier().Equal(net.ParseIP("10.0.0.2")) {
+				t.Errorf("server id = %v", r.ServerIdentifier())
+			}
+			if got := r.HostName(); got != "web1" {
+				t.Errorf("hostname = %q", got)
+			}
+			if pxe := r.ClassIdentifier() == "PXEClient"; pxe != (tt.client != store.ClientOther) {
+				t.Errorf("class id = %q for client %v", r.ClassIdentifier(), tt.client)
+			}
+		})
+	}
+}
+
+func TestDecideRequest(t *testing.T) {
+	req := func(mods ...dhcpv4.Modifier) *dhcpv4.DHCPv4 {
+		m, err := dhcpv4.New(append([]dhcpv4.Modifier{dhcpv4.WithHwAddr(mac), dhcpv4.WithMessageType(dhcpv4.MessageTypeRequest)}, mods...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	tests := []struct {
+		name string
+		m    *dhcpv4.DHCPv4
+		want dhcpv4.MessageType // 0 = silent
+	}{
+		{"request for the reservation is ACKed", req(dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(net.ParseIP("10.0.0.10"))), dhcpv4.WithOption(dhcpv4.OptServerIdentifier(net.ParseIP("10.0.0.2")))), dhcpv4.MessageTypeAck},
+		{"renewal from ciaddr is ACKed", req(dhcpv4.WithClientIP(net.ParseIP("10.0.0.10"))), dhcpv4.MessageTypeAck},
+		{"another address is NAKed", req(dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(net.ParseIP("10.0.0.99")))), dhcpv4.MessageTypeNak},
+		{"another server chosen: silent", req(dhcpv4.WithOption(dhcpv4.OptServerIdentifier(net.ParseIP("10.0.0.3")))), 0},
+		{"release: silent", func() *dhcpv4.DHCPv4 {
+			m := req()
+			m.UpdateOption(dhcpv4.OptMessageType(dhcpv4.MessageTypeRelease))
+			return m
+		}(), 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := Decide(tt.m, host, self)
+			if tt.want == 0 {
+				if d.Reply != nil {
+					t.Fatalf("answered %v, want silence", d.Reply.MessageType())
+				}
+				return
+			}
+			if d.Reply == nil || d.Reply.MessageType() != tt.want {
+				t.Fatalf("Decide = %+v, want %v", d, tt.want)
+			}
+		})
+	}
+}
+
+func TestDestination(t *testing.T) {
+	m := discover(t)
+	if got := Destination(m).String(); got != "255.255.255.255:68" {
+		t.Errorf("no ciaddr: %s, want broadcast", got)
+	}
+	m.ClientIPAddr = net.ParseIP("10.0.0.10")
+	if got := Destination(m).String(); got != "10.0.0.10:68" {
+		t.Errorf("ciaddr: %s", got)
+	}
+	m.GatewayIPAddr = net.ParseIP("10.9.0.1")
+	if got := Destination(m).String(); got != "10.9.0.1:67" {
+		t.Errorf("relay: %s", got)
+	}
+}
+
+// FuzzDecide feeds arbitrary packets through the parser and the decision:
+// nothing may panic, and an answer always goes to the reserved address.
+func FuzzDecide(f *testing.F) {
+	for _, a := range []iana.Arch{iana.INTEL_X86PC, iana.EFI_X86_64} {
+		m, _ := dhcpv4.NewDiscovery(mac, dhcpv4.WithOption(dhcpv4.OptClientArch(a)), dhcpv4.WithUserClass("iPXE", true))
+		f.Add(m.ToBytes())
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := dhcpv4.FromBytes(b)
+		if err != nil {
+			return
+		}
+		d := Decide(m, host, self)
+		if d.Reply != nil && d.Reply.MessageType() != dhcpv4.MessageTypeNak && !d.Reply.YourIPAddr.Equal(net.ParseIP("10.0.0.10")) {
+			t.Fatalf("answer with yiaddr %v", d.Reply.YourIPAddr)
+		}
+		_ = Destination(m)
+	})
+}

@@ -1,0 +1,203 @@
+package httpboot
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/u-root/u-root/pkg/cpio"
+	"golang.org/x/crypto/ssh"
+
+	"github.com/lifeboat-boot/lifeboat/pxe/agentapi"
+	"github.com/lifeboat-boot/lifeboat/pxe/audit"
+	"github.com/lifeboat-boot/lifeboat/pxe/store"
+)
+
+const custKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl c"
+
+type rig struct {
+	srv    *httptest.Server
+	events string
+	boots  *store.Boots
+	boot   *store.Boot
+	logBuf *bytes.Buffer
+}
+
+// newRig serves a host whose reservation is 127.0.0.1, so that the test
+// client on loopback is that host.
+func newRig(t *testing.T) *rig {
+	dir := t.TempDir()
+	for _, f := range []string{"vmlinuz", "initramfs.cpio"} {
+		if err := os.WriteFile(filepath.Join(dir, f), bytes.Repeat([]byte(f), 1000), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	inv, err := store.ParseInventory([]byte(`{"hosts":[{"name":"web1","mac":"52:54:00:00:00:01","ip":"127.0.0.1","authorized_keys":["` + custKey + `"]}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &rig{events: filepath.Join(dir, "ev.jsonl"), boots: store.NewBoots(), logBuf: &bytes.Buffer{}}
+	el, err := store.OpenEventLog(r.events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { el.Close() })
+	r.boot, _ = r.boots.OnDiscover("52:54:00:00:00:01", store.ClientIPXE, "bios")
+	s := &Server{Image: Image{Dir: dir, Kernel: "vmlinuz", Initramfs: "initramfs.cpio", Cmdline: "console=ttyS0"},
+		Inventory: inv, Boots: r.boots, Events: el, Log: slog.New(slog.NewTextHandler(r.logBuf, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Unlock: agentapi.UnlockPolicy{MaxTries: 5, Lockout: time.Minute}}
+	h, err := s.Handler()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.srv = httptest.NewServer(h)
+	s.BaseURL = r.srv.URL
+	t.Cleanup(r.srv.Close)
+	return r
+}
+
+func get(t *testing.T, url string) (int, []byte) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+var tokenRE = regexp.MustCompile(`/boot/agent/([A-Za-z0-9_-]+)\.cpio`)
+
+func TestBootFlow(t *testing.T) {
+	r := newRig(t)
+	code, script := get(t, r.srv.URL+"/boot/52:54:00:00:00:01.ipxe")
+	if code != 200 {
+		t.Fatalf("script: HTTP %d %s", code, script)
+	}
+	for _, want := range []string{"#!ipxe", "kernel --name vmlinuz " + r.srv.URL + "/images/vmlinuz console=ttyS0 initrd=initramfs.cpio initrd=agent.cpio", "initrd --name initramfs.cpio"} {
+		if !bytes.Contains(script, []byte(want)) {
+			t.Errorf("script lacks %q:\n%s", want, script)
+		}
+	}
+	m := tokenRE.FindSubmatch(script)
+	if m == nil {
+		t.Fatalf("no agent archive URL in script:\n%s", script)
+	}
+	token := string(m[1])
+	if bytes.Contains(script[:bytes.Index(script, []byte("initrd --name agent"))], []byte(token)) {
+		t.Error("token appears outside the agent archive URL (kernel command line?)")
+	}
+
+	// The agent archive carries the token inside, as a cpio file.
+	code, arch := get(t, r.srv.URL+"/boot/agent/"+token+".cpio")
+	if code != 200 {
+		t.Fatalf("agent archive: HTTP %d", code)
+	}
+	rr := cpio.Newc.Reader(bytes.NewReader(arch))
+	recs, err := cpio.ReadAllRecords(rr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, rec := range recs {
+		if rec.Name == agentapi.BootFile {
+			b, _ := io.ReadAll(io.NewSectionReader(rec.ReaderAt, 0, int64(rec.FileSize)))
+			found = bytes.Contains(b, []byte(token)) && bytes.Contains(b, []byte(r.boot.ID))
+		}
+	}
+	if !found {
+		t.Fatalf("agent archive lacks %s with token and boot id", agentapi.BootFile)
+	}
+
+	if code, body := get(t, r.srv.URL+"/images/vmlinuz"); code != 200 || !bytes.HasPrefix(body, []byte("vmlinuz")) {
+		t.Errorf("kernel: HTTP %d", code)
+	}
+	for _, p := range []string{"/images/..%2fev.jsonl", "/images/ev.jsonl", "/images/%2e%2e", "/boot/agent/nope.cpio", "/boot/52:54:00:00:00:99.ipxe", "/boot/garbage.ipxe"} {
+		if code, _ := get(t, r.srv.URL+p); code == 200 {
+			t.Errorf("GET %s = 200, want refusal", p)
+		}
+	}
+
+	// Check-in: once, then a replay is refused and logged.
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	signer, _ := ssh.NewSignerFromKey(priv)
+	c := &agentapi.Client{Base: r.srv.URL}
+	req := agentapi.CheckinRequest{Boot: r.boot.ID, MAC: "52:54:00:00:00:01", HostKey: string(ssh.MarshalAuthorizedKey(signer.PublicKey()))}
+	ctx := context.Background()
+	if _, err := c.Checkin(ctx, token, agentapi.CheckinRequest{Boot: "b-wrong", MAC: req.MAC, HostKey: req.HostKey}); !errors.Is(err, agentapi.ErrRefused) {
+		t.Fatalf("check-in for another boot: %v, want refused", err)
+	}
+	cfg, err := c.Checkin(ctx, token, req)
+	if err != nil {
+		t.Fatalf("check-in: %v", err)
+	}
+	if cfg.Host != "web1" || len(cfg.AuthorizedKeys) != 1 || cfg.ReportToken == "" || cfg.Unlock.MaxTries != 5 {
+		t.Errorf("check-in response = %+v", cfg)
+	}
+	_, err = c.Checkin(ctx, token, req)
+	if !errors.Is(err, agentapi.ErrRefused) || !strings.Contains(err.Error(), "already used") {
+		t.Fatalf("replayed check-in: %v, want refused as already used", err)
+	}
+	if code, _ := get(t, r.srv.URL+"/boot/agent/"+token+".cpio"); code == 200 {
+		t.Error("agent archive still served after check-in")
+	}
+
+	// Events: the agent may report its own codes only.
+	if err := c.Report(ctx, cfg.ReportToken, agentapi.EventReport{Code: audit.SSHLogin, Actor: "SHA256:x"}); err != nil {
+		t.Fatalf("report: %v", err)
+	}
+	if err := c.Report(ctx, cfg.ReportToken, agentapi.EventReport{Code: audit.BootStart}); !errors.Is(err, agentapi.ErrRefused) {
+		t.Errorf("agent reported a server code: %v", err)
+	}
+	if err := c.Report(ctx, "forged", agentapi.EventReport{Code: audit.SSHLogin}); !errors.Is(err, agentapi.ErrRefused) {
+		t.Errorf("report with a forged token: %v", err)
+	}
+
+	evs, err := store.ReadEvents(r.events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var codes []string
+	for _, e := range evs {
+		codes = append(codes, string(e.Code)+"/"+e.Details["reason"])
+	}
+	want := "http.script/ http.image/ http.image/ agent.checkin_refused/binding agent.checkin/ agent.checkin_refused/replay ssh.login/"
+	if got := strings.Join(codes, " "); got != want {
+		t.Errorf("events:\n got %s\nwant %s", got, want)
+	}
+	if cur, _ := r.boots.Current("52:54:00:00:00:01"); cur.Stage != store.StageLogin {
+		t.Errorf("boot stage = %v, want login", cur.Stage)
+	}
+	// The token never reaches the log or the event log.
+	ev, _ := os.ReadFile(r.events)
+	if bytes.Contains(ev, []byte(token)) || strings.Contains(r.logBuf.String(), token) {
+		t.Error("boot token leaked into a log")
+	}
+}
+
+func TestTokensExpire(t *testing.T) {
+	tk := NewTokens()
+	now := time.Unix(1000, 0)
+	tk.now = func() time.Time { return now }
+	tok := tk.Issue(Binding{MAC: "m", Boot: "b"}, time.Minute)
+	now = now.Add(2 * time.Minute)
+	if _, err := tk.Redeem(tok, Binding{}); !errors.Is(err, ErrTokenExpired) {
+		t.Errorf("Redeem after expiry = %v, want ErrTokenExpired", err)
+	}
+	if _, err := tk.Redeem("x", Binding{}); !errors.Is(err, ErrTokenUnknown) {
+		t.Errorf("Redeem(unknown) = %v", err)
+	}
+}
