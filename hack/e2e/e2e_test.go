@@ -6,11 +6,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,38 +16,18 @@ import (
 	"time"
 
 	"github.com/lifeboat-boot/lifeboat/hack/fixture"
+	"github.com/lifeboat-boot/lifeboat/hack/rig"
 	"github.com/lifeboat-boot/lifeboat/hack/vm"
 	"github.com/lifeboat-boot/lifeboat/images"
 	"github.com/lifeboat-boot/lifeboat/pxe/audit"
 	"github.com/lifeboat-boot/lifeboat/pxe/store"
 )
 
-const serverIP = "10.77.0.1"
-
-type rig struct {
-	dir, key, eventLog string
-	ns                 *vm.NS
-	server             *exec.Cmd
-	serverLog          *syncBuffer
-	disk               *fixture.Disk
-	passphrase         string
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+type rigT struct {
+	*rig.Rig
+	dir        string
+	disk       *fixture.Disk
+	passphrase string
 }
 
 func repoRoot(t *testing.T) string {
@@ -65,29 +41,15 @@ func repoRoot(t *testing.T) string {
 	return ""
 }
 
-func randHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
+var hosts = []rig.Host{
+	{Name: "bios-host", Firmware: "bios", MAC: "52:54:00:4c:42:10", IP: "10.77.0.10"},
+	{Name: "uefi-host", Firmware: "uefi", MAC: "52:54:00:4c:42:20", IP: "10.77.0.20"},
 }
 
-var hosts = []struct{ name, firmware, mac, ip string }{
-	{"bios-host", "bios", "52:54:00:4c:42:10", "10.77.0.10"},
-	{"uefi-host", "uefi", "52:54:00:4c:42:20", "10.77.0.20"},
-}
-
-func setup(t *testing.T) *rig {
-	if os.Geteuid() != 0 {
-		t.Fatal("the end-to-end test needs root (network namespaces, tap devices)")
-	}
+func setup(t *testing.T) *rigT {
 	root := repoRoot(t)
-	r := &rig{dir: t.TempDir(), passphrase: "canary-" + randHex(12)}
+	r := &rigT{dir: t.TempDir(), passphrase: "canary-" + rig.RandHex(12)}
 	t.Chdir(root)
-
-	img := filepath.Join(root, "build", "image")
-	if _, err := os.Stat(filepath.Join(img, "manifest.json")); err != nil {
-		t.Fatalf("no RAM image: run 'make image' first (%v)", err)
-	}
 	k, err := images.FetchKernel(filepath.Join(root, "build", "cache"), "linux-image-amd64")
 	if err != nil {
 		t.Fatal(err)
@@ -99,94 +61,23 @@ func setup(t *testing.T) *rig {
 		t.Fatal(err)
 	}
 	t.Logf("test disk built in %s", time.Since(start).Round(time.Millisecond))
-
-	r.key = filepath.Join(r.dir, "id_customer")
-	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "customer@example", "-f", r.key).CombinedOutput(); err != nil {
-		t.Fatalf("ssh-keygen: %v\n%s", err, out)
-	}
-	pub, err := os.ReadFile(r.key + ".pub")
+	r.Rig, err = rig.Start(rig.Options{Root: root, Dir: r.dir, Hosts: hosts})
 	if err != nil {
-		t.Fatal(err)
-	}
-	type h struct {
-		Name           string   `json:"name"`
-		MAC            string   `json:"mac"`
-		IP             string   `json:"ip"`
-		Mode           string   `json:"mode"`
-		AuthorizedKeys []string `json:"authorized_keys"`
-	}
-	var inv struct {
-		Hosts []h `json:"hosts"`
-	}
-	for _, x := range hosts {
-		inv.Hosts = append(inv.Hosts, h{x.name, x.mac, x.ip, "unlock", []string{strings.TrimSpace(string(pub))}})
-	}
-	writeJSON(t, filepath.Join(r.dir, "hosts.json"), inv)
-	r.eventLog = filepath.Join(r.dir, "events.jsonl")
-	writeJSON(t, filepath.Join(r.dir, "lifeboatd.json"), map[string]any{
-		"interface": "br0", "server_ip": serverIP, "http_port": 8080,
-		"image_dir": img, "inventory": filepath.Join(r.dir, "hosts.json"), "event_log": r.eventLog,
-		"kernel_cmdline": "console=ttyS0,115200 panic=-1", "log_level": "debug",
-		"unlock": map[string]any{"max_tries": 5, "lockout": "2m"},
-	})
-
-	bin := filepath.Join(r.dir, "lifeboatd")
-	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/lifeboatd").CombinedOutput(); err != nil {
-		t.Fatalf("build lifeboatd: %v\n%s", err, out)
-	}
-	r.ns, err = vm.NewNS("lbe2e-"+randHex(3), serverIP+"/24")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.ns.Close() })
-
-	r.serverLog = &syncBuffer{}
-	r.server = r.ns.Command(context.Background(), bin, "-config", filepath.Join(r.dir, "lifeboatd.json"))
-	r.server.Stdout, r.server.Stderr = r.serverLog, r.serverLog
-	if err := r.server.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		_ = r.server.Process.Signal(os.Interrupt)
-		done := make(chan error, 1)
-		go func() { done <- r.server.Wait() }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = r.server.Process.Kill()
-			t.Error("lifeboatd did not stop within 10 s of SIGINT")
+		if err := r.Close(); err != nil {
+			t.Error(err)
 		}
 		if t.Failed() {
-			t.Logf("lifeboatd log:\n%s", r.serverLog.String())
+			t.Logf("lifeboatd log:\n%s", r.ServerLog.String())
 		}
 	})
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(r.serverLog.String(), "dhcp serving") {
-		if time.Now().After(deadline) {
-			t.Fatalf("lifeboatd did not start:\n%s", r.serverLog.String())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 	return r
 }
 
-func writeJSON(t *testing.T, path string, v any) {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func (r *rig) ssh(ctx context.Context, ip string, extra ...string) *exec.Cmd {
-	args := []string{"-i", r.key, "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-		"-o", "LogLevel=ERROR", "-o", "ConnectTimeout=20", "-o", "BatchMode=yes",
-		"-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3"}
-	args = append(args, extra...)
-	args = append(args, "root@"+ip)
-	return r.ns.Command(ctx, "ssh", args...)
+func (r *rigT) ssh(ctx context.Context, ip string, extra ...string) *exec.Cmd {
+	return r.NS.Command(ctx, "ssh", r.SSHArgs(ip, append([]string{"-o", "BatchMode=yes"}, extra...)...)...)
 }
 
 // TestEndToEnd boots a BIOS and a UEFI host from lifeboatd, unlocks each over
@@ -206,26 +97,26 @@ func TestEndToEnd(t *testing.T) {
 		if hits := canaryHits(); len(hits) > 0 {
 			t.Errorf("passphrase found in process argv/environment: %v", hits)
 		}
-		if strings.Contains(r.serverLog.String(), r.passphrase) {
+		if strings.Contains(r.ServerLog.String(), r.passphrase) {
 			t.Error("passphrase found in lifeboatd's log")
 		}
-		ev, _ := os.ReadFile(r.eventLog)
+		ev, _ := os.ReadFile(r.EventLog)
 		if bytes.Contains(ev, []byte(r.passphrase)) {
 			t.Error("passphrase found in the event log")
 		}
 		for _, h := range hosts {
-			con, _ := os.ReadFile(filepath.Join(r.dir, h.name+"-console.log"))
+			con, _ := os.ReadFile(filepath.Join(r.dir, h.Name+"-console.log"))
 			if len(con) == 0 {
-				t.Errorf("%s: empty console log", h.name)
+				t.Errorf("%s: empty console log", h.Name)
 			}
 			if bytes.Contains(con, []byte(r.passphrase)) {
-				t.Errorf("passphrase found on %s's console", h.name)
+				t.Errorf("passphrase found on %s's console", h.Name)
 			}
 		}
 	})
 
 	t.Run("events", func(t *testing.T) {
-		evs, err := store.ReadEvents(r.eventLog)
+		evs, err := store.ReadEvents(r.EventLog)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -239,14 +130,14 @@ func TestEndToEnd(t *testing.T) {
 			var got []string
 			boot := ""
 			for _, e := range evs {
-				if e.Host != h.name {
+				if e.Host != h.Name {
 					continue
 				}
 				if boot == "" {
 					boot = e.Boot
 				}
-				if e.Boot != boot || e.MAC != h.mac {
-					t.Errorf("%s: event %s has boot %q mac %q, want %q %q", h.name, e.Code, e.Boot, e.MAC, boot, h.mac)
+				if e.Boot != boot || e.MAC != h.MAC {
+					t.Errorf("%s: event %s has boot %q mac %q, want %q %q", h.Name, e.Code, e.Boot, e.MAC, boot, h.MAC)
 				}
 				c := string(e.Code)
 				if e.Code == audit.ImageFetch {
@@ -255,7 +146,7 @@ func TestEndToEnd(t *testing.T) {
 				got = append(got, c)
 			}
 			if !subsequence(want, got) {
-				t.Errorf("%s: events\n  %v\nwant in this order\n  %v", h.name, got, want)
+				t.Errorf("%s: events\n  %v\nwant in this order\n  %v", h.Name, got, want)
 			}
 		}
 		for _, e := range evs {
@@ -276,56 +167,56 @@ func subsequence(want, got []string) bool {
 	return i == len(want)
 }
 
-func (r *rig) bootAndUnlock(t *testing.T, i int, interactive bool) {
+func (r *rigT) bootAndUnlock(t *testing.T, i int, interactive bool) {
 	h := hosts[i]
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
-	tap, err := r.ns.AddTap()
+	tap, err := r.NS.AddTap()
 	if err != nil {
 		t.Fatal(err)
 	}
-	host := &vm.Host{Name: h.name, Firmware: h.firmware, MAC: h.mac, Disk: r.disk.Path, MemMiB: 1536, Dir: r.dir}
+	host := &vm.Host{Name: h.Name, Firmware: h.Firmware, MAC: h.MAC, Disk: r.disk.Path, MemMiB: 1536, Dir: r.dir}
 	start := time.Now()
-	run, err := host.Start(ctx, r.ns, tap)
+	run, err := host.Start(ctx, r.NS, tap)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer run.Kill()
 	defer func() {
 		if t.Failed() {
-			t.Logf("%s console:\n%s", h.name, run.Console.Text())
+			t.Logf("%s console:\n%s", h.Name, run.Console.Text())
 		}
 	}()
 	line, err := run.Console.WaitFor(ctx, 8*time.Minute, "is ready for unlock", "FATAL")
 	if err != nil || strings.Contains(line, "FATAL") {
-		t.Fatalf("%s: not ready for unlock: %v %s", h.name, err, line)
+		t.Fatalf("%s: not ready for unlock: %v %s", h.Name, err, line)
 	}
-	t.Logf("%s: power-on to SSH-ready: %s", h.name, time.Since(start).Round(100*time.Millisecond))
-	if !strings.Contains(line, "ssh root@"+h.ip) {
-		t.Errorf("ready line %q does not name the reserved address %s", line, h.ip)
+	t.Logf("%s: power-on to SSH-ready: %s", h.Name, time.Since(start).Round(100*time.Millisecond))
+	if !strings.Contains(line, "ssh root@"+h.IP) {
+		t.Errorf("ready line %q does not name the reserved address %s", line, h.IP)
 	}
 
 	wrong := "not-the-" + r.passphrase[len("canary-"):] // shares no canary prefix
 	var unlockedAt time.Time
 	if interactive {
-		unlockedAt = r.unlockInteractive(t, ctx, h.ip, wrong)
+		unlockedAt = r.unlockInteractive(t, ctx, h.IP, wrong)
 	} else {
-		unlockedAt = r.unlockScripted(t, ctx, h.ip, wrong)
+		unlockedAt = r.unlockScripted(t, ctx, h.IP, wrong)
 	}
 	if _, err := run.Console.WaitFor(ctx, 6*time.Minute, "TESTOS-MARKER: marker-from-the-encrypted-root", "TESTOS-FAIL"); err != nil {
-		t.Fatalf("%s: the OS did not open its encrypted root: %v", h.name, err)
+		t.Fatalf("%s: the OS did not open its encrypted root: %v", h.Name, err)
 	}
 	if l, _ := run.Console.WaitFor(ctx, time.Second, "TESTOS-FAIL"); l != "" {
-		t.Fatalf("%s: %s", h.name, l)
+		t.Fatalf("%s: %s", h.Name, l)
 	}
-	t.Logf("%s: passphrase to OS marker: %s", h.name, time.Since(unlockedAt).Round(100*time.Millisecond))
+	t.Logf("%s: passphrase to OS marker: %s", h.Name, time.Since(unlockedAt).Round(100*time.Millisecond))
 	if err := run.Wait(time.Minute); err != nil {
-		t.Logf("%s: qemu exit: %v", h.name, err)
+		t.Logf("%s: qemu exit: %v", h.Name, err)
 	}
 }
 
 // unlockInteractive drives the prompt as a person would, on a pty.
-func (r *rig) unlockInteractive(t *testing.T, ctx context.Context, ip, wrong string) time.Time {
+func (r *rigT) unlockInteractive(t *testing.T, ctx context.Context, ip, wrong string) time.Time {
 	cmd := r.ssh(ctx, ip, "-tt")
 	stdin, _ := cmd.StdinPipe()
 	stdout, _ := cmd.StdoutPipe()
@@ -354,7 +245,7 @@ func (r *rig) unlockInteractive(t *testing.T, ctx context.Context, ip, wrong str
 }
 
 // unlockScripted uses the non-interactive form: the passphrase on stdin.
-func (r *rig) unlockScripted(t *testing.T, ctx context.Context, ip, wrong string) time.Time {
+func (r *rigT) unlockScripted(t *testing.T, ctx context.Context, ip, wrong string) time.Time {
 	cmd := r.ssh(ctx, ip)
 	cmd.Args = append(cmd.Args, "unlock")
 	cmd.Stdin = strings.NewReader(wrong + "\n")
@@ -400,17 +291,17 @@ func (e *expect) until(s string) {
 
 const unknownMAC = "52:54:00:4c:42:99"
 
-func (r *rig) unknownHost(t *testing.T) {
+func (r *rigT) unknownHost(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	tap, err := r.ns.AddTap()
+	tap, err := r.NS.AddTap()
 	if err != nil {
 		t.Fatal(err)
 	}
 	// UEFI, because OVMF and its iPXE print to the serial console (SeaBIOS
 	// and the BIOS iPXE ROM print only to the screen).
 	host := &vm.Host{Name: "unknown-host", Firmware: "uefi", MAC: unknownMAC, Dir: r.dir}
-	run, err := host.Start(ctx, r.ns, tap)
+	run, err := host.Start(ctx, r.NS, tap)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -425,7 +316,7 @@ func (r *rig) unknownHost(t *testing.T) {
 		t.Fatalf("unknown host was booted: %s", line)
 	}
 	// The silence was lifeboatd's decision, not a lost packet.
-	if !strings.Contains(r.serverLog.String(), `"msg":"dhcp: unknown MAC, staying silent","mac":"`+unknownMAC) {
+	if !strings.Contains(r.ServerLog.String(), `"msg":"dhcp: unknown MAC, staying silent","mac":"`+unknownMAC) {
 		t.Errorf("lifeboatd did not log the unknown MAC %s at debug level", unknownMAC)
 	}
 }
@@ -472,5 +363,3 @@ func watchProcs(t *testing.T, canary string) func() []string {
 		return out
 	}
 }
-
-var _ = io.EOF

@@ -44,8 +44,10 @@ func Start(mountBase string, report unlock.Reporter) unlock.Handoff {
 			return err
 		}
 		defer clear(archive)
-		fmt.Fprintf(out, "Booting %q from %s\n  command line: %s\n  key handed over in memory as /%s/{%v}.key\n",
-			e.Label, e.Device, e.Image.Cmdline, KeyDir, list)
+		fmt.Fprintf(out, "Booting %q from %s\n  command line: %s\n", e.Label, e.Device, e.Image.Cmdline)
+		for _, n := range list {
+			fmt.Fprintf(out, "  key handed over in memory as /%s/%s.key\n", KeyDir, n)
+		}
 		if err := report(ctx, audit.Handoff, map[string]string{"entry": e.Label, "device": e.Device, "volumes": fmt.Sprint(list)}); err != nil {
 			return fmt.Errorf("the server did not record the hand-off (%v); not booting", err)
 		}

@@ -1,0 +1,46 @@
+# lifeboat — network-boot rescue environment with disk-encryption unlock.
+# Run as root on Debian: `make demo` (main job), `make test` (what CI runs).
+
+GO      ?= go
+IMAGE   := build/image/manifest.json
+# The image depends on the agent's code only, not on the server's or the tests'.
+IMGSRC  := $(shell find cmd/lifeboat-init cmd/lifeboat-image initramfs unlock images pxe/agentapi pxe/audit -name '*.go' -not -name '*_test.go')
+
+.PHONY: help deps image build test unit e2e lint fuzz demo clean
+
+help: ## list the targets
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
+
+deps: ## install apt packages and Go modules (idempotent)
+	@./hack/deps.sh
+
+image: deps $(IMAGE) ## build the RAM image (kernel, initramfs, iPXE loaders, manifest) into build/image
+
+$(IMAGE): $(IMGSRC) go.mod go.sum
+	$(GO) run ./cmd/lifeboat-image -out build/image -cache build/cache
+
+build: ## build lifeboatd and lifeboat-image into build/bin
+	$(GO) build -o build/bin/ ./cmd/lifeboatd ./cmd/lifeboat-image
+
+lint: ## go vet and gofmt
+	$(GO) vet ./...
+	$(GO) vet -tags e2e ./hack/e2e/
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
+
+unit: deps ## unit, integration and fuzz-seed tests, with the race detector
+	$(GO) test -race -count=1 ./...
+
+e2e: image ## QEMU end-to-end test: BIOS and UEFI hosts boot, unlock over SSH, kexec into their OS
+	$(GO) test -tags e2e -count=1 -v -timeout 30m ./hack/e2e/
+
+test: lint unit e2e ## everything CI runs
+
+fuzz: ## run each fuzz target for FUZZTIME (default 20s)
+	@for t in $$($(GO) test -list 'Fuzz.*' ./... 2>/dev/null | grep -E '^(Fuzz|ok)' | awk '/^Fuzz/{f=f" "$$1} /^ok/{if(f!="")print $$2":"f; f=""}'); do \
+	  pkg=$${t%%:*}; for f in $${t#*:}; do echo "fuzz $$pkg $$f"; $(GO) test -run=^$$ -fuzz=^$$f$$ -fuzztime=$${FUZZTIME:-20s} $$pkg || exit 1; done; done
+
+demo: image ## boot a QEMU host from lifeboatd and unlock it over SSH yourself
+	$(GO) run ./hack/demo
+
+clean: ## remove build outputs (keeps the kernel download cache)
+	rm -rf build/image build/demo build/bin

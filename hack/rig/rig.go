@@ -1,0 +1,195 @@
+package rig
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/lifeboat-boot/lifeboat/hack/vm"
+)
+
+// ServerIP is lifeboatd's address on the namespace's bridge.
+const ServerIP = "10.77.0.1"
+
+// Host is an inventory entry of the rig.
+type Host struct {
+	Name, Firmware, MAC, IP string
+}
+
+// Options configure a rig.
+type Options struct {
+	Root     string // repository root
+	Dir      string // work folder: config, inventory, key, event log, consoles
+	Hosts    []Host
+	LogLevel string
+	Lockout  string
+}
+
+// Rig is a running site: namespace + lifeboatd.
+type Rig struct {
+	Options
+	NS        *vm.NS
+	Key       string // the customer's private key file
+	EventLog  string
+	ServerLog *SyncBuffer
+	server    *exec.Cmd
+}
+
+// SyncBuffer is a bytes.Buffer safe for one writer and many readers.
+type SyncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *SyncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *SyncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// RandHex returns n random bytes in hex.
+func RandHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// Start builds lifeboatd, writes the configuration, creates the namespace and
+// starts the server in it. Close undoes all of it.
+func Start(o Options) (r *Rig, err error) {
+	if os.Geteuid() != 0 {
+		return nil, fmt.Errorf("needs root (network namespaces, tap devices)")
+	}
+	if o.LogLevel == "" {
+		o.LogLevel = "debug"
+	}
+	if o.Lockout == "" {
+		o.Lockout = "2m"
+	}
+	img := filepath.Join(o.Root, "build", "image")
+	if _, err := os.Stat(filepath.Join(img, "manifest.json")); err != nil {
+		return nil, fmt.Errorf("no RAM image: run 'make image' first (%v)", err)
+	}
+	r = &Rig{Options: o, Key: filepath.Join(o.Dir, "id_customer"), EventLog: filepath.Join(o.Dir, "events.jsonl"), ServerLog: &SyncBuffer{}}
+	if _, err := os.Stat(r.Key); err != nil {
+		if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "customer@example", "-f", r.Key).CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("ssh-keygen: %v\n%s", err, out)
+		}
+	}
+	pub, err := os.ReadFile(r.Key + ".pub")
+	if err != nil {
+		return nil, err
+	}
+	type h struct {
+		Name           string   `json:"name"`
+		MAC            string   `json:"mac"`
+		IP             string   `json:"ip"`
+		Mode           string   `json:"mode"`
+		AuthorizedKeys []string `json:"authorized_keys"`
+	}
+	var inv struct {
+		Hosts []h `json:"hosts"`
+	}
+	for _, x := range o.Hosts {
+		inv.Hosts = append(inv.Hosts, h{x.Name, x.MAC, x.IP, "unlock", []string{strings.TrimSpace(string(pub))}})
+	}
+	if err := writeJSON(filepath.Join(o.Dir, "hosts.json"), inv); err != nil {
+		return nil, err
+	}
+	cfg := filepath.Join(o.Dir, "lifeboatd.json")
+	if err := writeJSON(cfg, map[string]any{
+		"interface": "br0", "server_ip": ServerIP, "http_port": 8080,
+		"image_dir": img, "inventory": filepath.Join(o.Dir, "hosts.json"), "event_log": r.EventLog,
+		"kernel_cmdline": "console=ttyS0,115200 panic=-1", "log_level": o.LogLevel,
+		"unlock": map[string]any{"max_tries": 5, "lockout": o.Lockout},
+	}); err != nil {
+		return nil, err
+	}
+	bin := filepath.Join(o.Dir, "lifeboatd")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/lifeboatd")
+	build.Dir = o.Root
+	if out, err := build.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("build lifeboatd: %v\n%s", err, out)
+	}
+	r.NS, err = vm.NewNS("lb-"+RandHex(3), ServerIP+"/24")
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			r.NS.Close()
+		}
+	}()
+	r.server = r.NS.Command(context.Background(), bin, "-config", cfg)
+	r.server.Stdout, r.server.Stderr = r.ServerLog, r.ServerLog
+	if err := r.server.Start(); err != nil {
+		return nil, err
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(r.ServerLog.String(), "dhcp serving") {
+		if time.Now().After(deadline) {
+			_ = r.server.Process.Kill()
+			_ = r.server.Wait()
+			return nil, fmt.Errorf("lifeboatd did not start:\n%s", r.ServerLog.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return r, nil
+}
+
+func writeJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, b, 0o600)
+}
+
+// SSHArgs is the OpenSSH command line (without "ssh") that reaches ip as the
+// customer. Host keys are made per boot in RAM, so none is remembered.
+func (r *Rig) SSHArgs(ip string, extra ...string) []string {
+	args := []string{"-i", r.Key, "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+		"-o", "LogLevel=ERROR", "-o", "ConnectTimeout=20", "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3"}
+	args = append(args, extra...)
+	return append(args, "root@"+ip)
+}
+
+// Close stops lifeboatd gracefully (SIGTERM) and deletes the namespace. It
+// reports an error if lifeboatd did not stop within 10 s.
+func (r *Rig) Close() error {
+	var err error
+	if r.server != nil && r.server.Process != nil {
+		_ = r.server.Process.Signal(syscall.SIGTERM)
+		done := make(chan error, 1)
+		go func() { done <- r.server.Wait() }()
+		select {
+		case werr := <-done:
+			if werr != nil {
+				err = fmt.Errorf("lifeboatd exit after SIGTERM: %w", werr)
+			}
+		case <-time.After(10 * time.Second):
+			_ = r.server.Process.Kill()
+			err = fmt.Errorf("lifeboatd did not stop within 10 s of SIGTERM")
+		}
+	}
+	if nerr := r.NS.Close(); nerr != nil && err == nil {
+		err = nerr
+	}
+	return err
+}
