@@ -22,13 +22,19 @@ $(IMAGE): $(IMGSRC) go.mod go.sum
 build: ## build lifeboatd and lifeboat-image into build/bin
 	$(GO) build -o build/bin/ ./cmd/lifeboatd ./cmd/lifeboat-image
 
-lint: ## go vet and gofmt
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.7.0
+
+lint: deps ## go vet, staticcheck and gofmt
 	$(GO) vet ./...
 	$(GO) vet -tags e2e ./hack/e2e/
+	GOFLAGS= $(GO) run $(STATICCHECK) ./...
+	GOFLAGS= $(GO) run $(STATICCHECK) -tags e2e ./hack/e2e/
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 
 unit: deps ## unit, integration and fuzz-seed tests, with the race detector
 	$(GO) test -race -count=1 ./...
+	@# The 1 GiB argon2id unseal is too slow under -race: run it natively.
+	$(GO) test -count=1 -run TestUnsealFullDefaultArgon2id -v ./unlock/
 
 e2e: image ## QEMU end-to-end test: BIOS and UEFI hosts boot, unlock over SSH, kexec into their OS
 	$(GO) test -tags e2e -count=1 -v -timeout 30m ./hack/e2e/

@@ -125,6 +125,11 @@ func run(ctx context.Context, cfg *Config) error {
 		},
 	}
 
+	if err := ds.Listen(); err != nil {
+		ln.Close()
+		return err
+	}
+
 	log.Info("lifeboatd starting", "version", version, "iface", cfg.Interface, "server", base)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return ds.Serve(gctx) })

@@ -27,26 +27,45 @@ type Server struct {
 
 	mu          sync.Mutex
 	lastUnknown map[string]time.Time // rate limit for unknown-MAC log lines
+	srv         *server4.Server
+	ctx         context.Context // of Serve, for the handler
+	ready       chan struct{}
 }
 
-// Serve answers until ctx is done.
-func (s *Server) Serve(ctx context.Context) error {
+// Listen binds the socket to the interface, so that configuration errors
+// surface before Serve (and tests can bind inside a network namespace).
+func (s *Server) Listen() error {
 	addr := s.Addr
 	if addr == nil {
 		addr = &net.UDPAddr{IP: net.IPv4zero, Port: dhcpv4.ServerPort}
 	}
+	s.ready = make(chan struct{})
 	srv, err := server4.NewServer(s.Iface, addr, func(conn net.PacketConn, _ net.Addr, m *dhcpv4.DHCPv4) {
-		s.handle(ctx, conn, m)
+		<-s.ready // Serve has set the context
+		s.handle(s.ctx, conn, m)
 	})
 	if err != nil {
 		return fmt.Errorf("dhcp: listen on %s %s: %w", s.Iface, addr, err)
 	}
-	s.Log.Info("dhcp serving", "iface", s.Iface, "addr", addr.String())
+	s.srv = srv
+	return nil
+}
+
+// Serve answers until ctx is done.
+func (s *Server) Serve(ctx context.Context) error {
+	if s.srv == nil {
+		if err := s.Listen(); err != nil {
+			return err
+		}
+	}
+	s.ctx = ctx
+	close(s.ready)
+	s.Log.Info("dhcp serving", "iface", s.Iface)
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve() }()
+	go func() { errc <- s.srv.Serve() }()
 	select {
 	case <-ctx.Done():
-		srv.Close()
+		s.srv.Close()
 		<-errc
 		return nil
 	case err := <-errc:

@@ -24,8 +24,11 @@ func VolumeNames(cmdline string, uuids []string) map[string]string {
 		if !ok {
 			continue
 		}
+		if len(v) > 5 && strings.EqualFold(v[:5], "uuid=") {
+			v = v[5:]
+		}
 		uuid, name, ok := strings.Cut(v, "=")
-		uuid = strings.TrimPrefix(strings.ToLower(uuid), "uuid=")
+		uuid = strings.ToLower(uuid)
 		if ok && validName(name) {
 			named[uuid] = name
 		}

@@ -1,0 +1,62 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/lifeboat-boot/lifeboat/pxe/agentapi"
+)
+
+func TestReadBootParams(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "boot.json")
+	_ = os.WriteFile(p, []byte(`{"server":"http://10.0.0.1:8080","boot":"b-1","mac":"52:54:00:00:00:01","host":"h","token":"tok"}`), 0o600)
+	bp, err := ReadBootParams(p)
+	if err != nil || bp.Token != "tok" || bp.Boot != "b-1" {
+		t.Fatalf("ReadBootParams = %+v, %v", bp, err)
+	}
+	if _, err := os.Stat(p); !os.IsNotExist(err) {
+		t.Error("the token file was left in the image")
+	}
+	for _, body := range []string{`{`, `{"server":"x"}`} {
+		_ = os.WriteFile(p, []byte(body), 0o600)
+		if _, err := ReadBootParams(p); err == nil {
+			t.Errorf("ReadBootParams(%s) accepted", body)
+		}
+	}
+	if _, err := ReadBootParams(filepath.Join(dir, "none")); err == nil || !strings.Contains(err.Error(), "iPXE script") {
+		t.Errorf("missing file: %v, want a hint", err)
+	}
+}
+
+func TestCheckinRetriesOnlyNetworkErrors(t *testing.T) {
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		w.WriteHeader(http.StatusConflict)
+		_, _ = w.Write([]byte(`{"error":"boot token already used"}`))
+	}))
+	defer srv.Close()
+	hk, _ := HostKey()
+	p := &agentapi.BootParams{Server: srv.URL, Boot: "b", MAC: "m", Token: "t"}
+	_, err := Checkin(context.Background(), p, hk.PublicKey(), net.IPv4(10, 0, 0, 10), slog.New(slog.DiscardHandler))
+	if !errors.Is(err, agentapi.ErrRefused) || !strings.Contains(err.Error(), "already used") || calls.Load() != 1 {
+		t.Errorf("refused check-in: %v after %d calls, want one call and the server's reason", err, calls.Load())
+	}
+}
+
+func TestLoadModulesMissingList(t *testing.T) {
+	n, errs := LoadModules(filepath.Join(t.TempDir(), "none"), slog.New(slog.DiscardHandler))
+	if n != 0 || len(errs) != 1 {
+		t.Errorf("LoadModules = %d, %v", n, errs)
+	}
+}

@@ -1,0 +1,144 @@
+package sshd
+
+import (
+	"bufio"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+)
+
+type rig struct {
+	addr             *net.TCPAddr
+	dir, auth, other string
+	authFP           string
+	mu               sync.Mutex
+	logins           []string
+}
+
+func keygen(t *testing.T, path string) ssh.PublicKey {
+	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", path).CombinedOutput(); err != nil {
+		t.Fatalf("ssh-keygen: %v\n%s", err, out)
+	}
+	b, _ := os.ReadFile(path + ".pub")
+	k, _, _, _, err := ssh.ParseAuthorizedKey(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func start(t *testing.T) *rig {
+	r := &rig{dir: t.TempDir()}
+	r.auth, r.other = filepath.Join(r.dir, "auth"), filepath.Join(r.dir, "other")
+	authPub := keygen(t, r.auth)
+	keygen(t, r.other)
+	r.authFP = ssh.FingerprintSHA256(authPub)
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	hk, _ := ssh.NewSignerFromKey(priv)
+	s := &Server{HostKey: hk, Authorized: []ssh.PublicKey{authPub}, LoginTimeout: time.Second, Log: slog.New(slog.DiscardHandler),
+		OnLogin: func(_ context.Context, user, fp, _ string) error {
+			r.mu.Lock()
+			r.logins = append(r.logins, user+" "+fp)
+			r.mu.Unlock()
+			return nil
+		},
+		Session: func(_ context.Context, rw io.ReadWriter, pty bool, actor string) int {
+			line, _ := bufio.NewReader(rw).ReadString('\n')
+			fmt.Fprintf(rw, "actor=%s pty=%v got=%s", actor, pty, line)
+			return 7
+		}}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.addr = ln.Addr().(*net.TCPAddr)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- s.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+	return r
+}
+
+func (r *rig) ssh(stdin string, args ...string) (string, int) {
+	base := []string{"-p", fmt.Sprint(r.addr.Port), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+		"-o", "LogLevel=ERROR", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "ConnectTimeout=10"}
+	cmd := exec.Command("ssh", append(base, args...)...)
+	cmd.Stdin = strings.NewReader(stdin)
+	out, err := cmd.CombinedOutput()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	}
+	return string(out), code
+}
+
+func TestOpenSSHClient(t *testing.T) {
+	r := start(t)
+	out, code := r.ssh("hello\n", "-i", r.auth, "root@127.0.0.1", "unlock")
+	if code != 7 || !strings.Contains(out, "actor="+r.authFP+" pty=false got=hello") {
+		t.Fatalf("unlock: exit %d\n%s", code, out)
+	}
+
+	// CVE-2024-45337: a key offered but not authorised must not become the
+	// identity; the one that authenticated does.
+	out, code = r.ssh("x\n", "-i", r.other, "-i", r.auth, "root@127.0.0.1", "unlock")
+	if code != 7 || !strings.Contains(out, "actor="+r.authFP) {
+		t.Fatalf("two keys offered: exit %d\n%s", code, out)
+	}
+
+	if out, code = r.ssh("", "-i", r.other, "root@127.0.0.1", "unlock"); code != 255 {
+		t.Errorf("unauthorised key: exit %d, want 255\n%s", code, out)
+	}
+	if out, code = r.ssh("", "-o", "PreferredAuthentications=password,keyboard-interactive", "root@127.0.0.1"); code != 255 {
+		t.Errorf("password login: exit %d, want 255\n%s", code, out)
+	}
+	if out, code = r.ssh("", "-i", r.auth, "root@127.0.0.1", "cat /etc/shadow"); code != 127 || !strings.Contains(out, `only command here is "unlock"`) {
+		t.Errorf("other command: exit %d\n%s", code, out)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.logins) != 3 {
+		t.Errorf("logins recorded = %v, want 3 (the refused ones are not logins)", r.logins)
+	}
+	for _, l := range r.logins {
+		if l != "root "+r.authFP {
+			t.Errorf("login recorded as %q", l)
+		}
+	}
+}
+
+func TestLoginDeadline(t *testing.T) {
+	r := start(t)
+	c, err := net.Dial("tcp", r.addr.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	start := time.Now()
+	_, err = io.Copy(io.Discard, c) // read the banner, then wait for the close
+	if err != nil {
+		t.Fatalf("connection not closed by the server: %v", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("idle pre-auth connection held for %s, want about the 1 s login timeout", d)
+	}
+}

@@ -1,0 +1,146 @@
+package dhcp
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/insomniacslk/dhcp/dhcpv4/nclient4"
+	"github.com/insomniacslk/dhcp/iana"
+	"github.com/vishvananda/netns"
+
+	"github.com/lifeboat-boot/lifeboat/pxe/audit"
+	"github.com/lifeboat-boot/lifeboat/pxe/store"
+)
+
+func sh(t *testing.T, args ...string) {
+	t.Helper()
+	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+// inNS runs f on a thread switched into namespace name; sockets f opens
+// stay in that namespace.
+func inNS(t *testing.T, name string, f func()) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
+		h, err := netns.GetFromName(name)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer h.Close()
+		if err := netns.Set(h); err != nil {
+			t.Error(err)
+			return
+		}
+		f()
+	}()
+	<-done
+}
+
+// TestServerOverVeth runs the DHCP server and insomniacslk's nclient4 in
+// two network namespaces joined by a veth pair: a known host gets its
+// reservation with a real broadcast DORA, an unknown one gets nothing.
+func TestServerOverVeth(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("needs root for network namespaces (run as root, as make test does)")
+	}
+	srvNS, cliNS := fmt.Sprintf("lbt-s%d", os.Getpid()), fmt.Sprintf("lbt-c%d", os.Getpid())
+	sh(t, "ip", "netns", "add", srvNS)
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", srvNS).Run() })
+	sh(t, "ip", "netns", "add", cliNS)
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", cliNS).Run() })
+	sh(t, "ip", "-n", srvNS, "link", "add", "vs", "type", "veth", "peer", "name", "vc", "netns", cliNS)
+	sh(t, "ip", "-n", cliNS, "link", "set", "vc", "address", mac.String())
+	sh(t, "ip", "-n", srvNS, "addr", "add", "10.0.0.2/24", "dev", "vs")
+	sh(t, "ip", "-n", srvNS, "link", "set", "vs", "up")
+	sh(t, "ip", "-n", cliNS, "link", "set", "vc", "up")
+
+	inv, err := store.ParseInventory([]byte(`{"hosts":[{"name":"web1","mac":"` + mac.String() + `","ip":"10.0.0.10","gateway":"10.0.0.1",
+		"authorized_keys":["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl c"]}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	events, err := store.OpenEventLog(filepath.Join(t.TempDir(), "ev.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan audit.Event, 16)
+	events.Subscribe(got)
+	s := &Server{Iface: "vs", Self: self, Inventory: inv, Boots: store.NewBoots(), Events: events, Log: slog.New(slog.DiscardHandler)}
+	s.Self.IP = netip.MustParseAddr("10.0.0.2")
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	inNS(t, srvNS, func() {
+		if err := s.Listen(); err != nil {
+			t.Error(err)
+		}
+	})
+	if t.Failed() {
+		t.FailNow()
+	}
+	go func() { served <- s.Serve(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-served; err != nil {
+			t.Error(err)
+		}
+	})
+
+	inNS(t, cliNS, func() {
+		c, err := nclient4.New("vc", nclient4.WithTimeout(2*time.Second), nclient4.WithRetry(2))
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer c.Close()
+		lease, err := c.Request(context.Background(), dhcpv4.WithOption(dhcpv4.OptClientArch(iana.INTEL_X86PC)))
+		if err != nil {
+			t.Errorf("known host: %v", err)
+			return
+		}
+		if !lease.ACK.YourIPAddr.Equal(net.ParseIP("10.0.0.10")) || lease.ACK.BootFileName != "undionly.kpxe" {
+			t.Errorf("ACK = %s", lease.ACK.Summary())
+		}
+	})
+	var codes []string
+	for len(codes) < 3 {
+		select {
+		case e := <-got:
+			codes = append(codes, string(e.Code))
+		case <-time.After(5 * time.Second):
+			t.Fatalf("events so far %v", codes)
+		}
+	}
+	if strings.Join(codes, " ") != "boot.start dhcp.offer dhcp.ack" {
+		t.Errorf("events = %v", codes)
+	}
+
+	// An unknown MAC: the same exchange times out.
+	sh(t, "ip", "-n", cliNS, "link", "set", "vc", "address", "52:54:00:99:99:99")
+	inNS(t, cliNS, func() {
+		c, err := nclient4.New("vc", nclient4.WithTimeout(time.Second), nclient4.WithRetry(1))
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer c.Close()
+		if _, err := c.DiscoverOffer(context.Background()); err == nil {
+			t.Error("unknown MAC got an OFFER")
+		}
+	})
+}

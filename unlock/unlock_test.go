@@ -1,0 +1,342 @@
+package unlock
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lifeboat-boot/lifeboat/pxe/audit"
+)
+
+// luksImage formats a LUKS volume in a file with cryptsetup. The passphrase
+// goes through a key file, never argv.
+func luksImage(t testing.TB, dir, name, pass string, args ...string) string {
+	t.Helper()
+	if _, err := exec.LookPath("cryptsetup"); err != nil {
+		t.Fatal("cryptsetup is required (make deps)")
+	}
+	img := filepath.Join(dir, name)
+	if err := os.WriteFile(img, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(img, 20<<20); err != nil {
+		t.Fatal(err)
+	}
+	kf := filepath.Join(dir, name+".pass")
+	if err := os.WriteFile(kf, []byte(pass), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	all := append([]string{"luksFormat", "--batch-mode", "--key-file", kf}, args...)
+	if out, err := exec.Command("cryptsetup", append(all, img)...).CombinedOutput(); err != nil {
+		t.Fatalf("cryptsetup %v: %v\n%s", args, err, out)
+	}
+	return img
+}
+
+var fast = []string{"--pbkdf-force-iterations", "4", "--pbkdf-memory", "8192", "--pbkdf-parallel", "1"}
+
+func TestReadHeaderAndUnseal(t *testing.T) {
+	dir := t.TempDir()
+	tests := []struct {
+		name string
+		args []string
+		want Slot
+		ver  int
+	}{
+		{"luks1-pbkdf2", []string{"--type", "luks1", "--pbkdf-force-iterations", "1000", "--hash", "sha256"}, Slot{KDF: "pbkdf2", Hash: "sha256", Iterations: 1000}, 1},
+		{"luks2-argon2id", append([]string{"--type", "luks2", "--pbkdf", "argon2id"}, fast...), Slot{KDF: "argon2id", Iterations: 4, MemoryKiB: 8192, Threads: 1}, 2},
+		{"luks2-argon2i", append([]string{"--type", "luks2", "--pbkdf", "argon2i"}, fast...), Slot{KDF: "argon2i", Iterations: 4, MemoryKiB: 8192, Threads: 1}, 2},
+		{"luks2-pbkdf2-sha512", []string{"--type", "luks2", "--pbkdf", "pbkdf2", "--hash", "sha512", "--pbkdf-force-iterations", "1000"}, Slot{KDF: "pbkdf2", Hash: "sha512", Iterations: 1000}, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			img := luksImage(t, dir, tt.name, "correct horse", append(tt.args, "--uuid", "0ddba11c-0000-4000-8000-00000000000"+fmt.Sprint(tt.ver))...)
+			f, _ := os.Open(img)
+			h, err := ReadHeader(f)
+			f.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if h.Version != tt.ver || !strings.HasPrefix(h.UUID, "0ddba11c-") || len(h.Slots) != 1 {
+				t.Fatalf("header = %+v", h)
+			}
+			got := h.Slots[0]
+			got.ID, got.Priority = 0, 0
+			if tt.want.KDF == "pbkdf2" {
+				got.Iterations = tt.want.Iterations // cryptsetup may round pbkdf2 iterations
+			}
+			if got != tt.want {
+				t.Errorf("slot = %+v, want %+v", got, tt.want)
+			}
+			v := Volume{Path: img, Header: h}
+			u := &Unsealer{}
+			if _, err := u.Unseal(context.Background(), v, []byte("wrong horse"), nil); !errors.Is(err, ErrWrongPassphrase) {
+				t.Errorf("wrong passphrase: %v, want ErrWrongPassphrase", err)
+			}
+			var tried []int
+			got2, err := u.Unseal(context.Background(), v, []byte("correct horse"), func(_ Volume, s Slot) { tried = append(tried, s.ID) })
+			if err != nil {
+				t.Fatalf("right passphrase: %v", err)
+			}
+			if got2.Slot != 0 || got2.Key == nil || len(tried) != 1 {
+				t.Errorf("unsealed = %+v, tried %v", got2, tried)
+			}
+		})
+	}
+}
+
+func TestUnsealSecondSlotAndMemoryLimit(t *testing.T) {
+	dir := t.TempDir()
+	img := luksImage(t, dir, "two", "first", append([]string{"--type", "luks2", "--pbkdf", "argon2id"}, fast...)...)
+	nk := filepath.Join(dir, "new.pass")
+	_ = os.WriteFile(nk, []byte("second"), 0o600)
+	cmd := exec.Command("cryptsetup", append([]string{"luksAddKey", "--batch-mode", "--key-file", filepath.Join(dir, "two.pass"), "--pbkdf", "argon2id"}, append(fast, img, nk)...)...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("luksAddKey: %v\n%s", err, out)
+	}
+	f, _ := os.Open(img)
+	h, err := ReadHeader(f)
+	f.Close()
+	if err != nil || len(h.Slots) != 2 {
+		t.Fatalf("header: %+v %v", h, err)
+	}
+	v := Volume{Path: img, Header: h}
+	u, err := (&Unsealer{}).Unseal(context.Background(), v, []byte("second"), nil)
+	if err != nil || u.Slot != 1 {
+		t.Fatalf("second passphrase: %+v %v, want slot 1", u, err)
+	}
+	small := &Unsealer{MemAvailable: func() int64 { return 4 << 20 }}
+	_, err = small.Unseal(context.Background(), v, []byte("second"), nil)
+	if err == nil || !strings.Contains(err.Error(), "needs 8 MiB and only 4 MiB are free") {
+		t.Errorf("with 4 MiB free: %v, want a clear memory message", err)
+	}
+}
+
+func TestCorruptHeaders(t *testing.T) {
+	dir := t.TempDir()
+	img := luksImage(t, dir, "c", "pw", append([]string{"--type", "luks2", "--pbkdf", "argon2id"}, fast...)...)
+	orig, _ := os.ReadFile(img)
+	cases := map[string]func([]byte){
+		"json garbage":    func(b []byte) { copy(b[4096:], "{{{{not json") },
+		"huge hdr size":   func(b []byte) { copy(b[8:16], []byte{0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0}) },
+		"version 7":       func(b []byte) { b[7] = 7 },
+		"bad slot id":     func(b []byte) { i := bytes.Index(b[4096:], []byte(`"0":{"type":"luks2"`)); copy(b[4096+i:], `"x"`) },
+		"truncated image": nil,
+	}
+	for name, mut := range cases {
+		t.Run(name, func(t *testing.T) {
+			b := append([]byte(nil), orig...)
+			if mut != nil {
+				mut(b)
+			} else {
+				b = b[:1000]
+			}
+			p := filepath.Join(dir, "mut.img")
+			_ = os.WriteFile(p, b, 0o600)
+			f, _ := os.Open(p)
+			defer f.Close()
+			h, err := ReadHeader(f)
+			if err == nil {
+				t.Fatalf("ReadHeader accepted a corrupt header: %+v", h)
+			}
+			if errors.Is(err, ErrNotLUKS) {
+				t.Errorf("corrupt header reported as not LUKS: %v", err)
+			}
+		})
+	}
+}
+
+func FuzzReadHeader(f *testing.F) {
+	dir := f.TempDir()
+	for _, typ := range []string{"luks1", "luks2"} {
+		img := luksImage(f, dir, typ, "pw", "--type", typ, "--pbkdf-force-iterations", "1000", "--pbkdf", "pbkdf2")
+		b, _ := os.ReadFile(img)
+		f.Add(b[:64<<10])
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		h, err := ReadHeader(bytes.NewReader(b))
+		if err == nil && h == nil {
+			t.Fatal("nil header without error")
+		}
+	})
+}
+
+func TestReadSecret(t *testing.T) {
+	tests := []struct {
+		in, want string
+		err      error
+	}{
+		{"hunter2\n", "hunter2", nil},
+		{"hunter2\r", "hunter2", nil},
+		{"hunterX\x7f2\r", "hunter2", nil},
+		{"garbage\x15hunter2\n", "hunter2", nil},
+		{"last line", "last line", nil},
+		{"abc\x03", "", ErrInterrupted},
+		{"\x04", "", io.EOF},
+		{"", "", io.EOF},
+		{strings.Repeat("a", MaxSecret+1) + "\n", "", ErrTooLong},
+	}
+	for _, tt := range tests {
+		got, err := ReadSecret(strings.NewReader(tt.in))
+		if string(got) != tt.want || !errors.Is(err, tt.err) {
+			t.Errorf("ReadSecret(%q) = %q, %v; want %q, %v", tt.in, got, err, tt.want, tt.err)
+		}
+	}
+}
+
+func FuzzReadSecret(f *testing.F) {
+	f.Add([]byte("pass\x7fword\r\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got, err := ReadSecret(bytes.NewReader(b))
+		if err == nil && (len(got) > MaxSecret || bytes.ContainsAny(got, "\r\n")) {
+			t.Fatalf("ReadSecret returned %q", got)
+		}
+	})
+}
+
+func TestLimiter(t *testing.T) {
+	now := time.Unix(0, 0)
+	l := &Limiter{MaxTries: 3, Lockout: time.Minute, Now: func() time.Time { return now }}
+	for i, want := range []int{2, 1} {
+		if left, locked := l.Fail(); left != want || locked {
+			t.Fatalf("failure %d: left %d locked %v", i+1, left, locked)
+		}
+	}
+	if _, locked := l.Fail(); !locked || l.Wait() != time.Minute {
+		t.Fatalf("third failure did not lock for a minute (wait %s)", l.Wait())
+	}
+	now = now.Add(61 * time.Second)
+	if l.Wait() != 0 {
+		t.Error("still locked after the lockout")
+	}
+	l.Fail()
+	l.Succeed()
+	if left, _ := l.Fail(); left != 2 {
+		t.Errorf("Succeed did not reset the count: left %d", left)
+	}
+}
+
+// fakeSys lays out /sys/class/block and /dev for Scan, with img as "vdb".
+func fakeSys(t *testing.T, imgs map[string]string) (string, string) {
+	sys, dev := t.TempDir(), t.TempDir()
+	for name, img := range imgs {
+		_ = os.MkdirAll(filepath.Join(sys, name), 0o755)
+		fi, _ := os.Stat(img)
+		_ = os.WriteFile(filepath.Join(sys, name, "size"), []byte(fmt.Sprintf("%d\n", fi.Size()/512)), 0o644)
+		if err := os.Symlink(img, filepath.Join(dev, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return sys, dev
+}
+
+type rwPipe struct {
+	in  io.Reader
+	out bytes.Buffer
+}
+
+func (p *rwPipe) Read(b []byte) (int, error)  { return p.in.Read(b) }
+func (p *rwPipe) Write(b []byte) (int, error) { return p.out.Write(b) }
+func (p *rwPipe) String() string              { return p.out.String() }
+
+func TestSessionScripted(t *testing.T) {
+	dir := t.TempDir()
+	img := luksImage(t, dir, "vdb.img", "open sesame", append([]string{"--type", "luks2", "--pbkdf", "argon2id"}, fast...)...)
+	plain := filepath.Join(dir, "vda.img")
+	_ = os.WriteFile(plain, make([]byte, 1<<20), 0o600)
+	sys, dev := fakeSys(t, map[string]string{"vdb": img, "vda": plain})
+
+	var codes []audit.Code
+	var handed []byte
+	s := &Session{Host: "web1", Boot: "b-1", Unsealer: &Unsealer{}, Limiter: &Limiter{MaxTries: 3, Lockout: time.Minute},
+		Volumes: func() ([]Volume, error) { return Scan(sys, dev) },
+		Report: func(_ context.Context, c audit.Code, _ map[string]string) error {
+			codes = append(codes, c)
+			return nil
+		},
+		Handoff: func(_ context.Context, pass []byte, opened []*Unsealed, out io.Writer) error {
+			handed = append([]byte(nil), pass...)
+			if len(opened) != 1 || opened[0].Volume.Path != filepath.Join(dev, "vdb") {
+				t.Errorf("opened = %+v", opened)
+			}
+			fmt.Fprintln(out, "HANDOFF")
+			return nil
+		},
+	}
+	rw := &rwPipe{in: strings.NewReader("nope\n\nopen sesame\n")}
+	code := s.Run(context.Background(), rw, false)
+	out := rw.String()
+	if code != ExitOK || string(handed) != "open sesame" {
+		t.Fatalf("exit %d, handed %q\n%s", code, handed, out)
+	}
+	for _, want := range []string{"host web1, boot b-1", "Encrypted volumes found: 1", "/vdb  LUKS2", "20.0 MiB", "keyslot 0: argon2id, 8 MiB, 4 passes",
+		"Wrong passphrase", "2 tries left before a 1m0s lockout", "unlocked with keyslot 0", "HANDOFF"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "open sesame") {
+		t.Error("passphrase echoed to the customer's screen")
+	}
+	if fmt.Sprint(codes) != "[unlock.failure unlock.success]" {
+		t.Errorf("events = %v", codes)
+	}
+}
+
+func TestSessionLockoutAndRecordFirst(t *testing.T) {
+	dir := t.TempDir()
+	img := luksImage(t, dir, "vdb.img", "right", "--type", "luks1", "--pbkdf-force-iterations", "1000")
+	sys, dev := fakeSys(t, map[string]string{"vdb": img})
+	var codes []audit.Code
+	failReport := false
+	handoffs := 0
+	s := &Session{Host: "h", Boot: "b", Unsealer: &Unsealer{}, Limiter: &Limiter{MaxTries: 2, Lockout: time.Hour},
+		Volumes: func() ([]Volume, error) { return Scan(sys, dev) },
+		Report: func(_ context.Context, c audit.Code, _ map[string]string) error {
+			if failReport && c == audit.UnlockSuccess {
+				return errors.New("server unreachable")
+			}
+			codes = append(codes, c)
+			return nil
+		},
+		Handoff: func(context.Context, []byte, []*Unsealed, io.Writer) error { handoffs++; return nil },
+	}
+	// Unrecorded success: no hand-off (the record comes before the act).
+	failReport = true
+	rw := &rwPipe{in: strings.NewReader("right\n")}
+	if code := s.Run(context.Background(), rw, false); code != ExitHandoff || handoffs != 0 {
+		t.Fatalf("unrecorded unlock: exit %d, %d hand-offs\n%s", code, handoffs, rw.String())
+	}
+	failReport = false
+	rw = &rwPipe{in: strings.NewReader("a\nb\nright\n")}
+	if code := s.Run(context.Background(), rw, false); code != ExitLocked {
+		t.Fatalf("exit %d, want ExitLocked\n%s", code, rw.String())
+	}
+	if fmt.Sprint(codes) != "[unlock.failure unlock.failure unlock.lockout]" {
+		t.Errorf("events = %v", codes)
+	}
+	rw = &rwPipe{in: strings.NewReader("right\n")}
+	if code := s.Run(context.Background(), rw, false); code != ExitLocked || !strings.Contains(rw.String(), "Try again in 1h0m0s") {
+		t.Errorf("new session during lockout: exit %d\n%s", code, rw.String())
+	}
+	if handoffs != 0 {
+		t.Error("hand-off despite lockout")
+	}
+}
+
+func TestSessionNoVolumes(t *testing.T) {
+	sys, dev := fakeSys(t, map[string]string{})
+	s := &Session{Host: "h", Boot: "b", Volumes: func() ([]Volume, error) { return Scan(sys, dev) }}
+	rw := &rwPipe{in: strings.NewReader("x\n")}
+	if code := s.Run(context.Background(), rw, false); code != ExitNoVolume || !strings.Contains(rw.String(), "hint:") {
+		t.Errorf("exit %d\n%s", code, rw.String())
+	}
+}
