@@ -33,7 +33,7 @@ func (e *Entry) Close() {
 	}
 }
 
-type printfLogger struct{ w io.Writer }
+type printfLogger struct{}
 
 func (p printfLogger) Printf(string, ...any) {} // u-root's parsers are chatty about every skipped file
 
