@@ -99,6 +99,12 @@ func (s *Session) Run(ctx context.Context, rw io.ReadWriter, pty bool) int {
 		}
 		code := s.try(ctx, out, usable, pass, pty)
 		clear(pass)
+		if code == ExitHandoff && pty {
+			// A person is here: keep the session open so they can read
+			// what went wrong and try again once it is fixed.
+			fmt.Fprintf(out, "The session stays open: type the passphrase again to retry, or press Ctrl-D to leave.\n")
+			continue
+		}
 		if code != ExitWrong {
 			return code
 		}

@@ -340,3 +340,35 @@ func TestSessionNoVolumes(t *testing.T) {
 		t.Errorf("exit %d\n%s", code, rw.String())
 	}
 }
+
+func TestSessionHandoffFailureKeepsTerminalOpen(t *testing.T) {
+	dir := t.TempDir()
+	img := luksImage(t, dir, "vdb.img", "right", "--type", "luks1", "--pbkdf-force-iterations", "1000")
+	sys, dev := fakeSys(t, map[string]string{"vdb": img})
+	tries := 0
+	s := &Session{Host: "h", Boot: "b", Unsealer: &Unsealer{}, Limiter: &Limiter{MaxTries: 5, Lockout: time.Hour},
+		Volumes: func() ([]Volume, error) { return Scan(sys, dev) },
+		Report:  func(context.Context, audit.Code, map[string]string) error { return nil },
+		Handoff: func(context.Context, []byte, []*Unsealed, io.Writer) error {
+			tries++
+			if tries == 1 {
+				return errors.New("no boot entry (loader/entries/*.conf or grub.cfg) on /dev/vda1")
+			}
+			return nil
+		},
+	}
+	rw := &rwPipe{in: strings.NewReader("right\rright\r")}
+	if code := s.Run(context.Background(), rw, true); code != ExitOK || tries != 2 {
+		t.Fatalf("exit %d after %d hand-off tries\n%s", code, tries, rw.String())
+	}
+	out := rw.String()
+	if !strings.Contains(out, "no boot entry") || !strings.Contains(out, "The session stays open") || !strings.Contains(out, "\r\n") {
+		t.Errorf("output:\n%q", out)
+	}
+	// A script gets an exit status instead.
+	tries = 0
+	rw = &rwPipe{in: strings.NewReader("right\n")}
+	if code := s.Run(context.Background(), rw, false); code != ExitHandoff {
+		t.Errorf("scripted hand-off failure: exit %d, want %d", code, ExitHandoff)
+	}
+}
