@@ -17,7 +17,7 @@ import (
 // Host is a QEMU machine to boot from the network.
 type Host struct {
 	Name     string
-	Firmware string // "bios" or "uefi"
+	Firmware string // "bios", "uefi" (OVMF + iPXE option ROM) or "uefi-pxe" (OVMF's own PXE, no iPXE ROM)
 	MAC      string
 	Disk     string // raw disk image, opened with snapshot=on (never changed)
 	MemMiB   int
@@ -43,10 +43,14 @@ func (h *Host) Args(tap string) ([]string, error) {
 	if h.Disk != "" {
 		args = append(args, "-drive", "file="+h.Disk+",if=virtio,format=raw,snapshot=on")
 	}
+	rom := ""
+	if h.Firmware == "uefi-pxe" {
+		rom = ",romfile=" // no iPXE ROM: the firmware's own PXE client fetches ipxe.efi over TFTP
+	}
 	switch h.Firmware {
 	case "bios":
 		args = append(args, "-device", "e1000,netdev=n0,mac="+h.MAC)
-	case "uefi":
+	case "uefi", "uefi-pxe":
 		vars := filepath.Join(h.Dir, h.Name+"-OVMF_VARS.fd")
 		data, err := os.ReadFile("/usr/share/OVMF/OVMF_VARS_4M.fd")
 		if err != nil {
@@ -58,9 +62,9 @@ func (h *Host) Args(tap string) ([]string, error) {
 		args = append(args,
 			"-drive", "if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd",
 			"-drive", "if=pflash,format=raw,file="+vars,
-			"-device", "virtio-net-pci,netdev=n0,mac="+h.MAC)
+			"-device", "virtio-net-pci,netdev=n0,mac="+h.MAC+rom)
 	default:
-		return nil, fmt.Errorf("firmware %q: want bios or uefi", h.Firmware)
+		return nil, fmt.Errorf("firmware %q: want bios, uefi or uefi-pxe", h.Firmware)
 	}
 	return args, nil
 }

@@ -166,8 +166,12 @@ func Decide(req *dhcpv4.DHCPv4, h *store.Host, self Self) Decision {
 			dhcpv4.WithOption(dhcpv4.OptTFTPServerName(self.IP.String())),
 			dhcpv4.WithOption(dhcpv4.OptBootFileName(bootFile)))
 	}
+	// No option 60 "PXEClient" in full-DHCP answers: UEFI firmware (EDK2)
+	// takes an offer with it but without option 43 for a BINL offer and
+	// then waits for a boot server on port 4011; without it the offer is
+	// plain DHCP with a boot file, which every PXE client boots. Option 60
+	// belongs to proxyDHCP answers.
 	if d.Kind.HasArch {
-		mods = append(mods, dhcpv4.WithOption(dhcpv4.OptClassIdentifier("PXEClient")))
 		if uuid := req.GetOneOption(dhcpv4.OptionClientMachineIdentifier); uuid != nil {
 			mods = append(mods, dhcpv4.WithOption(dhcpv4.OptGeneric(dhcpv4.OptionClientMachineIdentifier, uuid)))
 		}
