@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -90,6 +91,13 @@ func (c *Config) check() error {
 	}
 	if c.EventLog == "" {
 		errs = append(errs, errors.New("event_log: path of the event log is required"))
+	}
+	if strings.ContainsAny(c.KernelCmdline, "\n\r\x00") || strings.Contains(c.KernelCmdline, "||") ||
+		strings.Contains(c.KernelCmdline, "&&") || strings.Contains(c.KernelCmdline, "${") {
+		errs = append(errs, errors.New("kernel_cmdline: must be one line of kernel parameters, without iPXE operators (||, &&, ${...})"))
+	}
+	if strings.Contains(c.KernelCmdline, "lifeboat.token") {
+		errs = append(errs, errors.New("kernel_cmdline: boot tokens never go on the command line"))
 	}
 	if c.Unlock.MaxTries < 1 {
 		errs = append(errs, errors.New("unlock.max_tries must be at least 1"))

@@ -6,8 +6,10 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -19,6 +21,8 @@ import (
 
 	"github.com/u-root/u-root/pkg/cpio"
 	"golang.org/x/crypto/ssh"
+
+	"github.com/lifeboat-boot/lifeboat/hack/paths"
 
 	"github.com/lifeboat-boot/lifeboat/pxe/agentapi"
 	"github.com/lifeboat-boot/lifeboat/pxe/audit"
@@ -37,13 +41,15 @@ type rig struct {
 
 // newRig serves a host whose reservation is 127.0.0.1, so that the test
 // client on loopback is that host.
-func newRig(t *testing.T) *rig {
+func newRig(t testing.TB) *rig {
 	dir := t.TempDir()
 	for _, f := range []string{"vmlinuz", "initramfs.cpio"} {
 		if err := os.WriteFile(filepath.Join(dir, f), bytes.Repeat([]byte(f), 1000), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
+	_ = os.WriteFile(filepath.Join(filepath.Dir(dir), "secret"), []byte("TOPSECRET"), 0o644)
+	_ = os.Symlink("../secret", filepath.Join(dir, "secret"))
 	inv, err := store.ParseInventory([]byte(`{"hosts":[{"name":"web1","mac":"52:54:00:00:00:01","ip":"127.0.0.1","authorized_keys":["` + custKey + `"]}]}`))
 	if err != nil {
 		t.Fatal(err)
@@ -200,4 +206,83 @@ func TestTokensExpire(t *testing.T) {
 	if _, err := tk.Redeem("x", Binding{}); !errors.Is(err, ErrTokenUnknown) {
 		t.Errorf("Redeem(unknown) = %v", err)
 	}
+}
+
+// FuzzRenderScript: whatever the inventory lets through as a host name and
+// whatever the server puts in the other fields, the script keeps its
+// commands: one line per field, nothing injected.
+func FuzzRenderScript(f *testing.F) {
+	f.Add("web1", "console=ttyS0", "b-0123456789abcdef")
+	f.Add("a\nchain http://x/", "x\ny", "b")
+	f.Fuzz(func(t *testing.T, host, cmdline, boot string) {
+		if !store.NameRE.MatchString(host) || strings.ContainsAny(cmdline, "\n\r\x00") || strings.ContainsAny(boot, "\n\r") {
+			return // refused at the inventory, the config or never made (boot ids are ours)
+		}
+		b, err := RenderScript(ScriptData{Host: host, Boot: boot, Base: "http://10.0.0.1:8080", Kernel: "vmlinuz", Initramfs: "initramfs.cpio", Cmdline: cmdline, Token: NewSecret()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+		if len(lines) != 10 || lines[0] != "#!ipxe" || !strings.HasPrefix(lines[2], "kernel ") || lines[5] != "boot || goto failed" {
+			t.Fatalf("script shape changed:\n%s", b)
+		}
+	})
+}
+
+// TestHostilePaths sends 200+ odd paths under every route as raw request
+// lines; none may be answered with a file, and nothing outside the image
+// folder (a secret next to it, reachable through a link inside it) leaks.
+func TestHostilePaths(t *testing.T) {
+	r := newRig(t)
+	dir := t.TempDir()
+	_ = os.WriteFile(filepath.Join(dir, "secret"), []byte("TOPSECRET"), 0o644)
+	names := paths.Hostile([]string{"vmlinuz", "initramfs.cpio"}, "secret")
+	count := 0
+	for _, route := range []string{"/images/", "/boot/", "/boot/agent/", "/"} {
+		for _, n := range names {
+			count++
+			c, err := net.Dial("tcp", r.srv.Listener.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			fmt.Fprintf(c, "GET %s%s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", route, n)
+			_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			resp, _ := io.ReadAll(c)
+			c.Close()
+			status := string(resp)
+			if i := strings.Index(status, "\r\n"); i > 0 {
+				status = status[:i]
+			}
+			if strings.Contains(status, " 200 ") || strings.Contains(status, " 206 ") || bytes.Contains(resp, []byte("TOPSECRET")) {
+				t.Errorf("GET %s%q answered %s", route, n, status)
+			}
+		}
+	}
+	if count < 200 {
+		t.Fatalf("only %d paths", count)
+	}
+}
+
+// FuzzCheckin posts arbitrary bodies and bearer values to the check-in:
+// never a panic, never a configuration without the live token.
+func FuzzCheckin(f *testing.F) {
+	f.Add([]byte(`{"boot":"b-1","mac":"52:54:00:00:00:01","host_key":"ssh-ed25519 AAAA"}`), "tok")
+	f.Add([]byte(`{"boot":`), "")
+	f.Add([]byte("\x00\xff{}"), "Bearer \x00")
+	r := newRig(f)
+	f.Fuzz(func(t *testing.T, body []byte, bearer string) {
+		req, err := http.NewRequest(http.MethodPost, r.srv.URL+agentapi.CheckinPath, bytes.NewReader(body))
+		if err != nil {
+			return
+		}
+		req.Header.Set("Authorization", "Bearer "+bearer)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return // e.g. a header value net/http refuses to send
+		}
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			t.Fatalf("check-in accepted without a live token: %q %q", body, bearer)
+		}
+	})
 }

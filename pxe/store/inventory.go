@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"regexp"
 	"strings"
 
 	"golang.org/x/crypto/ssh"
@@ -97,9 +98,13 @@ func ParseInventory(data []byte) (*FileInventory, error) {
 	return inv, nil
 }
 
+// NameRE is what a host name may look like: a DNS name. Names end up in
+// iPXE scripts, logs and notices, so nothing else gets in.
+var NameRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*$`)
+
 func (h *Host) check() error {
-	if h.Name == "" {
-		return errors.New("name is empty")
+	if !NameRE.MatchString(h.Name) || len(h.Name) > 253 {
+		return fmt.Errorf("name %q: use a DNS-style name (letters, digits, '-', '.')", h.Name)
 	}
 	mac, err := net.ParseMAC(h.MAC)
 	if err != nil || len(mac) != 6 {

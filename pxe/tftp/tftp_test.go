@@ -9,9 +9,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/lifeboat-boot/lifeboat/hack/paths"
 )
 
 func TestAllowed(t *testing.T) {
@@ -84,5 +87,80 @@ func TestServeWithCurl(t *testing.T) {
 	defer mu.Unlock()
 	if len(sent) != 1 || sent[0] != "undionly.kpxe" {
 		t.Errorf("OnSent calls = %v", sent)
+	}
+}
+
+func FuzzAllowed(f *testing.F) {
+	f.Add("undionly.kpxe")
+	f.Add("../undionly.kpxe")
+	f.Add("/ipxe.efi\x00")
+	f.Fuzz(func(t *testing.T, name string) {
+		got, ok := Allowed([]string{"undionly.kpxe", "ipxe.efi"}, name)
+		if ok && got != "undionly.kpxe" && got != "ipxe.efi" {
+			t.Fatalf("Allowed(%q) = %q", name, got)
+		}
+	})
+}
+
+// TestHostileNames sends 200+ traversal and odd names as raw RRQ packets;
+// the answer to each must be an ERROR, never DATA or OACK. The served folder
+// holds a link that points out of it, listed as a file to serve.
+func TestHostileNames(t *testing.T) {
+	base := t.TempDir()
+	dir := filepath.Join(base, "root")
+	_ = os.MkdirAll(dir, 0o755)
+	_ = os.WriteFile(filepath.Join(base, "secret"), []byte("secret"), 0o644)
+	_ = os.WriteFile(filepath.Join(dir, "undionly.kpxe"), []byte("loader"), 0o644)
+	_ = os.Symlink("../secret", filepath.Join(dir, "link.efi"))
+	s := &Server{Addr: "127.0.0.1:0", Dir: dir, Files: []string{"undionly.kpxe"}, Log: slog.New(slog.DiscardHandler)}
+	if err := s.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	// The link is never served, even if an operator lists it.
+	s.Files = append(s.Files, "link.efi")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- s.Serve(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	names := append(paths.Hostile([]string{"undionly.kpxe"}, "secret"), "link.efi", "/link.efi")
+	if len(names) < 200 {
+		t.Fatalf("only %d names", len(names))
+	}
+	c, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	buf := make([]byte, 2048)
+	for _, n := range append(names, "undionly.kpxe") {
+		pkt := append([]byte{0, 1}, n...)
+		pkt = append(append(pkt, 0), "octet\x00"...)
+		if _, err := c.WriteTo(pkt, s.LocalAddr()); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
+		k, from, err := c.ReadFrom(buf)
+		if err != nil {
+			t.Fatalf("%q: no answer: %v", n, err)
+		}
+		op := int(buf[0])<<8 | int(buf[1])
+		if before, _, _ := strings.Cut(n, "\x00"); n != "undionly.kpxe" && (before == "undionly.kpxe" || before == "/undionly.kpxe") {
+			// On the wire a NUL ends the file name: this is a request for
+			// the loader itself. Finish it and go on.
+			_, _ = c.WriteTo([]byte{0, 4, buf[2], buf[3]}, from)
+			continue
+		}
+		if n == "undionly.kpxe" {
+			if op != 3 || string(buf[4:k]) != "loader" {
+				t.Fatalf("the real loader was not served (op %d)", op)
+			}
+			// Acknowledge the single block so the transfer ends cleanly.
+			_, _ = c.WriteTo([]byte{0, 4, buf[2], buf[3]}, from)
+			continue
+		}
+		if op != 5 {
+			t.Errorf("%q: answer opcode %d (%q), want ERROR", n, op, buf[4:k])
+		}
 	}
 }
