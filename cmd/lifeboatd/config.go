@@ -32,6 +32,7 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 // Config is lifeboatd's configuration file (JSON).
 type Config struct {
 	Interface     string     `json:"interface"`      // where DHCP is answered
+	DHCPMode      string     `json:"dhcp_mode"`      // "full" (addresses from reservations) or "proxy" (boot information only)
 	ServerIP      netip.Addr `json:"server_ip"`      // this server's address on that segment
 	HTTPPort      int        `json:"http_port"`      // boot listener port
 	TFTPDir       string     `json:"tftp_dir"`       // folder with undionly.kpxe, ipxe.efi, snponly.efi (default image_dir/tftp)
@@ -79,6 +80,13 @@ func (c *Config) check() error {
 	var errs []error
 	if c.Interface == "" {
 		errs = append(errs, errors.New("interface: name the interface to answer DHCP on"))
+	}
+	switch c.DHCPMode {
+	case "":
+		c.DHCPMode = "full"
+	case "full", "proxy":
+	default:
+		errs = append(errs, fmt.Errorf("dhcp_mode %q: want \"full\" or \"proxy\"", c.DHCPMode))
 	}
 	if !c.ServerIP.Is4() {
 		errs = append(errs, errors.New("server_ip: this server's IPv4 address on that interface is required"))

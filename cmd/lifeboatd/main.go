@@ -122,6 +122,7 @@ func run(ctx context.Context, cfg *Config) error {
 			ScriptURL: func(mac net.HardwareAddr) string { return base + "/boot/" + mac.String() + ".ipxe" },
 			Loaders:   dhcp.Loaders{BIOS: cfg.BIOSLoader, UEFI: cfg.UEFILoader},
 			Lease:     time.Duration(cfg.LeaseTime),
+			Proxy:     cfg.DHCPMode == "proxy",
 		},
 	}
 

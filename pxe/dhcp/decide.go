@@ -25,6 +25,10 @@ type Self struct {
 	ScriptURL func(mac net.HardwareAddr) string // iPXE script URL of a host
 	Loaders   Loaders
 	Lease     time.Duration
+	// Proxy makes this a proxyDHCP server: the site's own DHCP server hands
+	// out addresses; lifeboatd answers PXE clients with boot information
+	// only, on port 67 and, for UEFI firmware, on port 4011.
+	Proxy bool
 }
 
 // Kind says who sent a request, from its options.
@@ -92,6 +96,9 @@ func Decide(req *dhcpv4.DHCPv4, h *store.Host, self Self) Decision {
 		d.Reason = "unknown MAC"
 		return d
 	}
+	if self.Proxy {
+		return decideProxy(req, self, d)
+	}
 	var mt dhcpv4.MessageType
 	switch req.MessageType() {
 	case dhcpv4.MessageTypeDiscover:
@@ -128,15 +135,8 @@ func Decide(req *dhcpv4.DHCPv4, h *store.Host, self Self) Decision {
 
 	// PXE firmware of an architecture we have no loader for gets nothing:
 	// an address without a boot file would just make it time out slowly.
-	var bootFile string
-	switch {
-	case d.Kind.Client == store.ClientIPXE:
-		bootFile = self.ScriptURL(req.ClientHWAddr)
-	case d.Kind.Client == store.ClientFirmware && d.Kind.Firmware == "bios":
-		bootFile = self.Loaders.BIOS
-	case d.Kind.Client == store.ClientFirmware && d.Kind.Firmware == "uefi":
-		bootFile = self.Loaders.UEFI
-	case d.Kind.Client == store.ClientFirmware:
+	bootFile, ok := bootFileFor(d.Kind, req.ClientHWAddr, self)
+	if !ok {
 		d.Reason = fmt.Sprintf("no loader for client architecture %s", d.Kind.Arch)
 		return d
 	}
@@ -199,4 +199,95 @@ func Destination(req *dhcpv4.DHCPv4) *net.UDPAddr {
 	default:
 		return &net.UDPAddr{IP: net.IPv4bcast, Port: dhcpv4.ClientPort}
 	}
+}
+
+// bootFileFor picks what a client boots next: iPXE gets its script URL,
+// PXE firmware its first-stage loader, anything else nothing (ok is false
+// only for PXE firmware of an architecture without a loader).
+func bootFileFor(k Kind, mac net.HardwareAddr, self Self) (string, bool) {
+	switch {
+	case k.Client == store.ClientIPXE:
+		return self.ScriptURL(mac), true
+	case k.Client == store.ClientFirmware && k.Firmware == "bios":
+		return self.Loaders.BIOS, true
+	case k.Client == store.ClientFirmware && k.Firmware == "uefi":
+		return self.Loaders.UEFI, true
+	case k.Client == store.ClientFirmware:
+		return "", false
+	}
+	return "", true
+}
+
+// pxeVendorBIOS is option 43 for BIOS PXE ROMs: PXE_DISCOVERY_CONTROL (6) =
+// 8, "boot file name in the header, skip boot server discovery".
+var pxeVendorBIOS = []byte{6, 1, 8, 255}
+
+// decideProxy answers a DISCOVER from a PXE client with boot information and
+// no address (PXE spec 2.1, proxyDHCP on port 67). The site's DHCP server
+// answers everything else.
+func decideProxy(req *dhcpv4.DHCPv4, self Self, d Decision) Decision {
+	if req.MessageType() != dhcpv4.MessageTypeDiscover {
+		d.Reason = "proxy mode: only DISCOVERs are answered on port 67"
+		return d
+	}
+	if d.Kind.Client == store.ClientOther {
+		d.Reason = "proxy mode: not a PXE client; the site's DHCP server answers it"
+		return d
+	}
+	bootFile, ok := bootFileFor(d.Kind, req.ClientHWAddr, self)
+	if !ok {
+		d.Reason = fmt.Sprintf("no loader for client architecture %s", d.Kind.Arch)
+		return d
+	}
+	return proxyReply(req, self, d, dhcpv4.MessageTypeOffer, bootFile)
+}
+
+// DecideBootServer answers a REQUEST sent to port 4011: UEFI firmware that
+// took a proxy offer without option 43 asks the boot server there for its
+// boot file.
+func DecideBootServer(req *dhcpv4.DHCPv4, h *store.Host, self Self) Decision {
+	d := Decision{Kind: Classify(req)}
+	switch {
+	case h == nil:
+		d.Reason = "unknown MAC"
+		return d
+	case req.MessageType() != dhcpv4.MessageTypeRequest && req.MessageType() != dhcpv4.MessageTypeInform:
+		d.Reason = fmt.Sprintf("port 4011: message type %s not answered", req.MessageType())
+		return d
+	case d.Kind.Client == store.ClientOther:
+		d.Reason = "port 4011: not a PXE client"
+		return d
+	}
+	bootFile, ok := bootFileFor(d.Kind, req.ClientHWAddr, self)
+	if !ok {
+		d.Reason = fmt.Sprintf("no loader for client architecture %s", d.Kind.Arch)
+		return d
+	}
+	return proxyReply(req, self, d, dhcpv4.MessageTypeAck, bootFile)
+}
+
+func proxyReply(req *dhcpv4.DHCPv4, self Self, d Decision, mt dhcpv4.MessageType, bootFile string) Decision {
+	mods := []dhcpv4.Modifier{
+		dhcpv4.WithMessageType(mt),
+		dhcpv4.WithServerIP(self.IP.AsSlice()),
+		dhcpv4.WithOption(dhcpv4.OptServerIdentifier(self.IP.AsSlice())),
+		dhcpv4.WithOption(dhcpv4.OptClassIdentifier("PXEClient")),
+		dhcpv4.WithOption(dhcpv4.OptTFTPServerName(self.IP.String())),
+		dhcpv4.WithOption(dhcpv4.OptBootFileName(bootFile)),
+	}
+	if uuid := req.GetOneOption(dhcpv4.OptionClientMachineIdentifier); uuid != nil {
+		mods = append(mods, dhcpv4.WithOption(dhcpv4.OptGeneric(dhcpv4.OptionClientMachineIdentifier, uuid)))
+	}
+	if d.Kind.Firmware == "bios" && d.Kind.Client == store.ClientFirmware {
+		mods = append(mods, dhcpv4.WithOption(dhcpv4.OptGeneric(dhcpv4.OptionVendorSpecificInformation, pxeVendorBIOS)))
+	}
+	r, err := dhcpv4.NewReplyFromRequest(req, mods...)
+	if err != nil {
+		d.Reason = err.Error()
+		return d
+	}
+	r.YourIPAddr = net.IPv4zero // proxy answers never hand out an address
+	r.BootFileName = bootFile
+	d.Reply, d.Boot, d.Reason = r, bootFile, "known host (proxy)"
+	return d
 }

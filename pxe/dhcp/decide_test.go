@@ -174,3 +174,71 @@ func FuzzDecide(f *testing.F) {
 		_ = Destination(m)
 	})
 }
+
+func TestDecideProxy(t *testing.T) {
+	px := self
+	px.Proxy = true
+	uuid := dhcpv4.WithOption(dhcpv4.OptGeneric(dhcpv4.OptionClientMachineIdentifier, []byte{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}))
+	tests := []struct {
+		name     string
+		m        *dhcpv4.DHCPv4
+		wantFile string
+		opt43    bool
+		silent   bool
+	}{
+		{"BIOS PXE: file in header, option 43 skips discovery", discover(t, arch(iana.INTEL_X86PC), uuid), "undionly.kpxe", true, false},
+		{"UEFI PXE: no option 43 (asks port 4011)", discover(t, arch(iana.EFI_X86_64), uuid), "ipxe.efi", false, false},
+		{"iPXE: the script URL", discover(t, arch(iana.INTEL_X86PC), ipxeUC()), "http://10.0.0.2:8080/boot/52:54:00:01:02:03.ipxe", false, false},
+		{"non-PXE client: the site's DHCP answers", discover(t), "", false, true},
+		{"REQUEST on 67: the site's DHCP answers", func() *dhcpv4.DHCPv4 {
+			m := discover(t, arch(iana.INTEL_X86PC))
+			m.UpdateOption(dhcpv4.OptMessageType(dhcpv4.MessageTypeRequest))
+			return m
+		}(), "", false, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := Decide(tt.m, host, px)
+			if tt.silent {
+				if d.Reply != nil {
+					t.Fatalf("answered %v, want silence", d.Reply.Summary())
+				}
+				return
+			}
+			r := d.Reply
+			if r == nil {
+				t.Fatalf("silent: %s", d.Reason)
+			}
+			if !r.YourIPAddr.IsUnspecified() {
+				t.Errorf("proxy offer hands out %v", r.YourIPAddr)
+			}
+			if r.ClassIdentifier() != "PXEClient" || r.BootFileName != tt.wantFile || !r.ServerIPAddr.Equal(net.ParseIP("10.0.0.2")) {
+				t.Errorf("offer = %s", r.Summary())
+			}
+			if got := r.Options.Has(dhcpv4.OptionVendorSpecificInformation); got != tt.opt43 {
+				t.Errorf("option 43 present = %v, want %v", got, tt.opt43)
+			}
+			if tt.m.Options.Has(dhcpv4.OptionClientMachineIdentifier) && r.GetOneOption(dhcpv4.OptionClientMachineIdentifier) == nil {
+				t.Error("option 97 not echoed")
+			}
+		})
+	}
+}
+
+func TestDecideBootServer(t *testing.T) {
+	px := self
+	px.Proxy = true
+	req, _ := dhcpv4.New(dhcpv4.WithHwAddr(mac), dhcpv4.WithMessageType(dhcpv4.MessageTypeRequest), arch(iana.EFI_X86_64),
+		dhcpv4.WithClientIP(net.ParseIP("10.0.0.77")))
+	d := DecideBootServer(req, host, px)
+	if d.Reply == nil || d.Reply.MessageType() != dhcpv4.MessageTypeAck || d.Reply.BootFileName != "ipxe.efi" || !d.Reply.YourIPAddr.IsUnspecified() {
+		t.Fatalf("4011 answer = %+v", d)
+	}
+	if d := DecideBootServer(req, nil, px); d.Reply != nil {
+		t.Error("unknown MAC answered on 4011")
+	}
+	disc := discover(t, arch(iana.EFI_X86_64))
+	if d := DecideBootServer(disc, host, px); d.Reply != nil {
+		t.Error("DISCOVER answered on 4011")
+	}
+}

@@ -28,9 +28,14 @@ type Server struct {
 	mu          sync.Mutex
 	lastUnknown map[string]time.Time // rate limit for unknown-MAC log lines
 	srv         *server4.Server
+	bootSrv     *server4.Server // port 4011, proxy mode only
 	ctx         context.Context // of Serve, for the handler
 	ready       chan struct{}
 }
+
+// BootServerPort is where UEFI firmware asks a proxyDHCP server for its
+// boot file.
+const BootServerPort = 4011
 
 // Listen binds the socket to the interface, so that configuration errors
 // surface before Serve (and tests can bind inside a network namespace).
@@ -48,6 +53,18 @@ func (s *Server) Listen() error {
 		return fmt.Errorf("dhcp: listen on %s %s: %w", s.Iface, addr, err)
 	}
 	s.srv = srv
+	if s.Self.Proxy {
+		baddr := &net.UDPAddr{IP: addr.IP, Port: BootServerPort}
+		bs, err := server4.NewServer(s.Iface, baddr, func(conn net.PacketConn, peer net.Addr, m *dhcpv4.DHCPv4) {
+			<-s.ready
+			s.handleBootServer(s.ctx, conn, peer, m)
+		})
+		if err != nil {
+			srv.Close()
+			return fmt.Errorf("dhcp: listen on %s %s: %w", s.Iface, baddr, err)
+		}
+		s.bootSrv = bs
+	}
 	return nil
 }
 
@@ -60,13 +77,24 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	s.ctx = ctx
 	close(s.ready)
-	s.Log.Info("dhcp serving", "iface", s.Iface)
-	errc := make(chan error, 1)
+	mode := "full"
+	if s.Self.Proxy {
+		mode = "proxy"
+	}
+	s.Log.Info("dhcp serving", "iface", s.Iface, "mode", mode)
+	errc := make(chan error, 2)
 	go func() { errc <- s.srv.Serve() }()
+	if s.bootSrv != nil {
+		go func() { errc <- s.bootSrv.Serve() }()
+	}
 	select {
 	case <-ctx.Done():
 		s.srv.Close()
 		<-errc
+		if s.bootSrv != nil {
+			s.bootSrv.Close()
+			<-errc
+		}
 		return nil
 	case err := <-errc:
 		return fmt.Errorf("dhcp: %w", err)
@@ -114,7 +142,12 @@ func (s *Server) handle(ctx context.Context, conn net.PacketConn, req *dhcpv4.DH
 	if d.Reply.MessageType() != dhcpv4.MessageTypeOffer {
 		code = audit.DHCPAck
 	}
-	details := map[string]string{"type": d.Reply.MessageType().String(), "ip": h.IP.String()}
+	details := map[string]string{"type": d.Reply.MessageType().String()}
+	if s.Self.Proxy {
+		details["mode"] = "proxy"
+	} else {
+		details["ip"] = h.IP.String()
+	}
 	if d.Boot != "" {
 		details["boot_file"] = d.Boot
 	}
@@ -149,4 +182,37 @@ func (s *Server) logUnknown(log *slog.Logger, mac string) {
 	}
 	s.lastUnknown[mac] = time.Now()
 	log.Debug("dhcp: unknown MAC, staying silent")
+}
+
+// handleBootServer answers port 4011 (proxy mode): the reply goes back to
+// the address the request came from.
+func (s *Server) handleBootServer(ctx context.Context, conn net.PacketConn, peer net.Addr, req *dhcpv4.DHCPv4) {
+	if req.OpCode != dhcpv4.OpcodeBootRequest {
+		return
+	}
+	log := s.Log.With("mac", req.ClientHWAddr.String(), "xid", req.TransactionID.String(), "iface", s.Iface, "port", BootServerPort)
+	h, _ := s.Inventory.Lookup(req.ClientHWAddr)
+	d := DecideBootServer(req, h, s.Self)
+	if h == nil {
+		s.logUnknown(log, req.ClientHWAddr.String())
+		return
+	}
+	if d.Reply == nil {
+		log.Info("dhcp request not answered", "host", h.Name, "reason", d.Reason)
+		return
+	}
+	bootID := ""
+	if b, ok := s.Boots.Current(h.MAC); ok {
+		bootID = b.ID
+	}
+	if err := s.Events.Emit(ctx, audit.Event{Code: audit.DHCPAck, MAC: h.MAC, Host: h.Name, Boot: bootID, Actor: "system",
+		Details: map[string]string{"type": "ACK", "port": "4011", "boot_file": d.Boot}}); err != nil {
+		log.Error("not answering: event log failed", "err", err)
+		return
+	}
+	if _, err := conn.WriteTo(d.Reply.ToBytes(), peer); err != nil {
+		log.Error("dhcp send failed", "dst", peer.String(), "err", err)
+		return
+	}
+	log.Info("dhcp answered", "host", h.Name, "boot", bootID, "reply", "ACK", "boot_file", d.Boot)
 }

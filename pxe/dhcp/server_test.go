@@ -52,10 +52,9 @@ func inNS(t *testing.T, name string, f func()) {
 	<-done
 }
 
-// TestServerOverVeth runs the DHCP server and insomniacslk's nclient4 in
-// two network namespaces joined by a veth pair: a known host gets its
-// reservation with a real broadcast DORA, an unknown one gets nothing.
-func TestServerOverVeth(t *testing.T) {
+// vethServer makes two namespaces joined by a veth pair (server side "vs"
+// 10.0.0.2, client side "vc" with the test MAC) and runs a DHCP server on vs.
+func vethServer(t *testing.T, proxy bool) (cliNS string, got chan audit.Event) {
 	if os.Geteuid() != 0 {
 		t.Fatal("needs root for network namespaces (run as root, as make test does)")
 	}
@@ -79,10 +78,11 @@ func TestServerOverVeth(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := make(chan audit.Event, 16)
+	got = make(chan audit.Event, 16)
 	events.Subscribe(got)
 	s := &Server{Iface: "vs", Self: self, Inventory: inv, Boots: store.NewBoots(), Events: events, Log: slog.New(slog.DiscardHandler)}
 	s.Self.IP = netip.MustParseAddr("10.0.0.2")
+	s.Self.Proxy = proxy
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
 	inNS(t, srvNS, func() {
@@ -100,7 +100,14 @@ func TestServerOverVeth(t *testing.T) {
 			t.Error(err)
 		}
 	})
+	return cliNS, got
+}
 
+// TestServerOverVeth runs the DHCP server and insomniacslk's nclient4 in
+// two network namespaces joined by a veth pair: a known host gets its
+// reservation with a real broadcast DORA, an unknown one gets nothing.
+func TestServerOverVeth(t *testing.T) {
+	cliNS, got := vethServer(t, false)
 	inNS(t, cliNS, func() {
 		c, err := nclient4.New("vc", nclient4.WithTimeout(2*time.Second), nclient4.WithRetry(2))
 		if err != nil {
@@ -141,6 +148,67 @@ func TestServerOverVeth(t *testing.T) {
 		defer c.Close()
 		if _, err := c.DiscoverOffer(context.Background()); err == nil {
 			t.Error("unknown MAC got an OFFER")
+		}
+	})
+}
+
+// TestProxyOverVeth: in proxy mode a PXE client gets boot information and
+// no address on port 67, UEFI firmware its boot file on port 4011, and a
+// client that is not PXE gets nothing (the site's DHCP server answers it).
+func TestProxyOverVeth(t *testing.T) {
+	cliNS, _ := vethServer(t, true)
+	inNS(t, cliNS, func() {
+		c, err := nclient4.New("vc", nclient4.WithTimeout(2*time.Second), nclient4.WithRetry(2))
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer c.Close()
+		offer, err := c.DiscoverOffer(context.Background(), dhcpv4.WithOption(dhcpv4.OptClientArch(iana.INTEL_X86PC)))
+		if err != nil {
+			t.Errorf("PXE client: %v", err)
+			return
+		}
+		if !offer.YourIPAddr.IsUnspecified() || offer.BootFileName != "undionly.kpxe" || offer.ClassIdentifier() != "PXEClient" ||
+			!offer.Options.Has(dhcpv4.OptionVendorSpecificInformation) {
+			t.Errorf("proxy offer = %s", offer.Summary())
+		}
+		c2, err := nclient4.New("vc", nclient4.WithTimeout(time.Second), nclient4.WithRetry(1))
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer c2.Close()
+		if o, err := c2.DiscoverOffer(context.Background()); err == nil {
+			t.Errorf("non-PXE client got %s", o.Summary())
+		}
+	})
+	sh(t, "ip", "-n", cliNS, "addr", "add", "10.0.0.77/24", "dev", "vc")
+	inNS(t, cliNS, func() {
+		conn, err := net.ListenPacket("udp4", "10.0.0.77:0")
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer conn.Close()
+		req, _ := dhcpv4.New(dhcpv4.WithHwAddr(mac), dhcpv4.WithMessageType(dhcpv4.MessageTypeRequest),
+			dhcpv4.WithOption(dhcpv4.OptClientArch(iana.EFI_X86_64)), dhcpv4.WithClientIP(net.ParseIP("10.0.0.77")))
+		var ack *dhcpv4.DHCPv4
+		for try := 0; try < 3 && ack == nil; try++ { // the first packet may race the neighbour entry
+			if _, err := conn.WriteTo(req.ToBytes(), &net.UDPAddr{IP: net.ParseIP("10.0.0.2"), Port: BootServerPort}); err != nil {
+				t.Error(err)
+				return
+			}
+			_ = conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+			buf := make([]byte, 1500)
+			n, _, err := conn.ReadFrom(buf)
+			if err != nil {
+				continue
+			}
+			ack, _ = dhcpv4.FromBytes(buf[:n])
+		}
+		if ack == nil || ack.MessageType() != dhcpv4.MessageTypeAck || ack.BootFileName != "ipxe.efi" {
+			t.Errorf("port 4011 answer = %v", ack)
 		}
 	})
 }
