@@ -120,6 +120,7 @@ func run(ctx context.Context, cfg *Config) error {
 		Self: dhcp.Self{
 			IP:        cfg.ServerIP,
 			ScriptURL: func(mac net.HardwareAddr) string { return base + "/boot/" + mac.String() + ".ipxe" },
+			LoaderURL: func(name string) string { return base + "/loaders/" + name },
 			Loaders:   dhcp.Loaders{BIOS: cfg.BIOSLoader, UEFI: cfg.UEFILoader},
 			Lease:     time.Duration(cfg.LeaseTime),
 			Proxy:     cfg.DHCPMode == "proxy",

@@ -23,6 +23,9 @@ type Loaders struct {
 type Self struct {
 	IP        netip.Addr
 	ScriptURL func(mac net.HardwareAddr) string // iPXE script URL of a host
+	// LoaderURL is the HTTP URL of a first-stage loader, for UEFI HTTP
+	// boot clients (arch 16), which take a URL instead of a TFTP name.
+	LoaderURL func(name string) string
 	Loaders   Loaders
 	Lease     time.Duration
 	// Proxy makes this a proxyDHCP server: the site's own DHCP server hands
@@ -50,6 +53,8 @@ func Classify(req *dhcpv4.DHCPv4) Kind {
 			k.Firmware = "bios"
 		case iana.EFI_X86_64, iana.EFI_BC:
 			k.Firmware = "uefi"
+		case iana.EFI_X86_64_HTTP:
+			k.Firmware = "uefi-http"
 		default:
 			k.Firmware = k.Arch.String()
 		}
@@ -176,6 +181,10 @@ func Decide(req *dhcpv4.DHCPv4, h *store.Host, self Self) Decision {
 			mods = append(mods, dhcpv4.WithOption(dhcpv4.OptGeneric(dhcpv4.OptionClientMachineIdentifier, uuid)))
 		}
 	}
+	if d.Kind.Firmware == "uefi-http" {
+		// UEFI HTTP boot takes only offers that echo its vendor class.
+		mods = append(mods, dhcpv4.WithOption(dhcpv4.OptClassIdentifier("HTTPClient")))
+	}
 	r, err := dhcpv4.NewReplyFromRequest(req, mods...)
 	if err != nil {
 		d.Reason = err.Error()
@@ -212,6 +221,8 @@ func bootFileFor(k Kind, mac net.HardwareAddr, self Self) (string, bool) {
 		return self.Loaders.BIOS, true
 	case k.Client == store.ClientFirmware && k.Firmware == "uefi":
 		return self.Loaders.UEFI, true
+	case k.Client == store.ClientFirmware && k.Firmware == "uefi-http" && self.LoaderURL != nil:
+		return self.LoaderURL(self.Loaders.UEFI), true
 	case k.Client == store.ClientFirmware:
 		return "", false
 	}
@@ -271,7 +282,7 @@ func proxyReply(req *dhcpv4.DHCPv4, self Self, d Decision, mt dhcpv4.MessageType
 		dhcpv4.WithMessageType(mt),
 		dhcpv4.WithServerIP(self.IP.AsSlice()),
 		dhcpv4.WithOption(dhcpv4.OptServerIdentifier(self.IP.AsSlice())),
-		dhcpv4.WithOption(dhcpv4.OptClassIdentifier("PXEClient")),
+		dhcpv4.WithOption(dhcpv4.OptClassIdentifier(vendorClass(d.Kind))),
 		dhcpv4.WithOption(dhcpv4.OptTFTPServerName(self.IP.String())),
 		dhcpv4.WithOption(dhcpv4.OptBootFileName(bootFile)),
 	}
@@ -290,4 +301,11 @@ func proxyReply(req *dhcpv4.DHCPv4, self Self, d Decision, mt dhcpv4.MessageType
 	r.BootFileName = bootFile
 	d.Reply, d.Boot, d.Reason = r, bootFile, "known host (proxy)"
 	return d
+}
+
+func vendorClass(k Kind) string {
+	if k.Firmware == "uefi-http" {
+		return "HTTPClient"
+	}
+	return "PXEClient"
 }

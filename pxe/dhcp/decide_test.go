@@ -18,6 +18,7 @@ var (
 		Gateway: netip.MustParseAddr("10.0.0.1"), DNS: []netip.Addr{netip.MustParseAddr("10.0.0.53")}, Mode: store.ModeUnlock}
 	self = Self{IP: netip.MustParseAddr("10.0.0.2"), Lease: time.Hour,
 		ScriptURL: func(m net.HardwareAddr) string { return "http://10.0.0.2:8080/boot/" + m.String() + ".ipxe" },
+		LoaderURL: func(n string) string { return "http://10.0.0.2:8080/loaders/" + n },
 		Loaders:   Loaders{BIOS: "undionly.kpxe", UEFI: "ipxe.efi"}}
 )
 
@@ -240,5 +241,20 @@ func TestDecideBootServer(t *testing.T) {
 	disc := discover(t, arch(iana.EFI_X86_64))
 	if d := DecideBootServer(disc, host, px); d.Reply != nil {
 		t.Error("DISCOVER answered on 4011")
+	}
+}
+
+func TestDecideUEFIHTTPBoot(t *testing.T) {
+	m := discover(t, arch(iana.EFI_X86_64_HTTP), dhcpv4.WithOption(dhcpv4.OptClassIdentifier("HTTPClient:Arch:00016:UNDI:003001")))
+	for _, proxy := range []bool{false, true} {
+		s := self
+		s.Proxy = proxy
+		d := Decide(m, host, s)
+		if d.Reply == nil {
+			t.Fatalf("proxy=%v: silent: %s", proxy, d.Reason)
+		}
+		if d.Reply.BootFileName != "http://10.0.0.2:8080/loaders/ipxe.efi" || d.Reply.ClassIdentifier() != "HTTPClient" {
+			t.Errorf("proxy=%v: offer = %s", proxy, d.Reply.Summary())
+		}
 	}
 }

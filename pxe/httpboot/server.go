@@ -13,6 +13,8 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"path"
+	"slices"
 	"strings"
 	"sync"
 	"text/template"
@@ -28,6 +30,9 @@ import (
 
 // Image names the files of the RAM image served under /images/.
 type Image struct {
+	// Loaders are first-stage files (in Dir/tftp) also served under
+	// /loaders/ for UEFI HTTP boot, which fetches its NBP over HTTP.
+	Loaders   []string
 	Dir       string // folder of the built image
 	Kernel    string // file name of the kernel in Dir
 	Initramfs string // file name of the initramfs in Dir
@@ -73,6 +78,7 @@ func (s *Server) Handler() (http.Handler, error) {
 	mux.HandleFunc("GET /boot/{file}", s.script)
 	mux.HandleFunc("GET /boot/agent/{file}", s.agentArchive)
 	mux.HandleFunc("GET /images/{file}", s.image)
+	mux.HandleFunc("GET /loaders/{file}", s.loader)
 	mux.HandleFunc("POST "+agentapi.CheckinPath, s.checkin)
 	mux.HandleFunc("POST "+agentapi.EventsPath, s.report)
 	return s.accessLog(mux), nil
@@ -166,6 +172,21 @@ func (s *Server) script(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	log := s.Log.With("mac", h.MAC, "host", h.Name, "boot", boot.ID)
+	if h.Mode == store.ModeDisk {
+		// No token, no image: iPXE exits and the firmware goes on to
+		// the next boot device, the local disk.
+		if err := s.Events.Emit(r.Context(), audit.Event{Code: audit.ScriptFetch, MAC: h.MAC, Host: h.Name, Boot: boot.ID, Actor: "system",
+			Details: map[string]string{"mode": store.ModeDisk}}); err != nil {
+			http.Error(w, "event log unavailable", http.StatusServiceUnavailable)
+			return
+		}
+		s.Boots.Advance(h.MAC, boot.ID, store.StageScript)
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		fmt.Fprintf(w, "#!ipxe\necho lifeboat: %s is in disk mode: booting from its local disk\nexit\n", h.Name)
+		log.Info("served disk-mode script")
+		return
+	}
 	tok := s.tokens.Issue(Binding{MAC: h.MAC, Host: h.Name, Boot: boot.ID}, s.TokenTTL)
 	body, err := RenderScript(ScriptData{Host: h.Name, Boot: boot.ID, Base: s.BaseURL,
 		Kernel: s.Image.Kernel, Initramfs: s.Image.Initramfs, Cmdline: s.Image.Cmdline, Token: tok})
@@ -409,4 +430,36 @@ func Serve(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logge
 	case err := <-errc:
 		return err
 	}
+}
+
+// loader serves a first-stage loader to UEFI HTTP boot clients.
+func (s *Server) loader(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("file")
+	if !slices.Contains(s.Image.Loaders, name) {
+		http.NotFound(w, r)
+		return
+	}
+	f, err := s.root.Open(path.Join("tftp", name))
+	if err != nil {
+		http.NotFound(w, r)
+		return
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		http.NotFound(w, r)
+		return
+	}
+	if h, ok := s.Inventory.LookupIP(peerIP(r)); ok {
+		if b, ok := s.Boots.Current(h.MAC); ok {
+			if err := s.Events.Emit(r.Context(), audit.Event{Code: audit.FirstStageFetch, MAC: h.MAC, Host: h.Name, Boot: b.ID, Actor: "system",
+				Details: map[string]string{"file": name, "bytes": fmt.Sprint(fi.Size()), "via": "http"}}); err != nil {
+				http.Error(w, "event log unavailable", http.StatusServiceUnavailable)
+				return
+			}
+			s.Boots.Advance(h.MAC, b.ID, store.StageFirstStage)
+		}
+	}
+	w.Header().Set("Content-Type", "application/efi")
+	http.ServeContent(w, r, name, fi.ModTime(), f)
 }

@@ -43,14 +43,16 @@ type rig struct {
 // client on loopback is that host.
 func newRig(t testing.TB) *rig {
 	dir := t.TempDir()
-	for _, f := range []string{"vmlinuz", "initramfs.cpio"} {
+	_ = os.MkdirAll(filepath.Join(dir, "tftp"), 0o755)
+	for _, f := range []string{"vmlinuz", "initramfs.cpio", "tftp/ipxe.efi", "tftp/other.efi"} {
 		if err := os.WriteFile(filepath.Join(dir, f), bytes.Repeat([]byte(f), 1000), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
 	_ = os.WriteFile(filepath.Join(filepath.Dir(dir), "secret"), []byte("TOPSECRET"), 0o644)
 	_ = os.Symlink("../secret", filepath.Join(dir, "secret"))
-	inv, err := store.ParseInventory([]byte(`{"hosts":[{"name":"web1","mac":"52:54:00:00:00:01","ip":"127.0.0.1","authorized_keys":["` + custKey + `"]}]}`))
+	inv, err := store.ParseInventory([]byte(`{"hosts":[{"name":"web1","mac":"52:54:00:00:00:01","ip":"127.0.0.1","authorized_keys":["` + custKey + `"]},
+		{"name":"db1","mac":"52:54:00:00:00:02","ip":"127.0.0.2","mode":"disk","authorized_keys":["` + custKey + `"]}]}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +63,8 @@ func newRig(t testing.TB) *rig {
 	}
 	t.Cleanup(func() { el.Close() })
 	r.boot, _ = r.boots.OnDiscover("52:54:00:00:00:01", store.ClientIPXE, "bios")
-	s := &Server{Image: Image{Dir: dir, Kernel: "vmlinuz", Initramfs: "initramfs.cpio", Cmdline: "console=ttyS0"},
+	r.boots.OnDiscover("52:54:00:00:00:02", store.ClientIPXE, "uefi")
+	s := &Server{Image: Image{Loaders: []string{"ipxe.efi"}, Dir: dir, Kernel: "vmlinuz", Initramfs: "initramfs.cpio", Cmdline: "console=ttyS0"},
 		Inventory: inv, Boots: r.boots, Events: el, Log: slog.New(slog.NewTextHandler(r.logBuf, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Unlock: agentapi.UnlockPolicy{MaxTries: 5, Lockout: time.Minute}}
 	h, err := s.Handler()
@@ -285,4 +288,27 @@ func FuzzCheckin(f *testing.F) {
 			t.Fatalf("check-in accepted without a live token: %q %q", body, bearer)
 		}
 	})
+}
+
+func TestDiskModeAndLoaders(t *testing.T) {
+	r := newRig(t)
+	// db1 holds 127.0.0.2: dial from that address.
+	c := &http.Client{Transport: &http.Transport{DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}).DialContext}}
+	resp, err := c.Get(r.srv.URL + "/boot/52:54:00:00:00:02.ipxe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.HasSuffix(string(body), "\nexit\n") || strings.Contains(string(body), "kernel") || tokenRE.Match(body) {
+		t.Errorf("disk-mode script: HTTP %d\n%s", resp.StatusCode, body)
+	}
+	if code, b := get(t, r.srv.URL+"/loaders/ipxe.efi"); code != 200 || !bytes.HasPrefix(b, []byte("tftp/ipxe.efi")) {
+		t.Errorf("loader: HTTP %d", code)
+	}
+	for _, p := range []string{"/loaders/other.efi", "/loaders/..%2fvmlinuz", "/loaders/"} {
+		if code, _ := get(t, r.srv.URL+p); code == 200 {
+			t.Errorf("GET %s = 200", p)
+		}
+	}
 }

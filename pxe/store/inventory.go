@@ -16,7 +16,10 @@ import (
 
 // Modes a host can be in.
 const (
+	// ModeUnlock: every netboot lands at the unlock prompt.
 	ModeUnlock = "unlock"
+	// ModeDisk: iPXE exits at once and the firmware boots the local disk.
+	ModeDisk = "disk"
 )
 
 // Host is one entry of the inventory: everything that decides the fate of a
@@ -123,9 +126,9 @@ func (h *Host) check() error {
 	switch h.Mode {
 	case "":
 		h.Mode = ModeUnlock
-	case ModeUnlock:
+	case ModeUnlock, ModeDisk:
 	default:
-		return fmt.Errorf("mode %q: the only mode so far is %q", h.Mode, ModeUnlock)
+		return fmt.Errorf("mode %q: want %q or %q", h.Mode, ModeUnlock, ModeDisk)
 	}
 	if len(h.AuthorizedKeys) == 0 {
 		return errors.New("authorized_keys is empty: nobody could log in to unlock this host")

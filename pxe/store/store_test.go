@@ -74,7 +74,7 @@ func TestParseInventory(t *testing.T) {
 		{`{"hosts":[{"name":"a","mac":"zz","ip":"10.0.0.5","authorized_keys":["` + key + `"]}]}`, "not an Ethernet MAC"},
 		{`{"hosts":[{"name":"a","mac":"52:54:00:aa:bb:01","ip":"10.0.0.5","authorized_keys":[]}]}`, "nobody could log in"},
 		{`{"hosts":[{"name":"a","mac":"52:54:00:aa:bb:01","ip":"10.0.0.5","authorized_keys":["ssh-rsa nope"]}]}`, "authorized_keys[0]"},
-		{`{"hosts":[{"name":"a","mac":"52:54:00:aa:bb:01","ip":"10.0.0.5","mode":"party","authorized_keys":["` + key + `"]}]}`, `mode "party"`},
+		{`{"hosts":[{"name":"a","mac":"52:54:00:aa:bb:01","ip":"10.0.0.5","mode":"party","authorized_keys":["` + key + `"]}]}`, `mode "party": want "unlock" or "disk"`},
 		{`{"hosts":[{"name":"a","mac":"52:54:00:aa:bb:01","ip":"10.0.0.5","authorized_keys":["` + key + `"]},{"name":"b","mac":"52:54:00:aa:bb:01","ip":"10.0.0.6","authorized_keys":["` + key + `"]}]}`, "already belongs to"},
 		{`{"hosts":[{"name":"a","mac":"52:54:00:aa:bb:01","ip":"10.0.0.5","authorized_keys":["` + key + `"],"colour":"red"}]}`, "unknown field"},
 		{`{"hosts":[`, "not valid inventory JSON"},
