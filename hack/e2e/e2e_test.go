@@ -47,10 +47,9 @@ var hosts = []rig.Host{
 	{Name: "uefi-pxe-host", Firmware: "uefi-pxe", MAC: "52:54:00:4c:42:30", IP: "10.77.0.30"},
 }
 
-func setup(t *testing.T) *rigT {
+func setup(t *testing.T, proxy bool, hs []rig.Host) *rigT {
 	root := repoRoot(t)
 	r := &rigT{dir: t.TempDir(), passphrase: "canary-" + rig.RandHex(12)}
-	t.Chdir(root)
 	k, err := images.FetchKernel(filepath.Join(root, "build", "cache"), "linux-image-amd64")
 	if err != nil {
 		t.Fatal(err)
@@ -62,7 +61,7 @@ func setup(t *testing.T) *rigT {
 		t.Fatal(err)
 	}
 	t.Logf("test disk built in %s", time.Since(start).Round(time.Millisecond))
-	r.Rig, err = rig.Start(rig.Options{Root: root, Dir: r.dir, Hosts: hosts})
+	r.Rig, err = rig.Start(rig.Options{Root: root, Dir: r.dir, Hosts: hs, Proxy: proxy})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,6 +71,9 @@ func setup(t *testing.T) *rigT {
 		}
 		if t.Failed() {
 			t.Logf("lifeboatd log:\n%s", r.ServerLog.String())
+			if r.SiteLog != nil {
+				t.Logf("site DHCP (dnsmasq) log:\n%s", r.SiteLog.String())
+			}
 		}
 	})
 	return r
@@ -85,13 +87,14 @@ func (r *rigT) ssh(ctx context.Context, ip string, extra ...string) *exec.Cmd {
 // SSH (interactively on a pty, and scripted on stdin), and checks that the
 // OS booted from inside its encrypted root; an unknown host gets nothing.
 func TestEndToEnd(t *testing.T) {
-	r := setup(t)
+	t.Parallel() // each site has its own namespace
+	r := setup(t, false, hosts)
 	canaryHits := watchProcs(t, r.passphrase)
 
 	t.Run("hosts", func(t *testing.T) {
-		t.Run("bios-interactive", func(t *testing.T) { t.Parallel(); r.bootAndUnlock(t, 0, true) })
-		t.Run("uefi-scripted", func(t *testing.T) { t.Parallel(); r.bootAndUnlock(t, 1, false) })
-		t.Run("uefi-native-pxe-scripted", func(t *testing.T) { t.Parallel(); r.bootAndUnlock(t, 2, false) })
+		t.Run("bios-interactive", func(t *testing.T) { t.Parallel(); r.bootAndUnlock(t, hosts[0], true) })
+		t.Run("uefi-scripted", func(t *testing.T) { t.Parallel(); r.bootAndUnlock(t, hosts[1], false) })
+		t.Run("uefi-native-pxe-scripted", func(t *testing.T) { t.Parallel(); r.bootAndUnlock(t, hosts[2], false) })
 		t.Run("unknown-mac", func(t *testing.T) { t.Parallel(); r.unknownHost(t) })
 	})
 
@@ -175,8 +178,7 @@ func subsequence(want, got []string) bool {
 	return i == len(want)
 }
 
-func (r *rigT) bootAndUnlock(t *testing.T, i int, interactive bool) {
-	h := hosts[i]
+func (r *rigT) bootAndUnlock(t *testing.T, h rig.Host, interactive bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	tap, err := r.NS.AddTap()
@@ -369,5 +371,92 @@ func watchProcs(t *testing.T, canary string) func() []string {
 			out = append(out, h)
 		}
 		return out
+	}
+}
+
+// TestProxyAndDiskMode runs a site whose own DHCP server (dnsmasq, on
+// another machine of the segment) hands out the addresses, with lifeboatd
+// as a proxyDHCP server: a BIOS host unlocks through it, and a UEFI host in
+// disk mode goes straight on to its own disk's boot loader.
+func TestProxyAndDiskMode(t *testing.T) {
+	proxyHosts := []rig.Host{
+		{Name: "proxy-bios-host", Firmware: "bios", MAC: "52:54:00:4c:42:40", IP: "10.77.0.40"},
+		{Name: "disk-mode-host", Firmware: "uefi", MAC: "52:54:00:4c:42:50", IP: "10.77.0.50", Mode: "disk"},
+	}
+	t.Parallel()
+	r := setup(t, true, proxyHosts)
+	k, err := images.FetchKernel(filepath.Join(r.Root, "build", "cache"), "linux-image-amd64")
+	if err != nil {
+		t.Fatal(err)
+	}
+	esp, err := fixture.BuildESP(fixture.Options{Kernel: k, Dir: filepath.Join(r.dir, "esp")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Run("hosts", func(t *testing.T) {
+		t.Run("proxy-unlock", func(t *testing.T) { t.Parallel(); r.bootAndUnlock(t, proxyHosts[0], false) })
+		t.Run("disk-mode", func(t *testing.T) {
+			t.Parallel()
+			h := proxyHosts[1]
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+			defer cancel()
+			tap, err := r.NS.AddTap()
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := &vm.Host{Name: h.Name, Firmware: h.Firmware, MAC: h.MAC, Disk: esp.Path, Dir: r.dir}
+			run, err := m.Start(ctx, r.NS, tap)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer run.Kill()
+			start := time.Now()
+			line, err := run.Console.WaitFor(ctx, 8*time.Minute, "TESTOS: booted", "is ready for unlock")
+			if err != nil || !strings.Contains(line, "TESTOS: booted") {
+				t.Fatalf("disk-mode host did not boot its own disk: %v %s\n%s", err, line, run.Console.Text())
+			}
+			t.Logf("%s: power-on to its own OS from disk: %s", h.Name, time.Since(start).Round(100*time.Millisecond))
+			if !strings.Contains(run.Console.Text(), "is in disk mode") {
+				t.Errorf("iPXE did not run lifeboatd's disk-mode script first:\n%s", run.Console.Text())
+			}
+		})
+	})
+	evs, err := store.ReadEvents(r.EventLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var proxyCodes, diskCodes []string
+	for _, e := range evs {
+		c := string(e.Code)
+		if e.Code == audit.ImageFetch {
+			c += ":" + e.Details["file"]
+		}
+		switch e.Host {
+		case proxyHosts[0].Name:
+			proxyCodes = append(proxyCodes, c)
+			if e.Code == audit.DHCPOffer && e.Details["mode"] != "proxy" {
+				t.Errorf("proxy site: offer event %+v not marked proxy", e)
+			}
+		case proxyHosts[1].Name:
+			diskCodes = append(diskCodes, c)
+		}
+	}
+	want := []string{string(audit.BootStart), string(audit.DHCPOffer), string(audit.ScriptFetch), "http.image:vmlinuz",
+		"http.image:initramfs.cpio", "http.image:agent.cpio", string(audit.AgentCheckin), string(audit.SSHLogin),
+		string(audit.UnlockFailure), string(audit.UnlockSuccess), string(audit.Handoff)}
+	if !subsequence(want, proxyCodes) {
+		t.Errorf("proxy host events %v, want in order %v", proxyCodes, want)
+	}
+	for _, c := range proxyCodes {
+		if c == string(audit.DHCPAck) {
+			t.Error("lifeboatd ACKed an address in proxy mode")
+		}
+	}
+	if !subsequence([]string{string(audit.BootStart), string(audit.DHCPOffer), string(audit.ScriptFetch)}, diskCodes) ||
+		strings.Contains(strings.Join(diskCodes, " "), "http.image") {
+		t.Errorf("disk-mode host events %v: want a script and no image", diskCodes)
+	}
+	if !strings.Contains(r.SiteLog.String(), "DHCPACK(eth0) 10.77.0.40") {
+		t.Errorf("the site's DHCP server did not give the proxy host its address:\n%s", r.SiteLog.String())
 	}
 }

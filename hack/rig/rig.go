@@ -24,6 +24,7 @@ const ServerIP = "10.77.0.1"
 // Host is an inventory entry of the rig.
 type Host struct {
 	Name, Firmware, MAC, IP string
+	Mode                    string // unlock (default) or disk
 }
 
 // Options configure a rig.
@@ -33,6 +34,10 @@ type Options struct {
 	Hosts    []Host
 	LogLevel string
 	Lockout  string
+	// Proxy runs lifeboatd as a proxyDHCP server next to the site's own
+	// DHCP server: dnsmasq in a second namespace on the same bridge, which
+	// hands every host its reserved address.
+	Proxy bool
 }
 
 // Rig is a running site: namespace + lifeboatd.
@@ -43,6 +48,10 @@ type Rig struct {
 	EventLog  string
 	ServerLog *SyncBuffer
 	server    *exec.Cmd
+	site      *vm.Peer
+	dnsmasq   *exec.Cmd
+	// SiteLog is dnsmasq's output (proxy rigs).
+	SiteLog *SyncBuffer
 }
 
 // SyncBuffer is a bytes.Buffer safe for one writer and many readers.
@@ -107,14 +116,22 @@ func Start(o Options) (r *Rig, err error) {
 		Hosts []h `json:"hosts"`
 	}
 	for _, x := range o.Hosts {
-		inv.Hosts = append(inv.Hosts, h{x.Name, x.MAC, x.IP, "unlock", []string{strings.TrimSpace(string(pub))}})
+		mode := x.Mode
+		if mode == "" {
+			mode = "unlock"
+		}
+		inv.Hosts = append(inv.Hosts, h{x.Name, x.MAC, x.IP, mode, []string{strings.TrimSpace(string(pub))}})
+	}
+	dhcpMode := "full"
+	if o.Proxy {
+		dhcpMode = "proxy"
 	}
 	if err := writeJSON(filepath.Join(o.Dir, "hosts.json"), inv); err != nil {
 		return nil, err
 	}
 	cfg := filepath.Join(o.Dir, "lifeboatd.json")
 	if err := writeJSON(cfg, map[string]any{
-		"interface": "br0", "server_ip": ServerIP, "http_port": 8080,
+		"interface": "br0", "server_ip": ServerIP, "http_port": 8080, "dhcp_mode": dhcpMode,
 		"image_dir": img, "inventory": filepath.Join(o.Dir, "hosts.json"), "event_log": r.EventLog,
 		"kernel_cmdline": "console=ttyS0,115200 panic=-1", "log_level": o.LogLevel,
 		"unlock": map[string]any{"max_tries": 5, "lockout": o.Lockout},
@@ -136,6 +153,11 @@ func Start(o Options) (r *Rig, err error) {
 			r.NS.Close()
 		}
 	}()
+	if o.Proxy {
+		if err := r.startSiteDHCP(); err != nil {
+			return nil, err
+		}
+	}
 	r.server = r.NS.Command(context.Background(), bin, "-config", cfg)
 	r.server.Stdout, r.server.Stderr = r.ServerLog, r.ServerLog
 	if err := r.server.Start(); err != nil {
@@ -188,8 +210,41 @@ func (r *Rig) Close() error {
 			err = fmt.Errorf("lifeboatd did not stop within 10 s of SIGTERM")
 		}
 	}
+	if r.dnsmasq != nil && r.dnsmasq.Process != nil {
+		_ = r.dnsmasq.Process.Kill()
+		_ = r.dnsmasq.Wait()
+	}
+	if r.site != nil {
+		_ = r.site.Close()
+	}
 	if nerr := r.NS.Close(); nerr != nil && err == nil {
 		err = nerr
 	}
 	return err
+}
+
+// SiteDHCPIP is the address of the site's own DHCP server in proxy rigs.
+const SiteDHCPIP = "10.77.0.2"
+
+// startSiteDHCP runs dnsmasq as the site's DHCP server on its own
+// namespace, with every host's reservation and no PXE of its own.
+func (r *Rig) startSiteDHCP() error {
+	var err error
+	r.site, err = r.NS.AddPeer(r.NS.Name+"-site", SiteDHCPIP+"/24")
+	if err != nil {
+		return err
+	}
+	args := []string{"--no-daemon", "--conf-file=/dev/null", "--port=0", "--user=root", "--interface=eth0", "--bind-interfaces",
+		"--dhcp-range=10.77.0.100,10.77.0.150,255.255.255.0,1h", "--dhcp-leasefile=" + filepath.Join(r.Dir, "dnsmasq.leases"),
+		"--pid-file=" + filepath.Join(r.Dir, "dnsmasq.pid"), "--log-dhcp"}
+	for _, h := range r.Hosts {
+		args = append(args, "--dhcp-host="+h.MAC+","+h.IP)
+	}
+	r.SiteLog = &SyncBuffer{}
+	r.dnsmasq = r.site.Command(context.Background(), "dnsmasq", args...)
+	r.dnsmasq.Stdout, r.dnsmasq.Stderr = r.SiteLog, r.SiteLog
+	if err := r.dnsmasq.Start(); err != nil {
+		return fmt.Errorf("dnsmasq: %w (apt-get install dnsmasq-base)", err)
+	}
+	return nil
 }

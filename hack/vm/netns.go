@@ -69,3 +69,43 @@ func (n *NS) Command(ctx context.Context, name string, args ...string) *exec.Cmd
 func (n *NS) Close() error {
 	return ip("netns", "del", n.Name)
 }
+
+// Peer is another namespace on the same bridge: a second machine of the
+// site (its own DHCP server, say).
+type Peer struct {
+	Name string
+}
+
+// AddPeer creates namespace peer with interface eth0 addressed cidr,
+// plugged into the bridge.
+func (n *NS) AddPeer(peer, cidr string) (*Peer, error) {
+	_ = ip("netns", "del", peer)
+	if err := ip("netns", "add", peer); err != nil {
+		return nil, err
+	}
+	p := &Peer{Name: peer}
+	vp := fmt.Sprintf("vp%d", n.taps)
+	n.taps++
+	for _, args := range [][]string{
+		{"-n", n.Name, "link", "add", vp, "type", "veth", "peer", "name", "eth0", "netns", peer},
+		{"-n", n.Name, "link", "set", vp, "master", "br0"},
+		{"-n", n.Name, "link", "set", vp, "up"},
+		{"-n", peer, "link", "set", "lo", "up"},
+		{"-n", peer, "addr", "add", cidr, "dev", "eth0"},
+		{"-n", peer, "link", "set", "eth0", "up"},
+	} {
+		if err := ip(args...); err != nil {
+			p.Close()
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+// Command runs a program inside the peer namespace.
+func (p *Peer) Command(ctx context.Context, name string, args ...string) *exec.Cmd {
+	return exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", p.Name, name}, args...)...)
+}
+
+// Close deletes the peer namespace.
+func (p *Peer) Close() error { return ip("netns", "del", p.Name) }

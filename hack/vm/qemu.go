@@ -39,9 +39,11 @@ func (h *Host) Args(tap string) ([]string, error) {
 		mem = 1536
 	}
 	args := []string{"-m", fmt.Sprint(mem), "-smp", "1", "-display", "none", "-serial", "stdio", "-monitor", "none",
-		"-no-reboot", "-device", "virtio-rng-pci", "-netdev", "tap,id=n0,ifname=" + tap + ",script=no,downscript=no", "-boot", "n"}
+		"-no-reboot", "-device", "virtio-rng-pci", "-netdev", "tap,id=n0,ifname=" + tap + ",script=no,downscript=no"}
+	// The network first, the disk second, as a provider sets up its
+	// servers: OVMF would otherwise try a bootable disk before the NIC.
 	if h.Disk != "" {
-		args = append(args, "-drive", "file="+h.Disk+",if=virtio,format=raw,snapshot=on")
+		args = append(args, "-drive", "file="+h.Disk+",if=none,id=d0,format=raw,snapshot=on", "-device", "virtio-blk-pci,drive=d0,bootindex=1")
 	}
 	rom := ""
 	if h.Firmware == "uefi-pxe" {
@@ -49,7 +51,7 @@ func (h *Host) Args(tap string) ([]string, error) {
 	}
 	switch h.Firmware {
 	case "bios":
-		args = append(args, "-device", "e1000,netdev=n0,mac="+h.MAC)
+		args = append(args, "-device", "e1000,netdev=n0,bootindex=0,mac="+h.MAC)
 	case "uefi", "uefi-pxe":
 		vars := filepath.Join(h.Dir, h.Name+"-OVMF_VARS.fd")
 		data, err := os.ReadFile("/usr/share/OVMF/OVMF_VARS_4M.fd")
@@ -62,7 +64,7 @@ func (h *Host) Args(tap string) ([]string, error) {
 		args = append(args,
 			"-drive", "if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd",
 			"-drive", "if=pflash,format=raw,file="+vars,
-			"-device", "virtio-net-pci,netdev=n0,mac="+h.MAC+rom)
+			"-device", "virtio-net-pci,netdev=n0,bootindex=0,mac="+h.MAC+rom)
 	default:
 		return nil, fmt.Errorf("firmware %q: want bios, uefi or uefi-pxe", h.Firmware)
 	}

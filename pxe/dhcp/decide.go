@@ -102,7 +102,7 @@ func Decide(req *dhcpv4.DHCPv4, h *store.Host, self Self) Decision {
 		return d
 	}
 	if self.Proxy {
-		return decideProxy(req, self, d)
+		return decideProxy(req, h, self, d)
 	}
 	var mt dhcpv4.MessageType
 	switch req.MessageType() {
@@ -144,6 +144,11 @@ func Decide(req *dhcpv4.DHCPv4, h *store.Host, self Self) Decision {
 	if !ok {
 		d.Reason = fmt.Sprintf("no loader for client architecture %s", d.Kind.Arch)
 		return d
+	}
+	if skipFirstStage(h, d.Kind) {
+		// An address, nothing to boot: the firmware moves on to the
+		// next boot entry, and in the end to the disk.
+		bootFile = ""
 	}
 
 	mask := net.CIDRMask(h.Prefix, 32)
@@ -236,13 +241,17 @@ var pxeVendorBIOS = []byte{6, 1, 8, 255}
 // decideProxy answers a DISCOVER from a PXE client with boot information and
 // no address (PXE spec 2.1, proxyDHCP on port 67). The site's DHCP server
 // answers everything else.
-func decideProxy(req *dhcpv4.DHCPv4, self Self, d Decision) Decision {
+func decideProxy(req *dhcpv4.DHCPv4, h *store.Host, self Self, d Decision) Decision {
 	if req.MessageType() != dhcpv4.MessageTypeDiscover {
 		d.Reason = "proxy mode: only DISCOVERs are answered on port 67"
 		return d
 	}
 	if d.Kind.Client == store.ClientOther {
 		d.Reason = "proxy mode: not a PXE client; the site's DHCP server answers it"
+		return d
+	}
+	if skipFirstStage(h, d.Kind) {
+		d.Reason = "disk mode: nothing to boot from the network"
 		return d
 	}
 	bootFile, ok := bootFileFor(d.Kind, req.ClientHWAddr, self)
@@ -267,6 +276,10 @@ func DecideBootServer(req *dhcpv4.DHCPv4, h *store.Host, self Self) Decision {
 		return d
 	case d.Kind.Client == store.ClientOther:
 		d.Reason = "port 4011: not a PXE client"
+		return d
+	}
+	if skipFirstStage(h, d.Kind) {
+		d.Reason = "disk mode: nothing to boot from the network"
 		return d
 	}
 	bootFile, ok := bootFileFor(d.Kind, req.ClientHWAddr, self)
@@ -308,4 +321,12 @@ func vendorClass(k Kind) string {
 		return "HTTPClient"
 	}
 	return "PXEClient"
+}
+
+// skipFirstStage: a host in disk mode gets no first stage. An iPXE that is
+// already running (an iPXE option ROM) still gets its script, which exits;
+// the firmware's own PXE and HTTP boot entries get nothing, or they would
+// load iPXE again after every exit and never reach the disk.
+func skipFirstStage(h *store.Host, k Kind) bool {
+	return h.Mode == store.ModeDisk && k.Client == store.ClientFirmware
 }

@@ -258,3 +258,23 @@ func TestDecideUEFIHTTPBoot(t *testing.T) {
 		}
 	}
 }
+
+func TestDecideDiskMode(t *testing.T) {
+	disk := *host
+	disk.Mode = store.ModeDisk
+	px := self
+	px.Proxy = true
+	fw := discover(t, arch(iana.EFI_X86_64))
+	ipxe := discover(t, arch(iana.EFI_X86_64), ipxeUC())
+	if d := Decide(fw, &disk, self); d.Reply == nil || d.Reply.BootFileName != "" || d.Reply.BootFileNameOption() != "" {
+		t.Errorf("full mode, firmware: %+v, want an address and no boot file", d)
+	}
+	if d := Decide(fw, &disk, px); d.Reply != nil {
+		t.Errorf("proxy mode, firmware: answered, want silence")
+	}
+	for _, s := range []Self{self, px} {
+		if d := Decide(ipxe, &disk, s); d.Reply == nil || d.Reply.BootFileName != "http://10.0.0.2:8080/boot/52:54:00:01:02:03.ipxe" {
+			t.Errorf("proxy=%v, iPXE: %+v, want the (exiting) script", s.Proxy, d)
+		}
+	}
+}
