@@ -11,12 +11,19 @@ import (
 	"github.com/lifeboat-boot/lifeboat/pxe/audit"
 )
 
-// EventLog is an append-only JSON-lines file. Each Emit is written and
-// synced before it returns, so a recorded event survives a crash.
+// EventLog is an append-only JSON-lines file. Emit returns only once its
+// event is written and synced, so a recorded event survives a crash.
+// Concurrent emitters share fsyncs (group commit): while one sync runs, the
+// lines written meanwhile wait for the next, which covers them all.
 type EventLog struct {
-	mu  sync.Mutex
-	f   *os.File
-	now func() time.Time
+	mu      sync.Mutex
+	f       *os.File
+	now     func() time.Time
+	written uint64 // lines written to the file
+	synced  uint64 // lines known to be on disk
+	syncing bool
+	err     error // a failed sync poisons the log: nothing after it is durable
+	cond    *sync.Cond
 	// subs receive a copy of every event after it is durable (tests, and
 	// later the audit chain and notices).
 	subs []chan<- audit.Event
@@ -28,7 +35,9 @@ func OpenEventLog(path string) (*EventLog, error) {
 	if err != nil {
 		return nil, fmt.Errorf("event log: %w", err)
 	}
-	return &EventLog{f: f, now: time.Now}, nil
+	l := &EventLog{f: f, now: time.Now}
+	l.cond = sync.NewCond(&l.mu)
+	return l, nil
 }
 
 // Subscribe delivers future events to ch without blocking the emitter: a
@@ -43,6 +52,9 @@ func (l *EventLog) Subscribe(ch chan<- audit.Event) {
 func (l *EventLog) Emit(_ context.Context, e audit.Event) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.err != nil {
+		return l.err
+	}
 	if e.Time.IsZero() {
 		e.Time = l.now().UTC()
 	}
@@ -50,12 +62,33 @@ func (l *EventLog) Emit(_ context.Context, e audit.Event) error {
 	if err != nil {
 		return fmt.Errorf("event log: %w", err)
 	}
-	line = append(line, '\n')
-	if _, err := l.f.Write(line); err != nil {
-		return fmt.Errorf("event log: %w", err)
+	if _, err := l.f.Write(append(line, '\n')); err != nil {
+		l.err = fmt.Errorf("event log: %w", err)
+		return l.err
 	}
-	if err := l.f.Sync(); err != nil {
-		return fmt.Errorf("event log: %w", err)
+	l.written++
+	mine := l.written
+	for l.synced < mine && l.err == nil {
+		if l.syncing {
+			l.cond.Wait()
+			continue
+		}
+		// Become the syncer for everything written so far.
+		l.syncing = true
+		target := l.written
+		l.mu.Unlock()
+		err := l.f.Sync()
+		l.mu.Lock()
+		l.syncing = false
+		if err != nil {
+			l.err = fmt.Errorf("event log: %w", err)
+		} else {
+			l.synced = target
+		}
+		l.cond.Broadcast()
+	}
+	if l.err != nil {
+		return l.err
 	}
 	for _, ch := range l.subs {
 		select {

@@ -2,10 +2,12 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/netip"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/lifeboat-boot/lifeboat/pxe/audit"
@@ -119,5 +121,41 @@ func TestEventLogAppendsDurably(t *testing.T) {
 	evs, err := ReadEvents(path)
 	if err != nil || len(evs) != 2 || evs[1].Code != audit.BootStart {
 		t.Fatalf("ReadEvents = %v, %v", evs, err)
+	}
+}
+
+// TestEventLogConcurrent: many emitters at once, every event durable and
+// whole on its own line.
+func TestEventLogConcurrent(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ev.jsonl")
+	l, err := OpenEventLog(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var wg sync.WaitGroup
+	for g := 0; g < 32; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 50; i++ {
+				if err := l.Emit(context.Background(), audit.Event{Code: audit.DHCPOffer, MAC: fmt.Sprintf("g%d-%d", g, i)}); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	evs, err := ReadEvents(path)
+	if err != nil || len(evs) != 32*50 {
+		t.Fatalf("ReadEvents: %d events, %v", len(evs), err)
+	}
+	seen := map[string]bool{}
+	for _, e := range evs {
+		seen[e.MAC] = true
+	}
+	if len(seen) != 32*50 {
+		t.Errorf("%d distinct events, want %d", len(seen), 32*50)
 	}
 }
