@@ -42,6 +42,11 @@ type Kind struct {
 	HasArch  bool
 }
 
+// Known reports whether lifeboat has a first stage for this firmware.
+func (k Kind) Known() bool {
+	return k.Firmware == "bios" || k.Firmware == "uefi" || k.Firmware == "uefi-http"
+}
+
 // Classify reads option 93 (client architecture) and the iPXE markers
 // (user class "iPXE", or option 175 with iPXE's feature flags).
 func Classify(req *dhcpv4.DHCPv4) Kind {
@@ -140,7 +145,7 @@ func Decide(req *dhcpv4.DHCPv4, h *store.Host, self Self) Decision {
 
 	// PXE firmware of an architecture we have no loader for gets nothing:
 	// an address without a boot file would just make it time out slowly.
-	bootFile, ok := bootFileFor(d.Kind, req.ClientHWAddr, self)
+	bootFile, ok := bootFileFor(d.Kind, inventoryMAC(h, req), self)
 	if !ok {
 		d.Reason = fmt.Sprintf("no loader for client architecture %s", d.Kind.Arch)
 		return d
@@ -197,6 +202,7 @@ func Decide(req *dhcpv4.DHCPv4, h *store.Host, self Self) Decision {
 	}
 	// BIOS PXE ROMs read the legacy 'file' header field, not option 67.
 	r.BootFileName = bootFile
+	echoRelayInfo(req, r)
 	d.Reply, d.Boot = r, bootFile
 	d.Reason = "known host"
 	return d
@@ -254,7 +260,7 @@ func decideProxy(req *dhcpv4.DHCPv4, h *store.Host, self Self, d Decision) Decis
 		d.Reason = "disk mode: nothing to boot from the network"
 		return d
 	}
-	bootFile, ok := bootFileFor(d.Kind, req.ClientHWAddr, self)
+	bootFile, ok := bootFileFor(d.Kind, inventoryMAC(h, req), self)
 	if !ok {
 		d.Reason = fmt.Sprintf("no loader for client architecture %s", d.Kind.Arch)
 		return d
@@ -282,7 +288,7 @@ func DecideBootServer(req *dhcpv4.DHCPv4, h *store.Host, self Self) Decision {
 		d.Reason = "disk mode: nothing to boot from the network"
 		return d
 	}
-	bootFile, ok := bootFileFor(d.Kind, req.ClientHWAddr, self)
+	bootFile, ok := bootFileFor(d.Kind, inventoryMAC(h, req), self)
 	if !ok {
 		d.Reason = fmt.Sprintf("no loader for client architecture %s", d.Kind.Arch)
 		return d
@@ -312,6 +318,7 @@ func proxyReply(req *dhcpv4.DHCPv4, self Self, d Decision, mt dhcpv4.MessageType
 	}
 	r.YourIPAddr = net.IPv4zero // proxy answers never hand out an address
 	r.BootFileName = bootFile
+	echoRelayInfo(req, r)
 	d.Reply, d.Boot, d.Reason = r, bootFile, "known host (proxy)"
 	return d
 }
@@ -329,4 +336,37 @@ func vendorClass(k Kind) string {
 // load iPXE again after every exit and never reach the disk.
 func skipFirstStage(h *store.Host, k Kind) bool {
 	return h.Mode == store.ModeDisk && k.Client == store.ClientFirmware
+}
+
+// Identify finds the host a request comes from: by its MAC, or else by the
+// circuit-id its relay added (option 82, sub-option 1).
+func Identify(inv store.Inventory, req *dhcpv4.DHCPv4) (*store.Host, string) {
+	if h, ok := inv.Lookup(req.ClientHWAddr); ok {
+		return h, "mac"
+	}
+	if rai := req.RelayAgentInfo(); rai != nil {
+		if id := rai.Get(dhcpv4.AgentCircuitIDSubOption); len(id) > 0 {
+			if h, ok := inv.LookupCircuit(string(id)); ok {
+				return h, "circuit-id"
+			}
+		}
+	}
+	return nil, ""
+}
+
+// echoRelayInfo copies option 82 into a reply, as RFC 3046 requires of
+// servers: the relay strips it and uses it to forward the reply.
+func echoRelayInfo(req, r *dhcpv4.DHCPv4) {
+	if raw := req.Options.Get(dhcpv4.OptionRelayAgentInformation); raw != nil {
+		r.UpdateOption(dhcpv4.OptGeneric(dhcpv4.OptionRelayAgentInformation, raw))
+	}
+}
+
+// inventoryMAC is the MAC the inventory knows the host by: the script URL
+// must name it even when the host was identified by its circuit-id.
+func inventoryMAC(h *store.Host, req *dhcpv4.DHCPv4) net.HardwareAddr {
+	if m, err := net.ParseMAC(h.MAC); err == nil {
+		return m
+	}
+	return req.ClientHWAddr
 }

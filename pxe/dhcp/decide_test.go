@@ -3,6 +3,7 @@ package dhcp
 import (
 	"net"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -276,5 +277,35 @@ func TestDecideDiskMode(t *testing.T) {
 		if d := Decide(ipxe, &disk, s); d.Reply == nil || d.Reply.BootFileName != "http://10.0.0.2:8080/boot/52:54:00:01:02:03.ipxe" {
 			t.Errorf("proxy=%v, iPXE: %+v, want the (exiting) script", s.Proxy, d)
 		}
+	}
+}
+
+func TestIdentifyByCircuitAndEcho(t *testing.T) {
+	inv, err := store.ParseInventory([]byte(`{"hosts":[{"name":"rack4-u12","mac":"52:54:00:aa:aa:aa","ip":"10.0.0.10","circuit_id":"sw4/eth1/12",
+		"authorized_keys":["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl c"]}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rai := dhcpv4.OptRelayAgentInfo(dhcpv4.OptGeneric(dhcpv4.GenericOptionCode(dhcpv4.AgentCircuitIDSubOption), []byte("sw4/eth1/12")))
+	m := discover(t, arch(iana.INTEL_X86PC), dhcpv4.WithOption(rai)) // a replaced NIC: unknown MAC
+	m.GatewayIPAddr = net.ParseIP("10.0.0.1")
+	h, by := Identify(inv, m)
+	if h == nil || h.Name != "rack4-u12" || by != "circuit-id" {
+		t.Fatalf("Identify = %v %q", h, by)
+	}
+	d := Decide(m, h, self)
+	if d.Reply == nil || d.Reply.Options.Get(dhcpv4.OptionRelayAgentInformation) == nil {
+		t.Fatalf("reply does not echo option 82: %+v", d)
+	}
+	ipxe := discover(t, arch(iana.INTEL_X86PC), ipxeUC(), dhcpv4.WithOption(rai))
+	if d := Decide(ipxe, h, self); d.Reply == nil || !strings.Contains(d.Boot, "52:54:00:aa:aa:aa.ipxe") {
+		t.Errorf("script URL %q does not name the inventory MAC", d.Boot)
+	}
+	if got := Destination(m).String(); got != "10.0.0.1:67" {
+		t.Errorf("reply goes to %s, want the relay", got)
+	}
+	other := discover(t, arch(iana.INTEL_X86PC), dhcpv4.WithOption(dhcpv4.OptRelayAgentInfo(dhcpv4.OptGeneric(dhcpv4.GenericOptionCode(dhcpv4.AgentCircuitIDSubOption), []byte("sw9/eth1/1")))))
+	if h, _ := Identify(inv, other); h != nil {
+		t.Errorf("unknown circuit identified as %s", h.Name)
 	}
 }

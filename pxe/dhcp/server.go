@@ -27,6 +27,7 @@ type Server struct {
 
 	mu          sync.Mutex
 	lastUnknown map[string]time.Time // rate limit for unknown-MAC log lines
+	archLogged  map[string]bool      // architectures without a loader, logged once each
 	srv         *server4.Server
 	bootSrv     *server4.Server // port 4011, proxy mode only
 	ctx         context.Context // of Serve, for the handler
@@ -107,14 +108,21 @@ func (s *Server) handle(ctx context.Context, conn net.PacketConn, req *dhcpv4.DH
 	}
 	mac := req.ClientHWAddr
 	log := s.Log.With("mac", mac.String(), "xid", req.TransactionID.String(), "iface", s.Iface)
-	h, _ := s.Inventory.Lookup(mac)
+	h, by := Identify(s.Inventory, req)
 	d := Decide(req, h, s.Self)
 	if h == nil {
 		s.logUnknown(log, mac.String())
 		return
 	}
 	log = log.With("host", h.Name, "type", req.MessageType().String(), "firmware", d.Kind.Firmware)
+	if by != "mac" {
+		log = log.With("identified_by", by)
+	}
 	if d.Reply == nil {
+		if d.Kind.Client == store.ClientFirmware && !d.Kind.Known() {
+			s.logArchOnce(log, d.Kind.Arch.String(), d.Reason)
+			return
+		}
 		log.Info("dhcp request not answered", "reason", d.Reason)
 		return
 	}
@@ -191,7 +199,7 @@ func (s *Server) handleBootServer(ctx context.Context, conn net.PacketConn, peer
 		return
 	}
 	log := s.Log.With("mac", req.ClientHWAddr.String(), "xid", req.TransactionID.String(), "iface", s.Iface, "port", BootServerPort)
-	h, _ := s.Inventory.Lookup(req.ClientHWAddr)
+	h, _ := Identify(s.Inventory, req)
 	d := DecideBootServer(req, h, s.Self)
 	if h == nil {
 		s.logUnknown(log, req.ClientHWAddr.String())
@@ -215,4 +223,19 @@ func (s *Server) handleBootServer(ctx context.Context, conn net.PacketConn, peer
 		return
 	}
 	log.Info("dhcp answered", "host", h.Name, "boot", bootID, "reply", "ACK", "boot_file", d.Boot)
+}
+
+// logArchOnce logs a client architecture lifeboat has no loader for, once
+// per architecture: a rack of ARM servers retrying must not flood the log.
+func (s *Server) logArchOnce(log *slog.Logger, arch, reason string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.archLogged == nil {
+		s.archLogged = map[string]bool{}
+	}
+	if s.archLogged[arch] {
+		return
+	}
+	s.archLogged[arch] = true
+	log.Warn("dhcp: client architecture not supported, not answering (logged once per architecture)", "arch", arch, "reason", reason)
 }

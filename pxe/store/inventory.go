@@ -25,14 +25,18 @@ const (
 // Host is one entry of the inventory: everything that decides the fate of a
 // netboot from this machine.
 type Host struct {
-	Name           string       `json:"name"`
-	MAC            string       `json:"mac"`
-	IP             netip.Addr   `json:"ip"`
-	Prefix         int          `json:"prefix"` // netmask length of the reservation
-	Gateway        netip.Addr   `json:"gateway,omitzero"`
-	DNS            []netip.Addr `json:"dns,omitempty"`
-	Mode           string       `json:"mode"`
-	AuthorizedKeys []string     `json:"authorized_keys"`
+	Name    string       `json:"name"`
+	MAC     string       `json:"mac"`
+	IP      netip.Addr   `json:"ip"`
+	Prefix  int          `json:"prefix"` // netmask length of the reservation
+	Gateway netip.Addr   `json:"gateway,omitzero"`
+	DNS     []netip.Addr `json:"dns,omitempty"`
+	Mode    string       `json:"mode"`
+	// CircuitID identifies the host by the switch port its relay reports
+	// (DHCP option 82, circuit-id), for hosts whose MAC is not known yet
+	// (a replaced NIC, a new machine in a known slot).
+	CircuitID      string   `json:"circuit_id,omitempty"`
+	AuthorizedKeys []string `json:"authorized_keys"`
 }
 
 // Inventory answers the one question that decides a host's fate.
@@ -41,12 +45,15 @@ type Inventory interface {
 	Lookup(mac net.HardwareAddr) (*Host, bool)
 	// LookupIP finds the host holding this reservation.
 	LookupIP(ip netip.Addr) (*Host, bool)
+	// LookupCircuit finds the host behind a relay's circuit-id.
+	LookupCircuit(id string) (*Host, bool)
 }
 
 // FileInventory is an Inventory read from a JSON file at start.
 type FileInventory struct {
-	byMAC map[string]*Host
-	byIP  map[netip.Addr]*Host
+	byMAC     map[string]*Host
+	byIP      map[netip.Addr]*Host
+	byCircuit map[string]*Host
 }
 
 // LoadInventory reads and checks an inventory file.
@@ -73,7 +80,7 @@ func ParseInventory(data []byte) (*FileInventory, error) {
 	if err := dec.Decode(&doc); err != nil {
 		return nil, fmt.Errorf("not valid inventory JSON: %w", err)
 	}
-	inv := &FileInventory{byMAC: map[string]*Host{}, byIP: map[netip.Addr]*Host{}}
+	inv := &FileInventory{byMAC: map[string]*Host{}, byIP: map[netip.Addr]*Host{}, byCircuit: map[string]*Host{}}
 	var errs []error
 	for i, h := range doc.Hosts {
 		if h == nil {
@@ -92,8 +99,15 @@ func ParseInventory(data []byte) (*FileInventory, error) {
 			errs = append(errs, fmt.Errorf("host %q: IP %s already reserved for %q", h.Name, h.IP, o.Name))
 			continue
 		}
+		if o, dup := inv.byCircuit[h.CircuitID]; dup && h.CircuitID != "" {
+			errs = append(errs, fmt.Errorf("host %q: circuit_id %q already belongs to %q", h.Name, h.CircuitID, o.Name))
+			continue
+		}
 		inv.byMAC[h.MAC] = h
 		inv.byIP[h.IP] = h
+		if h.CircuitID != "" {
+			inv.byCircuit[h.CircuitID] = h
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
@@ -151,5 +165,14 @@ func (inv *FileInventory) Lookup(mac net.HardwareAddr) (*Host, bool) {
 // LookupIP implements Inventory.
 func (inv *FileInventory) LookupIP(ip netip.Addr) (*Host, bool) {
 	h, ok := inv.byIP[ip.Unmap()]
+	return h, ok
+}
+
+// LookupCircuit implements Inventory.
+func (inv *FileInventory) LookupCircuit(id string) (*Host, bool) {
+	if id == "" {
+		return nil, false
+	}
+	h, ok := inv.byCircuit[id]
 	return h, ok
 }
