@@ -256,16 +256,7 @@ func decideProxy(req *dhcpv4.DHCPv4, h *store.Host, self Self, d Decision) Decis
 		d.Reason = "proxy mode: not a PXE client; the site's DHCP server answers it"
 		return d
 	}
-	if skipFirstStage(h, d.Kind) {
-		d.Reason = "disk mode: nothing to boot from the network"
-		return d
-	}
-	bootFile, ok := bootFileFor(d.Kind, inventoryMAC(h, req), self)
-	if !ok {
-		d.Reason = fmt.Sprintf("no loader for client architecture %s", d.Kind.Arch)
-		return d
-	}
-	return proxyReply(req, self, d, dhcpv4.MessageTypeOffer, bootFile)
+	return proxyReply(req, h, self, d, dhcpv4.MessageTypeOffer)
 }
 
 // DecideBootServer answers a REQUEST sent to port 4011: UEFI firmware that
@@ -284,6 +275,12 @@ func DecideBootServer(req *dhcpv4.DHCPv4, h *store.Host, self Self) Decision {
 		d.Reason = "port 4011: not a PXE client"
 		return d
 	}
+	return proxyReply(req, h, self, d, dhcpv4.MessageTypeAck)
+}
+
+// proxyReply builds a proxyDHCP answer (port 67 OFFER or port 4011 ACK):
+// boot information for the host, never an address.
+func proxyReply(req *dhcpv4.DHCPv4, h *store.Host, self Self, d Decision, mt dhcpv4.MessageType) Decision {
 	if skipFirstStage(h, d.Kind) {
 		d.Reason = "disk mode: nothing to boot from the network"
 		return d
@@ -293,10 +290,6 @@ func DecideBootServer(req *dhcpv4.DHCPv4, h *store.Host, self Self) Decision {
 		d.Reason = fmt.Sprintf("no loader for client architecture %s", d.Kind.Arch)
 		return d
 	}
-	return proxyReply(req, self, d, dhcpv4.MessageTypeAck, bootFile)
-}
-
-func proxyReply(req *dhcpv4.DHCPv4, self Self, d Decision, mt dhcpv4.MessageType, bootFile string) Decision {
 	mods := []dhcpv4.Modifier{
 		dhcpv4.WithMessageType(mt),
 		dhcpv4.WithServerIP(self.IP.AsSlice()),
