@@ -16,10 +16,11 @@ import (
 // durable.
 type Reporter func(ctx context.Context, code audit.Code, details map[string]string) error
 
-// Handoff boots the host's own OS with the unsealed volumes' key. It writes
-// what it does to out. On success it does not return (the kernel is
-// replaced); an error means the host stays in lifeboat.
-type Handoff func(ctx context.Context, pass []byte, opened []*Unsealed, out io.Writer) error
+// Handoff prepares the host's own OS with the unsealed volumes' key (kernel
+// loaded, key in its initrd) and writes what it does to out. It returns the
+// jump into that OS, which the caller makes once the customer's session has
+// ended cleanly; an error means the host stays in lifeboat.
+type Handoff func(ctx context.Context, pass []byte, opened []*Unsealed, out io.Writer) (jump func(), err error)
 
 // Session is the unlock dialog of one customer connection.
 type Session struct {
@@ -29,7 +30,12 @@ type Session struct {
 	Limiter    *Limiter
 	Report     Reporter
 	Handoff    Handoff
+
+	jump func()
 }
+
+// Jump returns the jump into the OS that a successful Run prepared, or nil.
+func (s *Session) Jump() func() { return s.jump }
 
 // Exit codes of a non-interactive unlock (ssh host unlock < passfile).
 const (
@@ -161,14 +167,15 @@ func (s *Session) try(ctx context.Context, out *lineWriter, vols []Volume, pass 
 	if len(failures) > 0 {
 		fmt.Fprintf(out, "note: %s could not be tried; the OS will ask for it itself\n", strings.Join(failures, ", "))
 	}
-	err := s.Handoff(ctx, pass, opened, out)
+	jump, err := s.Handoff(ctx, pass, opened, out)
 	for _, u := range opened {
 		u.Key = nil // drop the master key for the GC: luks.go keeps it unexported
 	}
 	if err != nil {
-		fmt.Fprintf(out, "error: %v\nThe volumes stay locked in this environment; the session remains open.\n", err)
+		fmt.Fprintf(out, "error: %v\nThe volumes stay locked in this environment.\n", err)
 		return ExitHandoff
 	}
+	s.jump = jump
 	return ExitOK
 }
 

@@ -262,19 +262,19 @@ func TestSessionScripted(t *testing.T) {
 			codes = append(codes, c)
 			return nil
 		},
-		Handoff: func(_ context.Context, pass []byte, opened []*Unsealed, out io.Writer) error {
+		Handoff: func(_ context.Context, pass []byte, opened []*Unsealed, out io.Writer) (func(), error) {
 			handed = append([]byte(nil), pass...)
 			if len(opened) != 1 || opened[0].Volume.Path != filepath.Join(dev, "vdb") {
 				t.Errorf("opened = %+v", opened)
 			}
 			fmt.Fprintln(out, "HANDOFF")
-			return nil
+			return func() {}, nil
 		},
 	}
 	rw := &rwPipe{in: strings.NewReader("nope\n\nopen sesame\n")}
 	code := s.Run(context.Background(), rw, false)
 	out := rw.String()
-	if code != ExitOK || string(handed) != "open sesame" {
+	if code != ExitOK || string(handed) != "open sesame" || s.Jump() == nil {
 		t.Fatalf("exit %d, handed %q\n%s", code, handed, out)
 	}
 	for _, want := range []string{"host web1, boot b-1", "Encrypted volumes found: 1", "/vdb  LUKS2", "20.0 MiB", "keyslot 0: argon2id, 8 MiB, 4 passes",
@@ -307,7 +307,10 @@ func TestSessionLockoutAndRecordFirst(t *testing.T) {
 			codes = append(codes, c)
 			return nil
 		},
-		Handoff: func(context.Context, []byte, []*Unsealed, io.Writer) error { handoffs++; return nil },
+		Handoff: func(context.Context, []byte, []*Unsealed, io.Writer) (func(), error) {
+			handoffs++
+			return func() {}, nil
+		},
 	}
 	// Unrecorded success: no hand-off (the record comes before the act).
 	failReport = true
@@ -349,12 +352,12 @@ func TestSessionHandoffFailureKeepsTerminalOpen(t *testing.T) {
 	s := &Session{Host: "h", Boot: "b", Unsealer: &Unsealer{}, Limiter: &Limiter{MaxTries: 5, Lockout: time.Hour},
 		Volumes: func() ([]Volume, error) { return Scan(sys, dev) },
 		Report:  func(context.Context, audit.Code, map[string]string) error { return nil },
-		Handoff: func(context.Context, []byte, []*Unsealed, io.Writer) error {
+		Handoff: func(context.Context, []byte, []*Unsealed, io.Writer) (func(), error) {
 			tries++
 			if tries == 1 {
-				return errors.New("no boot entry (loader/entries/*.conf or grub.cfg) on /dev/vda1")
+				return nil, errors.New("no boot entry (loader/entries/*.conf or grub.cfg) on /dev/vda1")
 			}
-			return nil
+			return func() {}, nil
 		},
 	}
 	rw := &rwPipe{in: strings.NewReader("right\rright\r")}

@@ -93,7 +93,21 @@ func run(ctx context.Context, log *slog.Logger) error {
 				Volumes: func() ([]unlock.Volume, error) { return unlock.Scan("/sys/class/block", "/dev") },
 				Handoff: handoff.Start(filepath.Join(os.TempDir(), "lifeboat-mnt"), report),
 			}
-			return s.Run(ctx, rw, pty)
+			code := s.Run(ctx, rw, pty)
+			if jump := s.Jump(); jump != nil {
+				// Jump once the customer has their exit status and the
+				// channel is closed (or after 10 s if the client hangs):
+				// the session ends cleanly instead of dying mid-stream.
+				go func() {
+					select {
+					case <-ctx.Done():
+						time.Sleep(300 * time.Millisecond) // let TCP deliver the close
+					case <-time.After(10 * time.Second):
+					}
+					jump()
+				}()
+			}
+			return code
 		},
 	}
 	ln, err := net.Listen("tcp", ":22")

@@ -13,7 +13,9 @@ import (
 	"golang.org/x/crypto/ssh"
 )
 
-// Handler runs one session's dialog and returns its exit status.
+// Handler runs one session's dialog and returns its exit status. Its ctx
+// is cancelled once the exit status is sent and the channel closed, so that
+// work that must wait for the customer to be gone (the kexec) can wait on it.
 type Handler func(ctx context.Context, rw io.ReadWriter, pty bool, actor string) int
 
 // Server is the unlock SSH server.
@@ -127,6 +129,8 @@ func (s *Server) conn(ctx context.Context, nc net.Conn) {
 }
 
 func (s *Server) session(ctx context.Context, ch ssh.Channel, reqs <-chan *ssh.Request, actor string) {
+	sctx, closed := context.WithCancel(ctx)
+	defer closed()
 	defer ch.Close()
 	pty := false
 	for req := range reqs {
@@ -150,11 +154,13 @@ func (s *Server) session(ctx context.Context, ch ssh.Channel, reqs <-chan *ssh.R
 			code := 127
 			if cmd == "" || cmd == "unlock" {
 				go discard(reqs)
-				code = s.Session(ctx, ch, pty, actor)
+				code = s.Session(sctx, ch, pty, actor)
 			} else {
 				fmt.Fprintf(ch.Stderr(), "lifeboat: unknown command %q; the only command here is \"unlock\"\n", cmd)
 			}
 			_, _ = ch.SendRequest("exit-status", false, ssh.Marshal(struct{ C uint32 }{uint32(code)}))
+			_ = ch.Close()
+			closed()
 			return
 		default:
 			_ = req.Reply(false, nil)

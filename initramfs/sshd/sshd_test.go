@@ -26,6 +26,7 @@ type rig struct {
 	authFP           string
 	mu               sync.Mutex
 	logins           []string
+	ended            int
 }
 
 func keygen(t *testing.T, path string) ssh.PublicKey {
@@ -55,9 +56,15 @@ func start(t *testing.T) *rig {
 			r.mu.Unlock()
 			return nil
 		},
-		Session: func(_ context.Context, rw io.ReadWriter, pty bool, actor string) int {
+		Session: func(ctx context.Context, rw io.ReadWriter, pty bool, actor string) int {
 			line, _ := bufio.NewReader(rw).ReadString('\n')
 			fmt.Fprintf(rw, "actor=%s pty=%v got=%s", actor, pty, line)
+			go func() {
+				<-ctx.Done() // the session's end is signalled, as the hand-off needs
+				r.mu.Lock()
+				r.ended++
+				r.mu.Unlock()
+			}()
 			return 7
 		}}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -113,8 +120,12 @@ func TestOpenSSHClient(t *testing.T) {
 	if out, code = r.ssh("", "-i", r.auth, "root@127.0.0.1", "cat /etc/shadow"); code != 127 || !strings.Contains(out, `only command here is "unlock"`) {
 		t.Errorf("other command: exit %d\n%s", code, out)
 	}
+	time.Sleep(200 * time.Millisecond)
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.ended != 2 {
+		t.Errorf("%d sessions signalled their end, want 2", r.ended)
+	}
 	if len(r.logins) != 3 {
 		t.Errorf("logins recorded = %v, want 3 (the refused ones are not logins)", r.logins)
 	}
