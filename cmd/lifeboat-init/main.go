@@ -40,7 +40,7 @@ func main() {
 func run(ctx context.Context, log *slog.Logger) error {
 	// Keep room for a 1 GiB argon2id derivation: let the GC work harder
 	// rather than grow the heap past what the RAM image can spare.
-	debug.SetMemoryLimit(int64(unlock.MemAvailable()) * 8 / 10)
+	debug.SetMemoryLimit(unlock.MemAvailable() / 10 * 8) // divide first: the fallback is 1<<62
 	start := time.Now()
 	n, errs := agent.LoadModules(agent.ModulesFile, log)
 	for _, e := range errs {
