@@ -95,13 +95,13 @@ func run(ctx context.Context, log *slog.Logger) error {
 			}
 			code := s.Run(ctx, rw, pty)
 			if jump := s.Jump(); jump != nil {
-				// Jump once the customer has their exit status and the
-				// channel is closed (or after 10 s if the client hangs):
-				// the session ends cleanly instead of dying mid-stream.
+				// Jump once the client has closed the connection, that
+				// is, once it has every byte and the exit status (or after
+				// 10 s if it hangs): the kexec stops the network stack,
+				// and output still queued in it would be lost.
 				go func() {
 					select {
 					case <-ctx.Done():
-						time.Sleep(300 * time.Millisecond) // let TCP deliver the close
 					case <-time.After(10 * time.Second):
 					}
 					jump()

@@ -14,8 +14,9 @@ import (
 )
 
 // Handler runs one session's dialog and returns its exit status. Its ctx
-// is cancelled once the exit status is sent and the channel closed, so that
-// work that must wait for the customer to be gone (the kexec) can wait on it.
+// is cancelled when the client has closed the connection, that is, once it
+// has received everything including the exit status: work that must wait for
+// the customer to be gone (the kexec) waits on it.
 type Handler func(ctx context.Context, rw io.ReadWriter, pty bool, actor string) int
 
 // Server is the unlock SSH server.
@@ -114,6 +115,9 @@ func (s *Server) conn(ctx context.Context, nc net.Conn) {
 		return
 	}
 	log.Info("ssh: logged in")
+	// Ends when the connection does (the loop below returns).
+	cctx, gone := context.WithCancel(ctx)
+	defer gone()
 	go ssh.DiscardRequests(reqs)
 	for nch := range chans {
 		if nch.ChannelType() != "session" {
@@ -124,13 +128,11 @@ func (s *Server) conn(ctx context.Context, nc net.Conn) {
 		if err != nil {
 			continue
 		}
-		go s.session(ctx, ch, creqs, fp)
+		go s.session(cctx, ch, creqs, fp)
 	}
 }
 
 func (s *Server) session(ctx context.Context, ch ssh.Channel, reqs <-chan *ssh.Request, actor string) {
-	sctx, closed := context.WithCancel(ctx)
-	defer closed()
 	defer ch.Close()
 	pty := false
 	for req := range reqs {
@@ -154,13 +156,12 @@ func (s *Server) session(ctx context.Context, ch ssh.Channel, reqs <-chan *ssh.R
 			code := 127
 			if cmd == "" || cmd == "unlock" {
 				go discard(reqs)
-				code = s.Session(sctx, ch, pty, actor)
+				code = s.Session(ctx, ch, pty, actor)
 			} else {
 				fmt.Fprintf(ch.Stderr(), "lifeboat: unknown command %q; the only command here is \"unlock\"\n", cmd)
 			}
 			_, _ = ch.SendRequest("exit-status", false, ssh.Marshal(struct{ C uint32 }{uint32(code)}))
 			_ = ch.Close()
-			closed()
 			return
 		default:
 			_ = req.Reply(false, nil)
