@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"time"
 )
@@ -29,10 +30,13 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// Config is lifeboatd's configuration file (JSON).
+// Config is lifeboatd's configuration: a JSON file (see
+// lifeboatd.example.json), each key overridable by the environment
+// (LIFEBOATD_HTTP_PORT=8081, LIFEBOATD_UNLOCK_MAX_TRIES=3) and by flags
+// (-http_port 8081, -unlock.max_tries 3), flags winning.
 type Config struct {
-	Interface     string     `json:"interface"`      // where DHCP is answered
-	DHCPMode      string     `json:"dhcp_mode"`      // "full" (addresses from reservations) or "proxy" (boot information only)
+	Interface     string     `json:"interface"`      // where DHCP is answered (not needed with dhcp_mode "off")
+	DHCPMode      string     `json:"dhcp_mode"`      // "full" (addresses from reservations), "proxy" (boot information only) or "off" (the site's DHCP points hosts here)
 	ServerIP      netip.Addr `json:"server_ip"`      // this server's address on that segment
 	HTTPPort      int        `json:"http_port"`      // boot listener port
 	TFTPDir       string     `json:"tftp_dir"`       // folder with undionly.kpxe, ipxe.efi, snponly.efi (default image_dir/tftp)
@@ -40,8 +44,11 @@ type Config struct {
 	UEFILoader    string     `json:"uefi_loader"`    // first stage for UEFI PXE
 	ImageDir      string     `json:"image_dir"`      // output of 'make image'
 	KernelCmdline string     `json:"kernel_cmdline"` // for the RAM image
-	Inventory     string     `json:"inventory"`      // hosts file
-	EventLog      string     `json:"event_log"`      // append-only JSON lines
+	Database      string     `json:"database"`       // the store: inventory, boots, event log, tokens (SQLite)
+	Inventory     string     `json:"inventory"`      // optional hosts file, imported (added or replaced) at every start
+	APIListen     string     `json:"api_listen"`     // operator API and /metrics; "" turns it off
+	APITLSCert    string     `json:"api_tls_cert"`   // PEM certificate (chain) for the operator API
+	APITLSKey     string     `json:"api_tls_key"`    // its PEM private key (a file path: the key is never in the config)
 	TokenTTL      Duration   `json:"token_ttl"`
 	LeaseTime     Duration   `json:"lease_time"`
 	Unlock        struct {
@@ -51,21 +58,49 @@ type Config struct {
 	LogLevel string `json:"log_level"` // debug, info, warn, error
 }
 
-func loadConfig(path string) (*Config, error) {
+func defaultConfig() *Config {
+	c := &Config{
+		HTTPPort: 8080, BIOSLoader: "undionly.kpxe", UEFILoader: "ipxe.efi",
+		ImageDir: "build/image", KernelCmdline: "console=tty0 console=ttyS0,115200 panic=30",
+		Database: "/var/lib/lifeboat/lifeboat.db", APIListen: "127.0.0.1:8081",
+		TokenTTL: Duration(10 * time.Minute), LeaseTime: Duration(time.Hour), LogLevel: "info",
+	}
+	c.Unlock.MaxTries, c.Unlock.Lockout = 5, Duration(5*time.Minute)
+	return c
+}
+
+// loadConfig reads the file at path over the defaults, then applies the
+// environment and the flag overrides (key → value, in the order given).
+func loadConfig(path string, env []string, flags []override) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	c := &Config{
-		HTTPPort: 8080, BIOSLoader: "undionly.kpxe", UEFILoader: "ipxe.efi",
-		ImageDir: "build/image", KernelCmdline: "console=tty0 console=ttyS0,115200 panic=30",
-		TokenTTL: Duration(10 * time.Minute), LeaseTime: Duration(time.Hour), LogLevel: "info",
-	}
-	c.Unlock.MaxTries, c.Unlock.Lockout = 5, Duration(5*time.Minute)
+	c := defaultConfig()
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(c); err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	keys := configKeys(c)
+	for _, kv := range env {
+		name, val, _ := strings.Cut(kv, "=")
+		key, ok := strings.CutPrefix(name, "LIFEBOATD_")
+		if !ok || key == "CONFIG" {
+			continue
+		}
+		f, ok := keys[envKey(key)]
+		if !ok {
+			return nil, fmt.Errorf("environment: %s is not a configuration key (see lifeboatd -help)", name)
+		}
+		if err := setField(f, val); err != nil {
+			return nil, fmt.Errorf("environment %s: %w", name, err)
+		}
+	}
+	for _, o := range flags {
+		if err := setField(keys[o.key], o.val); err != nil {
+			return nil, fmt.Errorf("flag -%s: %w", o.key, err)
+		}
 	}
 	if c.TFTPDir == "" {
 		c.TFTPDir = filepath.Join(c.ImageDir, "tftp")
@@ -76,17 +111,74 @@ func loadConfig(path string) (*Config, error) {
 	return c, nil
 }
 
+type override struct{ key, val string }
+
+// configKeys maps every key, nested ones as "unlock.max_tries", to its
+// field in c.
+func configKeys(c *Config) map[string]reflect.Value {
+	out := map[string]reflect.Value{}
+	var walk func(prefix string, v reflect.Value)
+	walk = func(prefix string, v reflect.Value) {
+		t := v.Type()
+		for i := range t.NumField() {
+			name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+			f := v.Field(i)
+			if f.Kind() == reflect.Struct && t.Field(i).Type.PkgPath() == "" {
+				walk(prefix+name+".", f)
+				continue
+			}
+			out[prefix+name] = f
+		}
+	}
+	walk("", reflect.ValueOf(c).Elem())
+	return out
+}
+
+// envKey turns LIFEBOATD_UNLOCK_MAX_TRIES's UNLOCK_MAX_TRIES into the key
+// unlock.max_tries (the one nested struct is known by its prefix).
+func envKey(s string) string {
+	k := strings.ToLower(s)
+	if rest, ok := strings.CutPrefix(k, "unlock_"); ok {
+		return "unlock." + rest
+	}
+	return k
+}
+
+// setField sets a field from its text form: strings as they are, anything
+// else as its JSON value, or as a JSON string (durations, addresses).
+func setField(f reflect.Value, val string) error {
+	if f.Kind() == reflect.String {
+		f.SetString(val)
+		return nil
+	}
+	p := reflect.New(f.Type())
+	err := json.Unmarshal([]byte(val), p.Interface())
+	if err != nil {
+		q, _ := json.Marshal(val)
+		if err2 := json.Unmarshal(q, p.Interface()); err2 == nil {
+			err = nil
+		} else if f.Kind() != reflect.Int {
+			err = err2
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("%q: %v", val, err)
+	}
+	f.Set(p.Elem())
+	return nil
+}
+
 func (c *Config) check() error {
 	var errs []error
-	if c.Interface == "" {
-		errs = append(errs, errors.New("interface: name the interface to answer DHCP on"))
-	}
 	switch c.DHCPMode {
 	case "":
 		c.DHCPMode = "full"
-	case "full", "proxy":
+	case "full", "proxy", "off":
 	default:
-		errs = append(errs, fmt.Errorf("dhcp_mode %q: want \"full\" or \"proxy\"", c.DHCPMode))
+		errs = append(errs, fmt.Errorf("dhcp_mode %q: want \"full\", \"proxy\" or \"off\"", c.DHCPMode))
+	}
+	if c.Interface == "" && c.DHCPMode != "off" {
+		errs = append(errs, errors.New("interface: name the interface to answer DHCP on"))
 	}
 	if !c.ServerIP.Is4() {
 		errs = append(errs, errors.New("server_ip: this server's IPv4 address on that interface is required"))
@@ -94,11 +186,20 @@ func (c *Config) check() error {
 	if c.HTTPPort <= 0 || c.HTTPPort > 65535 {
 		errs = append(errs, fmt.Errorf("http_port %d: want 1..65535", c.HTTPPort))
 	}
-	if c.Inventory == "" {
-		errs = append(errs, errors.New("inventory: path of the hosts file is required"))
+	if c.Database == "" {
+		errs = append(errs, errors.New("database: path of the store is required"))
 	}
-	if c.EventLog == "" {
-		errs = append(errs, errors.New("event_log: path of the event log is required"))
+	if (c.APITLSCert == "") != (c.APITLSKey == "") {
+		errs = append(errs, errors.New("api_tls_cert and api_tls_key: set both, or neither"))
+	}
+	if c.APIListen != "" {
+		ap, err := netip.ParseAddrPort(c.APIListen)
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("api_listen %q: want an address and port like 127.0.0.1:8081", c.APIListen))
+		case !ap.Addr().IsLoopback() && c.APITLSCert == "":
+			errs = append(errs, fmt.Errorf("api_listen %s is not a loopback address: set api_tls_cert and api_tls_key, or operator tokens would cross the network in the clear", c.APIListen))
+		}
 	}
 	if strings.ContainsAny(c.KernelCmdline, "\n\r\x00") || strings.Contains(c.KernelCmdline, "||") ||
 		strings.Contains(c.KernelCmdline, "&&") || strings.Contains(c.KernelCmdline, "${") {

@@ -5,11 +5,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // The shipped example must stay a valid configuration.
 func TestExampleConfig(t *testing.T) {
-	c, err := loadConfig("lifeboatd.example.json")
+	c, err := loadConfig("lifeboatd.example.json", nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -20,19 +21,83 @@ func TestExampleConfig(t *testing.T) {
 
 func TestBadConfig(t *testing.T) {
 	tests := map[string]string{
-		`{"interface":"eth1","server_ip":"192.0.2.1","inventory":"h","event_log":"e","dhcp_mode":"sideways"}`:              `dhcp_mode "sideways"`,
-		`{"interface":"eth1","server_ip":"192.0.2.1","inventory":"h","event_log":"e","kernel_cmdline":"quiet || shell"}`:   "without iPXE operators",
-		`{"interface":"eth1","server_ip":"192.0.2.1","inventory":"h","event_log":"e","kernel_cmdline":"lifeboat.token=x"}`: "never go on the command line",
-		`{"server_ip":"192.0.2.1","inventory":"h","event_log":"e"}`:                                                        "interface: name the interface",
-		`{"interface":"eth1","server_ip":"2001:db8::1","inventory":"h","event_log":"e"}`:                                   "IPv4 address",
-		`{"interface":"eth1","server_ip":"192.0.2.1","inventory":"h","event_log":"e","token_ttl":"soon"}`:                  "invalid duration",
-		`{"interface":"eth1","server_ip":"192.0.2.1","inventory":"h","event_log":"e","colour":"red"}`:                      "unknown field",
+		`{"interface":"eth1","server_ip":"192.0.2.1","inventory":"h","database":"d","dhcp_mode":"sideways"}`:              `dhcp_mode "sideways"`,
+		`{"interface":"eth1","server_ip":"192.0.2.1","inventory":"h","database":"d","kernel_cmdline":"quiet || shell"}`:   "without iPXE operators",
+		`{"interface":"eth1","server_ip":"192.0.2.1","inventory":"h","database":"d","kernel_cmdline":"lifeboat.token=x"}`: "never go on the command line",
+		`{"server_ip":"192.0.2.1","inventory":"h","database":"d"}`:                                                        "interface: name the interface",
+		`{"interface":"eth1","server_ip":"2001:db8::1","inventory":"h","database":"d"}`:                                   "IPv4 address",
+		`{"interface":"eth1","server_ip":"192.0.2.1","inventory":"h","database":"d","token_ttl":"soon"}`:                  "invalid duration",
+		`{"interface":"eth1","server_ip":"192.0.2.1","inventory":"h","database":"d","colour":"red"}`:                      "unknown field",
+		`{"interface":"eth1","server_ip":"192.0.2.1","api_listen":"0.0.0.0:8081"}`:                                        "in the clear",
+		`{"interface":"eth1","server_ip":"192.0.2.1","api_tls_cert":"c"}`:                                                 "set both, or neither",
+		`{"server_ip":"192.0.2.1","dhcp_mode":"off","api_listen":"localhost"}`:                                            "api_listen \"localhost\"",
 	}
 	for doc, want := range tests {
 		p := filepath.Join(t.TempDir(), "c.json")
 		_ = os.WriteFile(p, []byte(doc), 0o600)
-		if _, err := loadConfig(p); err == nil || !strings.Contains(err.Error(), want) {
+		if _, err := loadConfig(p, nil, nil); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("loadConfig(%s) = %v, want an error containing %q", doc, err, want)
 		}
+	}
+}
+
+// TestOverrides: the environment beats the file and flags beat both; a
+// bad or unknown override is an error that names it.
+func TestOverrides(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "c.json")
+	_ = os.WriteFile(p, []byte(`{"interface":"eth1","server_ip":"192.0.2.1","http_port":8080,"unlock":{"max_tries":5}}`), 0o600)
+	env := []string{"PATH=/bin", "LIFEBOATD_HTTP_PORT=9000", "LIFEBOATD_UNLOCK_MAX_TRIES=7", "LIFEBOATD_TOKEN_TTL=2m", "LIFEBOATD_SERVER_IP=192.0.2.9"}
+	c, err := loadConfig(p, env, []override{{"http_port", "9100"}, {"unlock.lockout", "90s"}, {"dhcp_mode", "off"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.HTTPPort != 9100 || c.Unlock.MaxTries != 7 || time.Duration(c.TokenTTL) != 2*time.Minute ||
+		time.Duration(c.Unlock.Lockout) != 90*time.Second || c.ServerIP.String() != "192.0.2.9" || c.DHCPMode != "off" {
+		t.Errorf("config = %+v", c)
+	}
+	for _, tc := range []struct {
+		env  []string
+		o    []override
+		want string
+	}{
+		{[]string{"LIFEBOATD_COLOUR=red"}, nil, "LIFEBOATD_COLOUR is not a configuration key"},
+		{[]string{"LIFEBOATD_HTTP_PORT=eighty"}, nil, "LIFEBOATD_HTTP_PORT"},
+		{nil, []override{{"token_ttl", "soon"}}, "flag -token_ttl"},
+		{nil, []override{{"http_port", "0"}}, "http_port 0"},
+	} {
+		if _, err := loadConfig(p, tc.env, tc.o); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("loadConfig(%v, %v) = %v, want %q", tc.env, tc.o, err, tc.want)
+		}
+	}
+}
+
+// TestOperatorCommand: the first operator gets a token from the command
+// line; it is printed once, and the CLI's usage errors exit 2.
+func TestOperatorCommand(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "c.json")
+	_ = os.WriteFile(p, []byte(`{"dhcp_mode":"off","server_ip":"127.0.0.1","database":"`+dir+`/db/lifeboat.db"}`), 0o600)
+	var out, errb strings.Builder
+	if code := lifeboatd([]string{"-config", p, "operator", "add", "alice"}, nil, &out, &errb); code != 0 {
+		t.Fatalf("operator add: exit %d: %s", code, errb.String())
+	}
+	if tok := strings.TrimSpace(out.String()); !strings.HasPrefix(tok, "lbo_") || len(tok) < 40 || strings.Contains(errb.String(), tok) {
+		t.Errorf("token %q, stderr %q", tok, errb.String())
+	}
+	out.Reset()
+	if code := lifeboatd([]string{"-config", p, "operator", "list"}, nil, &out, &errb); code != 0 || !strings.HasPrefix(out.String(), "alice\t") {
+		t.Errorf("operator list: exit %d: %q", code, out.String())
+	}
+	if code := lifeboatd([]string{"-config", p, "operator", "add", "alice"}, nil, &out, &errb); code != 1 || !strings.Contains(errb.String(), "exists already") {
+		t.Errorf("second add: exit %d: %s", code, errb.String())
+	}
+	for _, args := range [][]string{{"operator"}, {"operator", "fly"}, {"frobnicate"}, {"-no-such-flag"}} {
+		if code := lifeboatd(append([]string{"-config", p}, args...), nil, &out, &errb); code != 2 {
+			t.Errorf("lifeboatd %v: exit %d, want 2", args, code)
+		}
+	}
+	out.Reset()
+	if code := lifeboatd([]string{"-config", p, "-check-config"}, nil, &out, &errb); code != 0 || out.String() != "configuration OK\n" {
+		t.Errorf("-check-config: exit %d %q %s", code, out.String(), errb.String())
 	}
 }

@@ -20,7 +20,7 @@ import (
 	"github.com/lifeboat-boot/lifeboat/hack/vm"
 	"github.com/lifeboat-boot/lifeboat/images"
 	"github.com/lifeboat-boot/lifeboat/pxe/audit"
-	"github.com/lifeboat-boot/lifeboat/pxe/store"
+	"github.com/lifeboat-boot/lifeboat/pxe/store/sqlite"
 )
 
 type rigT struct {
@@ -105,9 +105,11 @@ func TestEndToEnd(t *testing.T) {
 		if strings.Contains(r.ServerLog.String(), r.passphrase) {
 			t.Error("passphrase found in lifeboatd's log")
 		}
-		ev, _ := os.ReadFile(r.EventLog)
-		if bytes.Contains(ev, []byte(r.passphrase)) {
-			t.Error("passphrase found in the event log")
+		for _, f := range []string{r.EventLog, r.EventLog + "-wal"} {
+			ev, _ := os.ReadFile(f)
+			if bytes.Contains(ev, []byte(r.passphrase)) {
+				t.Errorf("passphrase found in the database (%s)", filepath.Base(f))
+			}
 		}
 		for _, h := range hosts {
 			con, _ := os.ReadFile(filepath.Join(r.dir, h.Name+"-console.log"))
@@ -121,7 +123,7 @@ func TestEndToEnd(t *testing.T) {
 	})
 
 	t.Run("events", func(t *testing.T) {
-		evs, err := store.ReadEvents(r.EventLog)
+		evs, err := sqlite.ReadEvents(r.EventLog)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -421,7 +423,7 @@ func TestProxyAndDiskMode(t *testing.T) {
 			}
 		})
 	})
-	evs, err := store.ReadEvents(r.EventLog)
+	evs, err := sqlite.ReadEvents(r.EventLog)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -45,7 +45,7 @@ type Rig struct {
 	Options
 	NS        *vm.NS
 	Key       string // the customer's private key file
-	EventLog  string
+	EventLog  string // lifeboatd's store (SQLite), which holds the event log
 	ServerLog *SyncBuffer
 	server    *exec.Cmd
 	site      *vm.Peer
@@ -95,7 +95,7 @@ func Start(o Options) (r *Rig, err error) {
 	if _, err := os.Stat(filepath.Join(img, "manifest.json")); err != nil {
 		return nil, fmt.Errorf("no RAM image: run 'make image' first (%v)", err)
 	}
-	r = &Rig{Options: o, Key: filepath.Join(o.Dir, "id_customer"), EventLog: filepath.Join(o.Dir, "events.jsonl"), ServerLog: &SyncBuffer{}}
+	r = &Rig{Options: o, Key: filepath.Join(o.Dir, "id_customer"), EventLog: filepath.Join(o.Dir, "lifeboat.db"), ServerLog: &SyncBuffer{}}
 	if _, err := os.Stat(r.Key); err != nil {
 		if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "customer@example", "-f", r.Key).CombinedOutput(); err != nil {
 			return nil, fmt.Errorf("ssh-keygen: %v\n%s", err, out)
@@ -132,7 +132,7 @@ func Start(o Options) (r *Rig, err error) {
 	cfg := filepath.Join(o.Dir, "lifeboatd.json")
 	if err := writeJSON(cfg, map[string]any{
 		"interface": "br0", "server_ip": ServerIP, "http_port": 8080, "dhcp_mode": dhcpMode,
-		"image_dir": img, "inventory": filepath.Join(o.Dir, "hosts.json"), "event_log": r.EventLog,
+		"image_dir": img, "inventory": filepath.Join(o.Dir, "hosts.json"), "database": r.EventLog,
 		"kernel_cmdline": "console=ttyS0,115200 panic=-1", "log_level": o.LogLevel,
 		"unlock": map[string]any{"max_tries": 5, "lockout": o.Lockout},
 	}); err != nil {

@@ -25,6 +25,14 @@ const (
 	UnlockLockout   Code = "unlock.lockout"        // too many wrong passphrases: the prompt is locked for a while
 	Handoff         Code = "handoff"               // the agent is about to kexec the host's own OS
 	HandoffFailed   Code = "handoff.failed"        // no boot entry, or the kexec load failed
+
+	// Operator changes, with the operator's name as the actor.
+	HostAdd        Code = "host.add"        // a host was added to the inventory
+	HostSet        Code = "host.set"        // a host's entry was changed
+	HostRemove     Code = "host.remove"     // a host was removed
+	CustomerAdd    Code = "customer.add"    // a customer was added
+	OperatorAdd    Code = "operator.add"    // an operator was given an API token
+	OperatorRemove Code = "operator.remove" // an operator's token was revoked
 )
 
 // AgentCodes are the codes the RAM-image agent may report about its own boot.
@@ -37,6 +45,7 @@ var AgentCodes = map[Code]bool{
 
 // Event is one record of the event log. Details never hold a secret.
 type Event struct {
+	Seq     int64             `json:"seq,omitempty"` // position in the log, set when it is written
 	Time    time.Time         `json:"time"`
 	Code    Code              `json:"code"`
 	MAC     string            `json:"mac,omitempty"`

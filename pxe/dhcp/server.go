@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv4/server4"
 
 	"github.com/lifeboat-boot/lifeboat/pxe/audit"
+	"github.com/lifeboat-boot/lifeboat/pxe/metrics"
 	"github.com/lifeboat-boot/lifeboat/pxe/store"
 )
 
@@ -110,7 +112,9 @@ func (s *Server) handle(ctx context.Context, conn net.PacketConn, req *dhcpv4.DH
 	log := s.Log.With("mac", mac.String(), "xid", req.TransactionID.String(), "iface", s.Iface)
 	h, by := Identify(s.Inventory, req)
 	d := Decide(req, h, s.Self)
+	mtype := msgType(req)
 	if h == nil {
+		metrics.DHCPPackets.WithLabelValues(mtype, "unknown").Inc()
 		s.logUnknown(log, mac.String())
 		return
 	}
@@ -119,6 +123,7 @@ func (s *Server) handle(ctx context.Context, conn net.PacketConn, req *dhcpv4.DH
 		log = log.With("identified_by", by)
 	}
 	if d.Reply == nil {
+		metrics.DHCPPackets.WithLabelValues(mtype, "unanswered").Inc()
 		if d.Kind.Client == store.ClientFirmware && !d.Kind.Known() {
 			s.logArchOnce(log, d.Kind.Arch.String(), d.Reason)
 			return
@@ -130,10 +135,12 @@ func (s *Server) handle(ctx context.Context, conn net.PacketConn, req *dhcpv4.DH
 	var boot *store.Boot
 	if req.MessageType() == dhcpv4.MessageTypeDiscover {
 		var started bool
-		boot, started = s.Boots.OnDiscover(h.MAC, d.Kind.Client, d.Kind.Firmware)
+		boot, started = s.Boots.OnDiscover(h.MAC, h.Name, d.Kind.Client, d.Kind.Firmware)
 		if started {
+			metrics.BootsStarted.WithLabelValues(d.Kind.Firmware).Inc()
 			if err := s.Events.Emit(ctx, audit.Event{Code: audit.BootStart, MAC: h.MAC, Host: h.Name, Boot: boot.ID,
 				Actor: "system", Details: map[string]string{"firmware": d.Kind.Firmware}}); err != nil {
+				metrics.DHCPPackets.WithLabelValues(mtype, "failed").Inc()
 				log.Error("not answering: event log failed", "err", err)
 				return
 			}
@@ -163,14 +170,17 @@ func (s *Server) handle(ctx context.Context, conn net.PacketConn, req *dhcpv4.DH
 		details["client"] = "ipxe"
 	}
 	if err := s.Events.Emit(ctx, audit.Event{Code: code, MAC: h.MAC, Host: h.Name, Boot: bootID, Actor: "system", Details: details}); err != nil {
+		metrics.DHCPPackets.WithLabelValues(mtype, "failed").Inc()
 		log.Error("not answering: event log failed", "err", err)
 		return
 	}
 	dst := Destination(req)
 	if _, err := conn.WriteTo(d.Reply.ToBytes(), dst); err != nil {
+		metrics.DHCPPackets.WithLabelValues(mtype, "failed").Inc()
 		log.Error("dhcp send failed", "dst", dst.String(), "err", err)
 		return
 	}
+	metrics.DHCPPackets.WithLabelValues(mtype, "answered").Inc()
 	log.Info("dhcp answered", "reply", d.Reply.MessageType().String(), "ip", h.IP.String(), "boot_file", d.Boot, "reason", d.Reason)
 }
 
@@ -201,11 +211,14 @@ func (s *Server) handleBootServer(ctx context.Context, conn net.PacketConn, peer
 	log := s.Log.With("mac", req.ClientHWAddr.String(), "xid", req.TransactionID.String(), "iface", s.Iface, "port", BootServerPort)
 	h, _ := Identify(s.Inventory, req)
 	d := DecideBootServer(req, h, s.Self)
+	mtype := msgType(req)
 	if h == nil {
+		metrics.DHCPPackets.WithLabelValues(mtype, "unknown").Inc()
 		s.logUnknown(log, req.ClientHWAddr.String())
 		return
 	}
 	if d.Reply == nil {
+		metrics.DHCPPackets.WithLabelValues(mtype, "unanswered").Inc()
 		log.Info("dhcp request not answered", "host", h.Name, "reason", d.Reason)
 		return
 	}
@@ -215,13 +228,16 @@ func (s *Server) handleBootServer(ctx context.Context, conn net.PacketConn, peer
 	}
 	if err := s.Events.Emit(ctx, audit.Event{Code: audit.DHCPAck, MAC: h.MAC, Host: h.Name, Boot: bootID, Actor: "system",
 		Details: map[string]string{"type": "ACK", "port": "4011", "boot_file": d.Boot}}); err != nil {
+		metrics.DHCPPackets.WithLabelValues(mtype, "failed").Inc()
 		log.Error("not answering: event log failed", "err", err)
 		return
 	}
 	if _, err := conn.WriteTo(d.Reply.ToBytes(), peer); err != nil {
+		metrics.DHCPPackets.WithLabelValues(mtype, "failed").Inc()
 		log.Error("dhcp send failed", "dst", peer.String(), "err", err)
 		return
 	}
+	metrics.DHCPPackets.WithLabelValues(mtype, "answered").Inc()
 	log.Info("dhcp answered", "host", h.Name, "boot", bootID, "reply", "ACK", "boot_file", d.Boot)
 }
 
@@ -238,4 +254,16 @@ func (s *Server) logArchOnce(log *slog.Logger, arch, reason string) {
 	}
 	s.archLogged[arch] = true
 	log.Warn("dhcp: client architecture not supported, not answering (logged once per architecture)", "arch", arch, "reason", reason)
+}
+
+// msgType is the metrics label of a request's type: one of a fixed set,
+// whatever the packet says.
+func msgType(req *dhcpv4.DHCPv4) string {
+	switch t := req.MessageType(); t {
+	case dhcpv4.MessageTypeDiscover, dhcpv4.MessageTypeRequest, dhcpv4.MessageTypeInform,
+		dhcpv4.MessageTypeRelease, dhcpv4.MessageTypeDecline:
+		return strings.ToLower(t.String())
+	default:
+		return "other"
+	}
 }

@@ -21,6 +21,7 @@ import (
 
 	"github.com/lifeboat-boot/lifeboat/pxe/audit"
 	"github.com/lifeboat-boot/lifeboat/pxe/store"
+	"github.com/lifeboat-boot/lifeboat/pxe/store/sqlite"
 )
 
 func sh(t *testing.T, args ...string) {
@@ -74,13 +75,21 @@ func vethServer(t *testing.T, proxy bool) (cliNS string, got chan audit.Event) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	events, err := store.OpenEventLog(filepath.Join(t.TempDir(), "ev.jsonl"))
+	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "lifeboat.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	if _, err := db.Apply(context.Background(), store.Change{Put: inv.Hosts()}, "test"); err != nil {
+		t.Fatal(err)
+	}
+	boots, err := db.NewBoots(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
 	got = make(chan audit.Event, 16)
-	events.Subscribe(got)
-	s := &Server{Iface: "vs", Self: self, Inventory: inv, Boots: store.NewBoots(), Events: events, Log: slog.New(slog.DiscardHandler)}
+	db.Subscribe(got)
+	s := &Server{Iface: "vs", Self: self, Inventory: db, Boots: boots, Events: db, Log: slog.New(slog.DiscardHandler)}
 	s.Self.IP = netip.MustParseAddr("10.0.0.2")
 	s.Self.Proxy = proxy
 	ctx, cancel := context.WithCancel(context.Background())

@@ -2,6 +2,7 @@ package httpboot
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
@@ -15,6 +16,7 @@ import (
 	"os"
 	"path"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"text/template"
@@ -25,6 +27,7 @@ import (
 
 	"github.com/lifeboat-boot/lifeboat/pxe/agentapi"
 	"github.com/lifeboat-boot/lifeboat/pxe/audit"
+	"github.com/lifeboat-boot/lifeboat/pxe/metrics"
 	"github.com/lifeboat-boot/lifeboat/pxe/store"
 )
 
@@ -39,6 +42,13 @@ type Image struct {
 	Cmdline   string // kernel command line, without initrd= (added here)
 }
 
+// TokenStore keeps one-time boot tokens (as hashes); store.DB is one.
+type TokenStore interface {
+	IssueToken(ctx context.Context, b store.Binding, ttl time.Duration) (string, error)
+	PeekToken(ctx context.Context, tok string) (store.Binding, error)
+	RedeemToken(ctx context.Context, tok string, want store.Binding) (store.Binding, error)
+}
+
 // Server is the boot listener's handler.
 type Server struct {
 	BaseURL   string // how hosts reach this listener, e.g. http://10.77.0.1:8080
@@ -46,14 +56,14 @@ type Server struct {
 	Inventory store.Inventory
 	Boots     *store.Boots
 	Events    audit.Emitter
+	Tokens    TokenStore
 	Log       *slog.Logger
 	TokenTTL  time.Duration
 	Unlock    agentapi.UnlockPolicy
 
-	tokens  *Tokens
 	root    *os.Root
 	mu      sync.Mutex
-	reports map[[32]byte]Binding // report tokens (hashes) of checked-in boots
+	reports map[[32]byte]store.Binding // report tokens (hashes) of checked-in boots
 }
 
 // Handler opens the image folder and returns the routes.
@@ -69,8 +79,7 @@ func (s *Server) Handler() (http.Handler, error) {
 		}
 	}
 	s.root = root
-	s.tokens = NewTokens()
-	s.reports = map[[32]byte]Binding{}
+	s.reports = map[[32]byte]store.Binding{}
 	if s.TokenTTL == 0 {
 		s.TokenTTL = 10 * time.Minute
 	}
@@ -88,25 +97,19 @@ func (s *Server) Handler() (http.Handler, error) {
 // path holds a boot token.
 func (s *Server) accessLog(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		cw := &countingWriter{ResponseWriter: w, status: 200}
+		cw := &metrics.CountWriter{ResponseWriter: w}
 		start := time.Now()
 		next.ServeHTTP(cw, r)
-		s.Log.Debug("http", "method", r.Method, "route", r.Pattern, "status", cw.status,
-			"bytes", cw.n, "peer", r.RemoteAddr, "took", time.Since(start).String())
+		route := r.Pattern // set by the mux: one of the fixed routes
+		if route == "" {
+			route = "none"
+		}
+		code := cmp.Or(cw.Code, http.StatusOK)
+		metrics.HTTPRequests.WithLabelValues(route, strconv.Itoa(code)).Inc()
+		metrics.HTTPBytes.WithLabelValues(route).Add(float64(cw.Bytes))
+		s.Log.Debug("http", "method", r.Method, "route", route, "status", code,
+			"bytes", cw.Bytes, "peer", r.RemoteAddr, "took", time.Since(start).String())
 	})
-}
-
-type countingWriter struct {
-	http.ResponseWriter
-	status int
-	n      int64
-}
-
-func (c *countingWriter) WriteHeader(code int) { c.status = code; c.ResponseWriter.WriteHeader(code) }
-func (c *countingWriter) Write(p []byte) (int, error) {
-	n, err := c.ResponseWriter.Write(p)
-	c.n += int64(n)
-	return n, err
 }
 
 func peerIP(r *http.Request) netip.Addr {
@@ -187,7 +190,12 @@ func (s *Server) script(w http.ResponseWriter, r *http.Request) {
 		log.Info("served disk-mode script")
 		return
 	}
-	tok := s.tokens.Issue(Binding{MAC: h.MAC, Host: h.Name, Boot: boot.ID}, s.TokenTTL)
+	tok, err := s.Tokens.IssueToken(r.Context(), store.Binding{MAC: h.MAC, Host: h.Name, Boot: boot.ID}, s.TokenTTL)
+	if err != nil {
+		log.Error("script refused: token store failed", "err", err)
+		http.Error(w, "store unavailable", http.StatusServiceUnavailable)
+		return
+	}
 	body, err := RenderScript(ScriptData{Host: h.Name, Boot: boot.ID, Base: s.BaseURL,
 		Kernel: s.Image.Kernel, Initramfs: s.Image.Initramfs, Cmdline: s.Image.Cmdline, Token: tok})
 	if err != nil {
@@ -236,7 +244,7 @@ func (s *Server) agentArchive(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	b, err := s.tokens.Peek(tok)
+	b, err := s.Tokens.PeekToken(r.Context(), tok)
 	if err != nil {
 		s.Log.Warn("agent archive refused", "peer", r.RemoteAddr, "err", err)
 		http.NotFound(w, r)
@@ -328,9 +336,15 @@ func (s *Server) checkin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	tok := bearer(r)
-	b, err := s.tokens.Redeem(tok, Binding{MAC: req.MAC, Boot: req.Boot})
+	b, err := s.Tokens.RedeemToken(r.Context(), tok, store.Binding{MAC: req.MAC, Boot: req.Boot})
 	if err != nil {
-		reason := map[error]string{ErrTokenUnknown: "unknown", ErrTokenExpired: "expired", ErrTokenUsed: "replay", ErrTokenBinding: "binding"}[err]
+		reason := map[error]string{store.ErrTokenUnknown: "unknown", store.ErrTokenExpired: "expired", store.ErrTokenUsed: "replay", store.ErrTokenBinding: "binding"}[err]
+		metrics.Checkins.WithLabelValues(cmp.Or(reason, "failed")).Inc()
+		if reason == "" {
+			s.Log.Error("check-in: token store failed", "err", err)
+			httpError(w, http.StatusServiceUnavailable, "store unavailable")
+			return
+		}
 		mac := b.MAC
 		if mac == "" {
 			mac = req.MAC
@@ -341,7 +355,7 @@ func (s *Server) checkin(w http.ResponseWriter, r *http.Request) {
 			s.Log.Error("event log failed", "err", eerr)
 		}
 		code := http.StatusUnauthorized
-		if errors.Is(err, ErrTokenUsed) {
+		if errors.Is(err, store.ErrTokenUsed) {
 			code = http.StatusConflict
 		}
 		httpError(w, code, err.Error())
@@ -352,7 +366,7 @@ func (s *Server) checkin(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusGone, "host no longer in the inventory")
 		return
 	}
-	report := NewSecret()
+	report := store.NewSecret()
 	s.mu.Lock()
 	s.reports[sha256.Sum256([]byte(report))] = b
 	s.mu.Unlock()
@@ -362,6 +376,7 @@ func (s *Server) checkin(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusServiceUnavailable, "event log unavailable")
 		return
 	}
+	metrics.Checkins.WithLabelValues("ok").Inc()
 	s.Boots.Advance(b.MAC, b.Boot, store.StageCheckin)
 	s.Log.Info("agent checked in", "mac", b.MAC, "host", b.Host, "boot", b.Boot, "host_key", fp)
 	w.Header().Set("Content-Type", "application/json")
@@ -376,6 +391,11 @@ func mustMAC(s string) net.HardwareAddr {
 
 var reportStage = map[audit.Code]store.Stage{
 	audit.SSHLogin: store.StageLogin, audit.UnlockSuccess: store.StageUnlock, audit.Handoff: store.StageHandoff,
+}
+
+var unlockOutcome = map[audit.Code]string{
+	audit.UnlockSuccess: "success", audit.UnlockFailure: "failure", audit.UnlockLockout: "lockout",
+	audit.Handoff: "handoff", audit.HandoffFailed: "handoff_failed",
 }
 
 func (s *Server) report(w http.ResponseWriter, r *http.Request) {
@@ -409,27 +429,14 @@ func (s *Server) report(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusServiceUnavailable, "event log unavailable")
 		return
 	}
+	if o, ok := unlockOutcome[ev.Code]; ok {
+		metrics.Unlocks.WithLabelValues(o).Inc()
+	}
 	if st, ok := reportStage[ev.Code]; ok {
 		s.Boots.Advance(b.MAC, b.Boot, st)
 	}
 	s.Log.Info("agent event", "mac", b.MAC, "host", b.Host, "boot", b.Boot, "code", string(ev.Code))
 	w.WriteHeader(http.StatusNoContent)
-}
-
-// Serve runs the listener until ctx is done, then shuts down gracefully.
-func Serve(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logger) error {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case <-ctx.Done():
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-		return nil
-	case err := <-errc:
-		return err
-	}
 }
 
 // loader serves a first-stage loader to UEFI HTTP boot clients.

@@ -27,6 +27,7 @@ import (
 	"github.com/lifeboat-boot/lifeboat/pxe/agentapi"
 	"github.com/lifeboat-boot/lifeboat/pxe/audit"
 	"github.com/lifeboat-boot/lifeboat/pxe/store"
+	"github.com/lifeboat-boot/lifeboat/pxe/store/sqlite"
 )
 
 const custKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl c"
@@ -56,16 +57,22 @@ func newRig(t testing.TB) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &rig{events: filepath.Join(dir, "ev.jsonl"), boots: store.NewBoots(), logBuf: &bytes.Buffer{}}
-	el, err := store.OpenEventLog(r.events)
+	r := &rig{events: filepath.Join(dir, "lifeboat.db"), logBuf: &bytes.Buffer{}}
+	el, err := sqlite.Open(context.Background(), r.events)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { el.Close() })
-	r.boot, _ = r.boots.OnDiscover("52:54:00:00:00:01", store.ClientIPXE, "bios")
-	r.boots.OnDiscover("52:54:00:00:00:02", store.ClientIPXE, "uefi")
+	if _, err := el.Apply(context.Background(), store.Change{Put: inv.Hosts()}, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if r.boots, err = el.NewBoots(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	r.boot, _ = r.boots.OnDiscover("52:54:00:00:00:01", "web1", store.ClientIPXE, "bios")
+	r.boots.OnDiscover("52:54:00:00:00:02", "db1", store.ClientIPXE, "uefi")
 	s := &Server{Image: Image{Loaders: []string{"ipxe.efi"}, Dir: dir, Kernel: "vmlinuz", Initramfs: "initramfs.cpio", Cmdline: "console=ttyS0"},
-		Inventory: inv, Boots: r.boots, Events: el, Log: slog.New(slog.NewTextHandler(r.logBuf, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Inventory: el, Boots: r.boots, Events: el, Tokens: el, Log: slog.New(slog.NewTextHandler(r.logBuf, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Unlock: agentapi.UnlockPolicy{MaxTries: 5, Lockout: time.Minute}}
 	h, err := s.Handler()
 	if err != nil {
@@ -175,7 +182,7 @@ func TestBootFlow(t *testing.T) {
 		t.Errorf("report with a forged token: %v", err)
 	}
 
-	evs, err := store.ReadEvents(r.events)
+	evs, err := sqlite.ReadEvents(r.events)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,7 +190,7 @@ func TestBootFlow(t *testing.T) {
 	for _, e := range evs {
 		codes = append(codes, string(e.Code)+"/"+e.Details["reason"])
 	}
-	want := "http.script/ http.image/ http.image/ agent.checkin_refused/binding agent.checkin/ agent.checkin_refused/replay ssh.login/"
+	want := "host.add/ host.add/ http.script/ http.image/ http.image/ agent.checkin_refused/binding agent.checkin/ agent.checkin_refused/replay ssh.login/"
 	if got := strings.Join(codes, " "); got != want {
 		t.Errorf("events:\n got %s\nwant %s", got, want)
 	}
@@ -197,20 +204,6 @@ func TestBootFlow(t *testing.T) {
 	}
 }
 
-func TestTokensExpire(t *testing.T) {
-	tk := NewTokens()
-	now := time.Unix(1000, 0)
-	tk.now = func() time.Time { return now }
-	tok := tk.Issue(Binding{MAC: "m", Boot: "b"}, time.Minute)
-	now = now.Add(2 * time.Minute)
-	if _, err := tk.Redeem(tok, Binding{}); !errors.Is(err, ErrTokenExpired) {
-		t.Errorf("Redeem after expiry = %v, want ErrTokenExpired", err)
-	}
-	if _, err := tk.Redeem("x", Binding{}); !errors.Is(err, ErrTokenUnknown) {
-		t.Errorf("Redeem(unknown) = %v", err)
-	}
-}
-
 // FuzzRenderScript: whatever the inventory lets through as a host name and
 // whatever the server puts in the other fields, the script keeps its
 // commands: one line per field, nothing injected.
@@ -221,7 +214,7 @@ func FuzzRenderScript(f *testing.F) {
 		if !store.NameRE.MatchString(host) || strings.ContainsAny(cmdline, "\n\r\x00") || strings.ContainsAny(boot, "\n\r") {
 			return // refused at the inventory, the config or never made (boot ids are ours)
 		}
-		b, err := RenderScript(ScriptData{Host: host, Boot: boot, Base: "http://10.0.0.1:8080", Kernel: "vmlinuz", Initramfs: "initramfs.cpio", Cmdline: cmdline, Token: NewSecret()})
+		b, err := RenderScript(ScriptData{Host: host, Boot: boot, Base: "http://10.0.0.1:8080", Kernel: "vmlinuz", Initramfs: "initramfs.cpio", Cmdline: cmdline, Token: store.NewSecret()})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -3,6 +3,7 @@ package store
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"maps"
 	"sync"
 	"time"
 )
@@ -65,6 +66,7 @@ func StartsNewBoot(cur Stage, haveBoot bool, c Client) bool {
 // Boot is one netboot of one host.
 type Boot struct {
 	ID       string
+	Host     string
 	MAC      string
 	Started  time.Time
 	Firmware string
@@ -73,11 +75,15 @@ type Boot struct {
 	Times map[Stage]time.Time
 }
 
-// Boots tracks the current boot of every host.
+// Boots tracks the current boot of every host, in memory: DHCP and HTTP
+// consult it on every packet and request.
 type Boots struct {
 	mu    sync.Mutex
 	byMAC map[string]*Boot
 	now   func() time.Time
+	// OnChange, if set, is told every stage a boot reaches, after the
+	// fact and outside the lock (the store keeps the history).
+	OnChange func(b Boot, s Stage, at time.Time)
 }
 
 // NewBoots returns an empty tracker.
@@ -88,27 +94,30 @@ func NewBoots() *Boots {
 // OnDiscover applies a DISCOVER to the state machine and returns the boot it
 // belongs to, and whether it just began. It returns nil for an agent
 // DISCOVER without a boot in flight.
-func (b *Boots) OnDiscover(mac string, c Client, firmware string) (*Boot, bool) {
+func (b *Boots) OnDiscover(mac, host string, c Client, firmware string) (*Boot, bool) {
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	cur, ok := b.byMAC[mac]
 	var st Stage
 	if ok {
 		st = cur.Stage
 	}
 	if !StartsNewBoot(st, ok, c) {
+		defer b.mu.Unlock()
 		if !ok {
 			return nil, false
 		}
-		c := *cur
-		return &c, false
+		return cur.clone(), false
 	}
 	now := b.now()
-	nb := &Boot{ID: newID(), MAC: mac, Started: now, Firmware: firmware, Stage: StageDHCP,
+	nb := &Boot{ID: newID(), Host: host, MAC: mac, Started: now, Firmware: firmware, Stage: StageDHCP,
 		Times: map[Stage]time.Time{StageDHCP: now}}
 	b.byMAC[mac] = nb
-	c2 := *nb
-	return &c2, true
+	c2 := nb.clone()
+	b.mu.Unlock()
+	if b.OnChange != nil {
+		b.OnChange(*c2, StageDHCP, now)
+	}
+	return c2, true
 }
 
 // Current returns a copy of the boot in flight for mac.
@@ -119,8 +128,22 @@ func (b *Boots) Current(mac string) (*Boot, bool) {
 	if !ok {
 		return nil, false
 	}
-	c := *cur
-	return &c, true
+	return cur.clone(), true
+}
+
+// Restore puts boots back in flight (the store's, after a restart).
+func (b *Boots) Restore(boots []*Boot) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, x := range boots {
+		b.byMAC[x.MAC] = x.clone()
+	}
+}
+
+func (x *Boot) clone() *Boot {
+	c := *x
+	c.Times = maps.Clone(x.Times)
+	return &c
 }
 
 // Advance moves the boot forward to stage s if it is still the current boot of
@@ -128,13 +151,29 @@ func (b *Boots) Current(mac string) (*Boot, bool) {
 // check-in.
 func (b *Boots) Advance(mac, bootID string, s Stage) {
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	cur, ok := b.byMAC[mac]
 	if !ok || cur.ID != bootID || s <= cur.Stage {
+		b.mu.Unlock()
 		return
 	}
+	now := b.now()
 	cur.Stage = s
-	cur.Times[s] = b.now()
+	cur.Times[s] = now
+	c := cur.clone()
+	b.mu.Unlock()
+	if b.OnChange != nil {
+		b.OnChange(*c, s, now)
+	}
+}
+
+// ParseStage is the inverse of Stage.String.
+func ParseStage(s string) (Stage, bool) {
+	for i, n := range stageNames {
+		if n == s {
+			return Stage(i), true
+		}
+	}
+	return 0, false
 }
 
 func newID() string {

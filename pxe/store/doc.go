@@ -1,7 +1,8 @@
-// Package store owns lifeboatd's state: the host inventory, the boots in
-// flight with their state machine, and the append-only event log.
+// Package store owns the model of lifeboatd's state and the decisions on
+// it: the host inventory (Host, its checks, the in-memory Index that DHCP
+// reads), the boot state machine (Boots), customers, boot-token bindings and
+// the filters and records the operator API speaks in.
 //
-// For now the inventory is a JSON file and the log a JSON-lines file; the
-// embedded SQL store comes later behind the same small surface: one lookup
-// (MAC → Host, or nothing: stay silent) and one Emitter.
+// It holds no database code, so that the CLI can use its types without
+// linking a database driver; the embedded SQLite store is store/sqlite.
 package store

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 
 	"golang.org/x/crypto/ssh"
@@ -25,19 +26,26 @@ const (
 // Host is one entry of the inventory: everything that decides the fate of a
 // netboot from this machine.
 type Host struct {
-	Name    string       `json:"name"`
-	MAC     string       `json:"mac"`
-	IP      netip.Addr   `json:"ip"`
-	Prefix  int          `json:"prefix"` // netmask length of the reservation
-	Gateway netip.Addr   `json:"gateway,omitzero"`
-	DNS     []netip.Addr `json:"dns,omitempty"`
-	Mode    string       `json:"mode"`
+	Name string `json:"name"`
+	// MAC is the host's boot NIC: its boots are keyed by it and its iPXE
+	// script URL names it. OtherMACs are further NICs it may PXE-boot from.
+	MAC       string       `json:"mac"`
+	OtherMACs []string     `json:"other_macs,omitempty"`
+	Customer  string       `json:"customer,omitempty"`
+	IP        netip.Addr   `json:"ip"`
+	Prefix    int          `json:"prefix"` // netmask length of the reservation
+	Gateway   netip.Addr   `json:"gateway,omitzero"`
+	DNS       []netip.Addr `json:"dns,omitempty"`
+	Mode      string       `json:"mode"`
 	// CircuitID identifies the host by the switch port its relay reports
 	// (DHCP option 82, circuit-id), for hosts whose MAC is not known yet
 	// (a replaced NIC, a new machine in a known slot).
 	CircuitID      string   `json:"circuit_id,omitempty"`
 	AuthorizedKeys []string `json:"authorized_keys"`
 }
+
+// MACs returns every MAC of the host, the boot NIC first.
+func (h *Host) MACs() []string { return append([]string{h.MAC}, h.OtherMACs...) }
 
 // Inventory answers the one question that decides a host's fate.
 type Inventory interface {
@@ -49,15 +57,17 @@ type Inventory interface {
 	LookupCircuit(id string) (*Host, bool)
 }
 
-// FileInventory is an Inventory read from a JSON file at start.
-type FileInventory struct {
+// Index is an in-memory Inventory: the parsed import file, and the DB's
+// snapshot that DHCP reads without a query.
+type Index struct {
+	hosts     []*Host // by name
 	byMAC     map[string]*Host
 	byIP      map[netip.Addr]*Host
 	byCircuit map[string]*Host
 }
 
-// LoadInventory reads and checks an inventory file.
-func LoadInventory(path string) (*FileInventory, error) {
+// LoadInventory reads and checks an inventory file (the import format).
+func LoadInventory(path string) (*Index, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("inventory: %w", err)
@@ -71,7 +81,7 @@ func LoadInventory(path string) (*FileInventory, error) {
 
 // ParseInventory parses the JSON form: {"hosts": [ ... ]}. Every problem
 // found is reported, not just the first, so an operator fixes the file once.
-func ParseInventory(data []byte) (*FileInventory, error) {
+func ParseInventory(data []byte) (*Index, error) {
 	var doc struct {
 		Hosts []*Host `json:"hosts"`
 	}
@@ -80,54 +90,113 @@ func ParseInventory(data []byte) (*FileInventory, error) {
 	if err := dec.Decode(&doc); err != nil {
 		return nil, fmt.Errorf("not valid inventory JSON: %w", err)
 	}
-	inv := &FileInventory{byMAC: map[string]*Host{}, byIP: map[netip.Addr]*Host{}, byCircuit: map[string]*Host{}}
+	return NewIndex(doc.Hosts)
+}
+
+// NewIndex checks hosts, each on its own and against each other (names,
+// MACs, IPs and circuit-ids are unique), and indexes them.
+func NewIndex(hosts []*Host) (*Index, error) {
+	inv := &Index{byMAC: map[string]*Host{}, byIP: map[netip.Addr]*Host{}, byCircuit: map[string]*Host{}}
+	byName := map[string]bool{}
 	var errs []error
-	for i, h := range doc.Hosts {
+	for i, h := range hosts {
 		if h == nil {
 			errs = append(errs, fmt.Errorf("host #%d: empty entry", i+1))
 			continue
 		}
-		if err := h.check(); err != nil {
+		if err := h.Check(); err != nil {
 			errs = append(errs, fmt.Errorf("host #%d (%q): %w", i+1, h.Name, err))
 			continue
 		}
-		if o, dup := inv.byMAC[h.MAC]; dup {
-			errs = append(errs, fmt.Errorf("host %q: MAC %s already belongs to %q", h.Name, h.MAC, o.Name))
+		if err := inv.conflict(h, byName[h.Name]); err != nil {
+			errs = append(errs, err)
 			continue
 		}
-		if o, dup := inv.byIP[h.IP]; dup {
-			errs = append(errs, fmt.Errorf("host %q: IP %s already reserved for %q", h.Name, h.IP, o.Name))
-			continue
-		}
-		if o, dup := inv.byCircuit[h.CircuitID]; dup && h.CircuitID != "" {
-			errs = append(errs, fmt.Errorf("host %q: circuit_id %q already belongs to %q", h.Name, h.CircuitID, o.Name))
-			continue
-		}
-		inv.byMAC[h.MAC] = h
-		inv.byIP[h.IP] = h
-		if h.CircuitID != "" {
-			inv.byCircuit[h.CircuitID] = h
-		}
+		byName[h.Name] = true
+		inv.add(h)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
+	slices.SortFunc(inv.hosts, func(a, b *Host) int { return strings.Compare(a.Name, b.Name) })
 	return inv, nil
 }
+
+// conflict says which of h's unique keys another host holds already.
+func (inv *Index) conflict(h *Host, nameTaken bool) error {
+	if nameTaken {
+		return fmt.Errorf("host %q: %w: the name is taken", h.Name, ErrConflict)
+	}
+	for _, m := range h.MACs() {
+		if o, dup := inv.byMAC[m]; dup && o.Name != h.Name {
+			return fmt.Errorf("host %q: %w: MAC %s already belongs to %q", h.Name, ErrConflict, m, o.Name)
+		}
+	}
+	if o, dup := inv.byIP[h.IP]; dup && o.Name != h.Name {
+		return fmt.Errorf("host %q: %w: IP %s already reserved for %q", h.Name, ErrConflict, h.IP, o.Name)
+	}
+	if o, dup := inv.byCircuit[h.CircuitID]; dup && h.CircuitID != "" && o.Name != h.Name {
+		return fmt.Errorf("host %q: %w: circuit_id %q already belongs to %q", h.Name, ErrConflict, h.CircuitID, o.Name)
+	}
+	return nil
+}
+
+func (inv *Index) add(h *Host) {
+	inv.hosts = append(inv.hosts, h)
+	for _, m := range h.MACs() {
+		inv.byMAC[m] = h
+	}
+	inv.byIP[h.IP] = h
+	if h.CircuitID != "" {
+		inv.byCircuit[h.CircuitID] = h
+	}
+}
+
+// Hosts returns the hosts sorted by name.
+func (inv *Index) Hosts() []*Host { return inv.hosts }
 
 // NameRE is what a host name may look like: a DNS name. Names end up in
 // iPXE scripts, logs and notices, so nothing else gets in.
 var NameRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*$`)
 
-func (h *Host) check() error {
-	if !NameRE.MatchString(h.Name) || len(h.Name) > 253 {
+// ValidName says whether s may name a host or a customer.
+func ValidName(s string) bool { return NameRE.MatchString(s) && len(s) <= 253 }
+
+func canonicalMAC(s string) (string, error) {
+	mac, err := net.ParseMAC(s)
+	if err != nil || len(mac) != 6 {
+		return "", fmt.Errorf("mac %q is not an Ethernet MAC like 52:54:00:12:34:56", s)
+	}
+	return mac.String(), nil // canonical lower-case form for lookups
+}
+
+// Check validates a host entry and puts it in canonical form (lower-case
+// MACs, trimmed keys, defaults filled in). Everything in it ends up in
+// iPXE scripts, DHCP replies, logs and notices, so it is checked strictly.
+func (h *Host) Check() error {
+	if !ValidName(h.Name) {
 		return fmt.Errorf("name %q: use a DNS-style name (letters, digits, '-', '.')", h.Name)
 	}
-	mac, err := net.ParseMAC(h.MAC)
-	if err != nil || len(mac) != 6 {
-		return fmt.Errorf("mac %q is not an Ethernet MAC like 52:54:00:12:34:56", h.MAC)
+	var err error
+	if h.MAC, err = canonicalMAC(h.MAC); err != nil {
+		return err
 	}
-	h.MAC = mac.String() // canonical lower-case form for lookups
+	seen := map[string]bool{h.MAC: true}
+	for i, m := range h.OtherMACs {
+		if h.OtherMACs[i], err = canonicalMAC(m); err != nil {
+			return fmt.Errorf("other_macs: %w", err)
+		}
+		if seen[h.OtherMACs[i]] {
+			return fmt.Errorf("other_macs: %s is listed twice", h.OtherMACs[i])
+		}
+		seen[h.OtherMACs[i]] = true
+	}
+	if h.Customer != "" && !ValidName(h.Customer) {
+		return fmt.Errorf("customer %q: use a DNS-style name (letters, digits, '-', '.')", h.Customer)
+	}
+	if len(h.CircuitID) > 255 || strings.ContainsFunc(h.CircuitID, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return fmt.Errorf("circuit_id %q: at most 255 printable characters", h.CircuitID)
+	}
 	if !h.IP.Is4() {
 		return fmt.Errorf("ip %q: an IPv4 reservation is required", h.IP)
 	}
@@ -157,19 +226,19 @@ func (h *Host) check() error {
 }
 
 // Lookup implements Inventory.
-func (inv *FileInventory) Lookup(mac net.HardwareAddr) (*Host, bool) {
+func (inv *Index) Lookup(mac net.HardwareAddr) (*Host, bool) {
 	h, ok := inv.byMAC[mac.String()]
 	return h, ok
 }
 
 // LookupIP implements Inventory.
-func (inv *FileInventory) LookupIP(ip netip.Addr) (*Host, bool) {
+func (inv *Index) LookupIP(ip netip.Addr) (*Host, bool) {
 	h, ok := inv.byIP[ip.Unmap()]
 	return h, ok
 }
 
 // LookupCircuit implements Inventory.
-func (inv *FileInventory) LookupCircuit(id string) (*Host, bool) {
+func (inv *Index) LookupCircuit(id string) (*Host, bool) {
 	if id == "" {
 		return nil, false
 	}

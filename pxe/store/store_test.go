@@ -1,16 +1,10 @@
 package store
 
 import (
-	"context"
-	"fmt"
 	"net"
 	"net/netip"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
-
-	"github.com/lifeboat-boot/lifeboat/pxe/audit"
 )
 
 func TestStartsNewBoot(t *testing.T) {
@@ -40,7 +34,7 @@ func TestStartsNewBoot(t *testing.T) {
 
 func TestBootsAdvanceNeverGoesBack(t *testing.T) {
 	b := NewBoots()
-	boot, started := b.OnDiscover("m", ClientIPXE, "bios")
+	boot, started := b.OnDiscover("m", "h", ClientIPXE, "bios")
 	if !started {
 		t.Fatal("first DISCOVER did not start a boot")
 	}
@@ -51,7 +45,7 @@ func TestBootsAdvanceNeverGoesBack(t *testing.T) {
 	if cur.Stage != StageCheckin {
 		t.Errorf("stage = %v, want checkin", cur.Stage)
 	}
-	if again, started := b.OnDiscover("m", ClientOther, ""); started || again.ID != boot.ID {
+	if again, started := b.OnDiscover("m", "h", ClientOther, ""); started || again.ID != boot.ID {
 		t.Errorf("agent DISCOVER started a new boot")
 	}
 }
@@ -99,63 +93,4 @@ func FuzzParseInventory(f *testing.F) {
 			t.Fatal("nil inventory without error")
 		}
 	})
-}
-
-func TestEventLogAppendsDurably(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "ev.jsonl")
-	for i := 0; i < 2; i++ { // reopen: appends, never truncates
-		l, err := OpenEventLog(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ch := make(chan audit.Event, 1)
-		l.Subscribe(ch)
-		if err := l.Emit(context.Background(), audit.Event{Code: audit.BootStart, MAC: "m", Boot: "b"}); err != nil {
-			t.Fatal(err)
-		}
-		if e := <-ch; e.Time.IsZero() {
-			t.Error("event has no time")
-		}
-		l.Close()
-	}
-	evs, err := ReadEvents(path)
-	if err != nil || len(evs) != 2 || evs[1].Code != audit.BootStart {
-		t.Fatalf("ReadEvents = %v, %v", evs, err)
-	}
-}
-
-// TestEventLogConcurrent: many emitters at once, every event durable and
-// whole on its own line.
-func TestEventLogConcurrent(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "ev.jsonl")
-	l, err := OpenEventLog(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	var wg sync.WaitGroup
-	for g := 0; g < 32; g++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; i < 50; i++ {
-				if err := l.Emit(context.Background(), audit.Event{Code: audit.DHCPOffer, MAC: fmt.Sprintf("g%d-%d", g, i)}); err != nil {
-					t.Error(err)
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	evs, err := ReadEvents(path)
-	if err != nil || len(evs) != 32*50 {
-		t.Fatalf("ReadEvents: %d events, %v", len(evs), err)
-	}
-	seen := map[string]bool{}
-	for _, e := range evs {
-		seen[e.MAC] = true
-	}
-	if len(seen) != 32*50 {
-		t.Errorf("%d distinct events, want %d", len(seen), 32*50)
-	}
 }

@@ -1,0 +1,288 @@
+package api
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/lifeboat-boot/lifeboat/pxe/audit"
+	"github.com/lifeboat-boot/lifeboat/pxe/store"
+)
+
+// Wire types of the listings. Entries are the store's own types.
+type (
+	// HostList answers GET /v1/hosts.
+	HostList struct {
+		Hosts []*store.Host `json:"hosts"`
+	}
+	// CustomerList answers GET /v1/customers.
+	CustomerList struct {
+		Customers []store.Customer `json:"customers"`
+	}
+	// BootList answers GET /v1/boots.
+	BootList struct {
+		Boots []store.BootRecord `json:"boots"`
+	}
+	// EventList answers GET /v1/events; Next is the After of the next page.
+	EventList struct {
+		Events []audit.Event `json:"events"`
+		Next   int64         `json:"next"`
+	}
+	// Whoami answers GET /v1/whoami.
+	Whoami struct {
+		Operator string `json:"operator"`
+	}
+)
+
+// Error is an API failure: what went wrong and, where there is one, what
+// to do about it.
+type Error struct {
+	Status  int    `json:"-"`
+	Message string `json:"error"`
+	Hint    string `json:"hint,omitempty"`
+}
+
+func (e *Error) Error() string {
+	if e.Hint != "" {
+		return e.Message + " (" + e.Hint + ")"
+	}
+	return e.Message
+}
+
+// ErrUnreachable wraps failures to reach the server at all.
+var ErrUnreachable = errors.New("cannot reach lifeboatd")
+
+// Client talks to the operator API.
+type Client struct {
+	Base  string // e.g. https://boot1.example:8081
+	Token string
+	HTTP  *http.Client
+}
+
+// NewClient returns a client for base; caFile, if set, is the PEM
+// certificate(s) to trust for its TLS.
+func NewClient(base, token, caFile string) (*Client, error) {
+	u, err := url.Parse(base)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("server %q: want a URL like https://lifeboat.example:8081", base)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.Proxy = nil // operator traffic goes straight to the server
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("CA file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("CA file %s: no PEM certificate in it", caFile)
+		}
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	return &Client{Base: strings.TrimRight(base, "/"), Token: token, HTTP: &http.Client{Transport: tr}}, nil
+}
+
+func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	resp, err := c.send(ctx, method, path, in)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if out == nil {
+		return nil
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(out); err != nil {
+		return fmt.Errorf("%s %s: bad answer from the server: %w", method, path, err)
+	}
+	return nil
+}
+
+// send makes one request and turns a non-2xx answer into an *Error.
+func (c *Client) send(ctx context.Context, method, path string, in any) (*http.Response, error) {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return nil, err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.Base+path, body)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.Token)
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%w at %s: %v", ErrUnreachable, c.Base, err)
+	}
+	if resp.StatusCode/100 == 2 {
+		return resp, nil
+	}
+	defer resp.Body.Close()
+	e := &Error{Status: resp.StatusCode}
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if json.Unmarshal(b, e) != nil || e.Message == "" {
+		e.Message = fmt.Sprintf("%s %s: HTTP %d: %s", method, path, resp.StatusCode, strings.TrimSpace(string(b)))
+	}
+	return nil, e
+}
+
+// Whoami returns the operator the token belongs to.
+func (c *Client) Whoami(ctx context.Context) (string, error) {
+	var w Whoami
+	err := c.do(ctx, "GET", "/v1/whoami", nil, &w)
+	return w.Operator, err
+}
+
+// Hosts lists the inventory.
+func (c *Client) Hosts(ctx context.Context) ([]*store.Host, error) {
+	var l HostList
+	err := c.do(ctx, "GET", "/v1/hosts", nil, &l)
+	return l.Hosts, err
+}
+
+// Host returns one host.
+func (c *Client) Host(ctx context.Context, name string) (*store.Host, error) {
+	var h store.Host
+	err := c.do(ctx, "GET", "/v1/hosts/"+url.PathEscape(name), nil, &h)
+	return &h, err
+}
+
+// AddHost adds a host; it must not exist.
+func (c *Client) AddHost(ctx context.Context, h *store.Host) error {
+	return c.do(ctx, "POST", "/v1/hosts", h, nil)
+}
+
+// SetHost replaces an existing host's entry.
+func (c *Client) SetHost(ctx context.Context, h *store.Host) error {
+	return c.do(ctx, "PUT", "/v1/hosts/"+url.PathEscape(h.Name), h, nil)
+}
+
+// RemoveHost removes a host.
+func (c *Client) RemoveHost(ctx context.Context, name string) error {
+	return c.do(ctx, "DELETE", "/v1/hosts/"+url.PathEscape(name), nil, nil)
+}
+
+// Import adds or replaces the hosts of an inventory file, all or none.
+func (c *Client) Import(ctx context.Context, hosts []*store.Host) (store.ChangeResult, error) {
+	var r store.ChangeResult
+	err := c.do(ctx, "POST", "/v1/hosts/import", HostList{Hosts: hosts}, &r)
+	return r, err
+}
+
+// Customers lists the customers.
+func (c *Client) Customers(ctx context.Context) ([]store.Customer, error) {
+	var l CustomerList
+	err := c.do(ctx, "GET", "/v1/customers", nil, &l)
+	return l.Customers, err
+}
+
+// AddCustomer adds a customer.
+func (c *Client) AddCustomer(ctx context.Context, cu store.Customer) error {
+	return c.do(ctx, "POST", "/v1/customers", cu, nil)
+}
+
+// Boots lists boots, newest first; host and limit may be zero.
+func (c *Client) Boots(ctx context.Context, host string, limit int) ([]store.BootRecord, error) {
+	q := url.Values{}
+	if host != "" {
+		q.Set("host", host)
+	}
+	if limit > 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	var l BootList
+	err := c.do(ctx, "GET", "/v1/boots?"+q.Encode(), nil, &l)
+	return l.Boots, err
+}
+
+// Boot returns one boot with its stages.
+func (c *Client) Boot(ctx context.Context, id string) (*store.BootRecord, error) {
+	var b store.BootRecord
+	err := c.do(ctx, "GET", "/v1/boots/"+url.PathEscape(id), nil, &b)
+	return &b, err
+}
+
+// EventQuery selects events.
+type EventQuery struct {
+	After int64
+	Host  string
+	Boot  string
+	Limit int
+}
+
+func (q EventQuery) values() url.Values {
+	v := url.Values{}
+	if q.After > 0 {
+		v.Set("after", strconv.FormatInt(q.After, 10))
+	}
+	if q.Host != "" {
+		v.Set("host", q.Host)
+	}
+	if q.Boot != "" {
+		v.Set("boot", q.Boot)
+	}
+	if q.Limit > 0 {
+		v.Set("limit", strconv.Itoa(q.Limit))
+	}
+	return v
+}
+
+// Events returns one page of events.
+func (c *Client) Events(ctx context.Context, q EventQuery) (*EventList, error) {
+	var l EventList
+	err := c.do(ctx, "GET", "/v1/events?"+q.values().Encode(), nil, &l)
+	return &l, err
+}
+
+// Follow streams events as they are written, starting after q.After,
+// calling fn for each, until ctx ends, fn fails or the server goes away.
+func (c *Client) Follow(ctx context.Context, q EventQuery, fn func(audit.Event) error) error {
+	v := q.values()
+	v.Set("follow", "1")
+	resp, err := c.send(ctx, "GET", "/v1/events?"+v.Encode(), nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := bytes.TrimSpace(sc.Bytes())
+		if len(line) == 0 {
+			continue // keep-alive
+		}
+		var e audit.Event
+		if err := json.Unmarshal(line, &e); err != nil {
+			return fmt.Errorf("event stream: %w", err)
+		}
+		if err := fn(e); err != nil {
+			return err
+		}
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("event stream: %w", err)
+	}
+	return fmt.Errorf("%w: the event stream ended (server stopped?)", ErrUnreachable)
+}

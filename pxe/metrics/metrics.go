@@ -1,0 +1,110 @@
+// Package metrics defines lifeboatd's Prometheus metrics in one place, on
+// a registry of its own (served on the operator listener at /metrics).
+// Labels take values from small fixed sets only: never a MAC, a host name
+// or anything else from a packet, so that no client can blow up the
+// number of series.
+package metrics
+
+import (
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Registry holds every lifeboat metric.
+var Registry = prometheus.NewRegistry()
+
+var (
+	// DHCPPackets counts DHCP requests by message type and what became of
+	// them: answered, unknown (MAC not in the inventory), unanswered (known
+	// host, nothing to say: wrong architecture, not PXE...), failed (event
+	// log or send failed).
+	DHCPPackets = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "lifeboat_dhcp_packets_total", Help: "DHCP requests received, by type and outcome.",
+	}, []string{"type", "outcome"})
+	// TFTPTransfers counts first-stage transfers by outcome (sent, failed).
+	TFTPTransfers = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "lifeboat_tftp_transfers_total", Help: "TFTP transfers, by outcome.",
+	}, []string{"outcome"})
+	// TFTPBytes counts bytes sent over TFTP.
+	TFTPBytes = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "lifeboat_tftp_bytes_total", Help: "Bytes sent over TFTP.",
+	})
+	// HTTPRequests counts boot-listener requests by route and status code.
+	HTTPRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "lifeboat_http_requests_total", Help: "Boot listener HTTP requests, by route and status code.",
+	}, []string{"route", "code"})
+	// HTTPBytes counts bytes sent by the boot listener, by route.
+	HTTPBytes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "lifeboat_http_bytes_total", Help: "Bytes sent by the boot listener, by route.",
+	}, []string{"route"})
+	// BootsStarted counts netboots begun, by firmware.
+	BootsStarted = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "lifeboat_boots_started_total", Help: "Netboots begun, by firmware.",
+	}, []string{"firmware"})
+	// BootStages counts boots reaching each stage of the state machine.
+	BootStages = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "lifeboat_boot_stage_reached_total", Help: "Boots that reached a stage of the boot state machine.",
+	}, []string{"stage"})
+	// Checkins counts agent check-ins by outcome (ok, unknown, expired,
+	// replay, binding).
+	Checkins = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "lifeboat_agent_checkins_total", Help: "Agent check-ins, by outcome.",
+	}, []string{"outcome"})
+	// Unlocks counts unlock outcomes reported by agents (success, failure,
+	// lockout, handoff, handoff_failed).
+	Unlocks = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "lifeboat_unlock_outcomes_total", Help: "Unlock outcomes reported by agents.",
+	}, []string{"outcome"})
+	// EventCommit measures one group commit of the event log.
+	EventCommit = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "lifeboat_event_commit_seconds", Help: "Time to commit one batch of events.",
+		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+	})
+	// EventsWritten counts events committed to the log.
+	EventsWritten = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "lifeboat_events_written_total", Help: "Events committed to the event log.",
+	})
+)
+
+func init() {
+	Registry.MustRegister(DHCPPackets, TFTPTransfers, TFTPBytes, HTTPRequests, HTTPBytes, BootsStarted, BootStages,
+		Checkins, Unlocks, EventCommit, EventsWritten,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+}
+
+// Handler serves the registry in the Prometheus exposition format.
+func Handler() http.Handler {
+	return promhttp.HandlerFor(Registry, promhttp.HandlerOpts{})
+}
+
+// CountWriter wraps a ResponseWriter to learn the status and size of a
+// response, for HTTPRequests and HTTPBytes.
+type CountWriter struct {
+	http.ResponseWriter
+	Code  int
+	Bytes int64
+}
+
+// WriteHeader implements http.ResponseWriter.
+func (c *CountWriter) WriteHeader(code int) {
+	if c.Code == 0 {
+		c.Code = code
+	}
+	c.ResponseWriter.WriteHeader(code)
+}
+
+// Write implements http.ResponseWriter.
+func (c *CountWriter) Write(b []byte) (int, error) {
+	if c.Code == 0 {
+		c.Code = http.StatusOK
+	}
+	n, err := c.ResponseWriter.Write(b)
+	c.Bytes += int64(n)
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (c *CountWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }

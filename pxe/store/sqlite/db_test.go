@@ -1,0 +1,346 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lifeboat-boot/lifeboat/pxe/audit"
+	"github.com/lifeboat-boot/lifeboat/pxe/store"
+)
+
+func openDB(t *testing.T) (*DB, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "lifeboat.db")
+	db, err := Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db, path
+}
+
+func host(name, mac, ip string) *store.Host {
+	return &store.Host{Name: name, MAC: mac, IP: netip.MustParseAddr(ip), AuthorizedKeys: []string{key}}
+}
+
+func TestMigrations(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "lifeboat.db")
+	ctx := context.Background()
+	for i := 0; i < 2; i++ { // the second open finds everything applied
+		db, err := Open(ctx, path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v, err := db.SchemaVersion(ctx); err != nil || v != 1 {
+			t.Fatalf("schema version = %d, %v", v, err)
+		}
+		db.Close()
+	}
+	// A database from a newer lifeboatd is refused, not misread.
+	sdb, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sdb.Exec(`INSERT INTO schema_migrations (version, applied) VALUES (99, 'x')`); err != nil {
+		t.Fatal(err)
+	}
+	sdb.Close()
+	if _, err := Open(ctx, path); err == nil || !strings.Contains(err.Error(), "upgrade lifeboatd") {
+		t.Fatalf("Open(newer schema) = %v", err)
+	}
+	if _, err := Open(ctx, filepath.Join(t.TempDir(), "no", "such", "dir", "x.db")); err == nil {
+		t.Fatal("Open in a missing folder succeeded")
+	}
+}
+
+func TestApplyHosts(t *testing.T) {
+	db, path := openDB(t)
+	ctx := context.Background()
+	if err := db.AddCustomer(ctx, store.Customer{Name: "acme", Emails: []string{"ops@acme.example"}}, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	a := host("web1", "52:54:00:AA:00:01", "10.0.0.5")
+	a.Customer, a.OtherMACs = "acme", []string{"52:54:00:aa:00:02"}
+	res, err := db.Apply(ctx, store.Change{Put: []*store.Host{a, host("web2", "52:54:00:aa:00:03", "10.0.0.6")}, Create: true}, "alice")
+	if err != nil || res.Added != 2 {
+		t.Fatalf("Apply = %+v, %v", res, err)
+	}
+	// Every MAC finds the host; the snapshot is canonical.
+	for _, m := range []string{"52:54:00:aa:00:01", "52:54:00:aa:00:02"} {
+		mac, _ := net.ParseMAC(m)
+		if h, ok := db.Lookup(mac); !ok || h.Name != "web1" || h.MAC != "52:54:00:aa:00:01" {
+			t.Errorf("Lookup(%s) = %+v, %v", m, h, ok)
+		}
+	}
+	bad := []struct {
+		c    store.Change
+		want string
+	}{
+		{store.Change{Put: []*store.Host{host("web1", "52:54:00:aa:00:09", "10.0.0.9")}, Create: true}, "exists already"},
+		{store.Change{Put: []*store.Host{host("web3", "52:54:00:aa:00:02", "10.0.0.9")}}, `MAC 52:54:00:aa:00:02 already belongs to "web1"`},
+		{store.Change{Put: []*store.Host{host("web3", "52:54:00:aa:00:09", "10.0.0.6")}}, `IP 10.0.0.6 already reserved for "web2"`},
+		{store.Change{Put: []*store.Host{host("web9", "52:54:00:aa:00:09", "10.0.0.9")}, Replace: true}, "use 'host add'"},
+		{store.Change{Put: []*store.Host{{Name: "web3", MAC: "52:54:00:aa:00:09", IP: netip.MustParseAddr("10.0.0.9"), AuthorizedKeys: []string{key}, Customer: "nobody"}}}, "lifeboat customer add nobody"},
+		{store.Change{Remove: []string{"ghost"}}, "not found"},
+		{store.Change{Put: []*store.Host{host("x y", "52:54:00:aa:00:09", "10.0.0.9")}}, "DNS-style name"},
+	}
+	for _, b := range bad {
+		if _, err := db.Apply(ctx, b.c, "alice"); err == nil || !strings.Contains(err.Error(), b.want) {
+			t.Errorf("Apply(%+v) = %v, want %q", b.c, err, b.want)
+		}
+	}
+	// A refused change leaves nothing behind, in the tables or the log.
+	if n := len(db.Hosts()); n != 2 {
+		t.Fatalf("%d hosts after refused changes", n)
+	}
+	// Swap IPs in one change: refused as a whole would be wrong; the final
+	// state checks, so it goes through... but only if it checks.
+	b := host("web2", "52:54:00:aa:00:03", "10.0.0.7")
+	b.Mode = store.ModeDisk
+	res, err = db.Apply(ctx, store.Change{Put: []*store.Host{b}, Replace: true}, "bob")
+	if err != nil || res.Updated != 1 {
+		t.Fatalf("set: %+v, %v", res, err)
+	}
+	res, err = db.Apply(ctx, store.Change{Put: []*store.Host{b}}, "bob")
+	if err != nil || res.Unchanged != 1 {
+		t.Fatalf("same again: %+v, %v", res, err)
+	}
+	if _, err := db.Apply(ctx, store.Change{Remove: []string{"web1"}}, "carol"); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+
+	// Reopen: the inventory and the log are on disk.
+	db2, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db2.Close()
+	hs := db2.Hosts()
+	if len(hs) != 1 || hs[0].Name != "web2" || hs[0].Mode != store.ModeDisk || hs[0].IP.String() != "10.0.0.7" {
+		t.Fatalf("after reopen: %+v", hs)
+	}
+	evs, err := db2.Events(ctx, store.EventFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range evs {
+		got = append(got, string(e.Code)+"/"+e.Host+"/"+e.Actor)
+		if strings.Contains(fmt.Sprint(e.Details), "AAAA") {
+			t.Errorf("event %d holds a whole key: %v", e.Seq, e.Details)
+		}
+	}
+	want := "customer.add//alice host.add/web1/alice host.add/web2/alice host.set/web2/bob host.remove/web1/carol"
+	if strings.Join(got, " ") != want {
+		t.Errorf("events:\n got %s\nwant %s", strings.Join(got, " "), want)
+	}
+	if d := evs[3].Details; d["ip"] != "10.0.0.6 → 10.0.0.7" || d["mode"] != "unlock → disk" {
+		t.Errorf("host.set details = %v", d)
+	}
+}
+
+// TestGroupCommit: many emitters at once, every event durable, in one
+// sequence with no gaps.
+func TestGroupCommit(t *testing.T) {
+	db, path := openDB(t)
+	var wg sync.WaitGroup
+	for g := 0; g < 32; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 50; i++ {
+				if err := db.Emit(context.Background(), audit.Event{Code: audit.DHCPOffer, MAC: fmt.Sprintf("g%d-%d", g, i)}); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	evs, err := ReadEvents(path) // another connection, as a tool would
+	if err != nil || len(evs) != 32*50 {
+		t.Fatalf("ReadEvents: %d events, %v", len(evs), err)
+	}
+	seen := map[string]bool{}
+	for i, e := range evs {
+		seen[e.MAC] = true
+		if e.Seq != int64(i+1) || e.Time.IsZero() {
+			t.Fatalf("event %d: seq %d time %v", i, e.Seq, e.Time)
+		}
+	}
+	if len(seen) != 32*50 {
+		t.Errorf("%d distinct events, want %d", len(seen), 32*50)
+	}
+	db.Close()
+	if err := db.Emit(context.Background(), audit.Event{Code: audit.DHCPOffer}); !errors.Is(err, ErrClosed) {
+		t.Errorf("Emit after Close = %v", err)
+	}
+	if _, err := ReadEvents(filepath.Join(t.TempDir(), "nothing.db")); err == nil {
+		t.Error("ReadEvents of a file that is not a store succeeded")
+	}
+}
+
+// TestEmitFailsWhenStoreBreaks: an event that cannot be written is an
+// error (the action is refused), and so is every later one.
+func TestEmitFailsWhenStoreBreaks(t *testing.T) {
+	db, _ := openDB(t)
+	ctx := context.Background()
+	if _, err := db.sql.Exec(`DROP TABLE events`); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Emit(ctx, audit.Event{Code: audit.BootStart}); err == nil {
+		t.Fatal("Emit succeeded without an events table")
+	}
+	if _, err := db.sql.Exec(`CREATE TABLE events (seq INTEGER PRIMARY KEY, time TEXT, code TEXT, mac TEXT, host TEXT, boot TEXT, actor TEXT, details TEXT)`); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Emit(ctx, audit.Event{Code: audit.BootStart}); err == nil {
+		t.Fatal("Emit succeeded after an earlier event was lost")
+	}
+}
+
+func TestBootsPersistAndRestore(t *testing.T) {
+	db, path := openDB(t)
+	ctx := context.Background()
+	b, err := db.NewBoots(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	boot, _ := b.OnDiscover("52:54:00:aa:00:01", "web1", store.ClientFirmware, "uefi")
+	b.Advance("52:54:00:aa:00:01", boot.ID, store.StageFirstStage)
+	b.Advance("52:54:00:aa:00:01", boot.ID, store.StageCheckin)
+	// store.Stage records ride the writer queue; an event after them is
+	// committed after them.
+	if err := db.Emit(ctx, audit.Event{Code: audit.AgentCheckin, Boot: boot.ID}); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := db.BootRecords(ctx, store.BootFilter{Host: "web1"})
+	if err != nil || len(recs) != 1 {
+		t.Fatalf("BootRecords = %+v, %v", recs, err)
+	}
+	r := recs[0]
+	if r.ID != boot.ID || r.Stage != "checkin" || r.Firmware != "uefi" || len(r.Stages) != 3 || r.Stages[0].Stage != "dhcp" || r.Stages[2].After < 0 {
+		t.Errorf("record = %+v", r)
+	}
+	if one, err := db.BootRecord(ctx, boot.ID); err != nil || len(one.Stages) != 3 {
+		t.Errorf("store.BootRecord = %+v, %v", one, err)
+	}
+	if _, err := db.BootRecord(ctx, "b-nope"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("store.BootRecord(unknown) = %v", err)
+	}
+	db.Close()
+
+	// After a restart the boot is still in flight and goes on.
+	db2, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db2.Close()
+	b2, err := db2.NewBoots(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur, ok := b2.Current("52:54:00:aa:00:01")
+	if !ok || cur.ID != boot.ID || cur.Stage != store.StageCheckin {
+		t.Fatalf("restored = %+v, %v", cur, ok)
+	}
+	b2.Advance("52:54:00:aa:00:01", boot.ID, store.StageLogin)
+	if err := db2.Emit(ctx, audit.Event{Code: audit.SSHLogin}); err != nil {
+		t.Fatal(err)
+	}
+	if one, _ := db2.BootRecord(ctx, boot.ID); one.Stage != "login" {
+		t.Errorf("after restart: stage %s", one.Stage)
+	}
+}
+
+func TestBootTokens(t *testing.T) {
+	db, _ := openDB(t)
+	ctx := context.Background()
+	bind := store.Binding{MAC: "m", Host: "h", Boot: "b-1"}
+	tok, err := db.IssueToken(ctx, bind, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := db.PeekToken(ctx, tok); err != nil || got != bind {
+		t.Fatalf("Peek = %+v, %v", got, err)
+	}
+	if _, err := db.RedeemToken(ctx, tok, store.Binding{MAC: "other"}); !errors.Is(err, store.ErrTokenBinding) {
+		t.Errorf("Redeem with another MAC = %v", err)
+	}
+	// Two redemptions race: exactly one wins.
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	wins := 0
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := db.RedeemToken(ctx, tok, bind); err == nil {
+				mu.Lock()
+				wins++
+				mu.Unlock()
+			} else if !errors.Is(err, store.ErrTokenUsed) {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if wins != 1 {
+		t.Errorf("%d redemptions won, want 1", wins)
+	}
+	if _, err := db.PeekToken(ctx, "nope"); !errors.Is(err, store.ErrTokenUnknown) {
+		t.Errorf("Peek(unknown) = %v", err)
+	}
+	old, _ := db.IssueToken(ctx, bind, -time.Second)
+	if _, err := db.RedeemToken(ctx, old, bind); !errors.Is(err, store.ErrTokenExpired) {
+		t.Errorf("Redeem(expired) = %v", err)
+	}
+	// Only hashes are stored.
+	var n int
+	if err := db.sql.QueryRow(`SELECT COUNT(*) FROM boot_tokens WHERE hash = ? OR hash = ?`, tok, old).Scan(&n); err != nil || n != 0 {
+		t.Errorf("a token is stored in the clear (%d, %v)", n, err)
+	}
+}
+
+func TestOperators(t *testing.T) {
+	db, path := openDB(t)
+	ctx := context.Background()
+	tok, err := db.AddOperator(ctx, "alice", "local")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if name, ok := db.Authenticate(ctx, tok); !ok || name != "alice" {
+		t.Fatalf("Authenticate = %q, %v", name, ok)
+	}
+	if _, ok := db.Authenticate(ctx, tok+"x"); ok {
+		t.Error("a wrong token authenticated")
+	}
+	if _, err := db.AddOperator(ctx, "alice", "local"); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("second AddOperator = %v", err)
+	}
+	if err := db.RemoveOperator(ctx, "alice", "local"); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := db.Authenticate(ctx, tok); ok {
+		t.Error("a revoked token authenticated")
+	}
+	db.Close()
+	raw, _ := os.ReadFile(path)
+	wal, _ := os.ReadFile(path + "-wal")
+	if strings.Contains(string(raw)+string(wal), tok) {
+		t.Error("the operator token is in the database file")
+	}
+}
+
+const key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl c"

@@ -1,0 +1,290 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/lifeboat-boot/lifeboat/pxe/audit"
+	"github.com/lifeboat-boot/lifeboat/pxe/metrics"
+	"github.com/lifeboat-boot/lifeboat/pxe/store"
+)
+
+// ErrClosed is returned by Emit after Close.
+var ErrClosed = errors.New("store: closed")
+
+// maxBatch bounds one group commit, so that one transaction stays short.
+const maxBatch = 1024
+
+// op is one write queued for the writer: an event (durable before Emit
+// returns) or a boot-stage record (derived state, written in order with the
+// events but not waited for).
+type op struct {
+	ev    *audit.Event
+	stage *stageRec
+	done  chan error // nil: nobody waits
+}
+
+type stageRec struct {
+	boot  store.Boot
+	stage store.Stage
+	at    time.Time
+}
+
+// Emit implements audit.Emitter: it returns once the event is committed.
+func (db *DB) Emit(ctx context.Context, e audit.Event) error {
+	if e.Time.IsZero() {
+		e.Time = db.now()
+	}
+	e.Time = e.Time.UTC()
+	o := op{ev: &e, done: make(chan error, 1)}
+	select {
+	case <-db.quit:
+		return ErrClosed
+	default:
+	}
+	select {
+	case db.ops <- o:
+	case <-db.quit:
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-o.done:
+		return err
+	case <-db.done:
+		// The writer has stopped; it may have committed this event last.
+		select {
+		case err := <-o.done:
+			return err
+		default:
+			return ErrClosed
+		}
+	case <-ctx.Done():
+		// The event may still be committed; the caller refuses its
+		// action all the same, which errs on the safe side.
+		return ctx.Err()
+	}
+}
+
+// recordStage queues a boot's stage change; see store.Boots.OnChange.
+func (db *DB) recordStage(b store.Boot, s store.Stage, at time.Time) {
+	metrics.BootStages.WithLabelValues(s.String()).Inc()
+	select {
+	case db.ops <- op{stage: &stageRec{boot: b, stage: s, at: at}}:
+	case <-db.quit:
+	}
+}
+
+// Subscribe delivers every committed event to ch without blocking the
+// writer: a subscriber that falls behind misses events rather than stalling
+// DHCP. (Tests use it; the API follows the log through Changed.)
+func (db *DB) Subscribe(ch chan<- audit.Event) {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	db.subs = append(db.subs, ch)
+}
+
+// Changed returns a channel closed at the next commit of events.
+func (db *DB) Changed() <-chan struct{} {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	return db.changed
+}
+
+func (db *DB) writer() {
+	defer close(db.done)
+	for {
+		var batch []op
+		select {
+		case o := <-db.ops:
+			batch = append(batch, o)
+		case <-db.quit:
+			// Commit what is already queued, then stop.
+			for {
+				select {
+				case o := <-db.ops:
+					batch = append(batch, o)
+					if len(batch) == maxBatch {
+						db.commit(batch)
+						batch = nil
+					}
+				default:
+					if len(batch) > 0 {
+						db.commit(batch)
+					}
+					return
+				}
+			}
+		}
+	fill:
+		for len(batch) < maxBatch {
+			select {
+			case o := <-db.ops:
+				batch = append(batch, o)
+			default:
+				break fill
+			}
+		}
+		db.commit(batch)
+	}
+}
+
+// commit writes a batch in one transaction: one fsync for all of it.
+func (db *DB) commit(batch []op) {
+	db.mu.Lock()
+	err := db.err
+	db.mu.Unlock()
+	if err == nil {
+		start := time.Now()
+		err = db.commitTx(batch)
+		metrics.EventCommit.Observe(time.Since(start).Seconds())
+		if err != nil {
+			err = fmt.Errorf("event log: %w", err)
+			db.mu.Lock()
+			db.err = err
+			db.mu.Unlock()
+		}
+	}
+	for _, o := range batch {
+		if o.done != nil {
+			o.done <- err
+		}
+	}
+	if err != nil {
+		return
+	}
+	db.mu.Lock()
+	for _, o := range batch {
+		if o.ev == nil {
+			continue
+		}
+		metrics.EventsWritten.Inc()
+		for _, ch := range db.subs {
+			select {
+			case ch <- *o.ev:
+			default:
+			}
+		}
+	}
+	close(db.changed)
+	db.changed = make(chan struct{})
+	db.mu.Unlock()
+}
+
+func (db *DB) commitTx(batch []op) error {
+	ctx := context.Background()
+	tx, err := db.sql.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	for _, o := range batch {
+		switch {
+		case o.ev != nil:
+			seq, err := insertEvent(ctx, tx, *o.ev)
+			if err != nil {
+				return err
+			}
+			o.ev.Seq = seq
+		case o.stage != nil:
+			b := o.stage.boot
+			if _, err := tx.ExecContext(ctx, `INSERT INTO boots (id, host, mac, firmware, started, stage) VALUES (?, ?, ?, ?, ?, ?)
+				ON CONFLICT (id) DO UPDATE SET stage = excluded.stage`,
+				b.ID, b.Host, b.MAC, b.Firmware, fmtTime(b.Started), o.stage.stage.String()); err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO boot_stages (boot, stage, at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`,
+				b.ID, o.stage.stage.String(), fmtTime(o.stage.at)); err != nil {
+				return err
+			}
+		}
+	}
+	return tx.Commit()
+}
+
+// insertEvent writes one event in tx and returns its sequence number. store.Host
+// changes call it in their own transaction, so that the change and its
+// record commit together.
+func insertEvent(ctx context.Context, tx *sql.Tx, e audit.Event) (int64, error) {
+	details := "{}"
+	if len(e.Details) > 0 {
+		b, err := json.Marshal(e.Details)
+		if err != nil {
+			return 0, err
+		}
+		details = string(b)
+	}
+	res, err := tx.ExecContext(ctx, `INSERT INTO events (time, code, mac, host, boot, actor, details) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		fmtTime(e.Time), string(e.Code), e.MAC, e.Host, e.Boot, e.Actor, details)
+	if err != nil {
+		return 0, err
+	}
+	return res.LastInsertId()
+}
+
+// Events lists events in log order.
+func (db *DB) Events(ctx context.Context, f store.EventFilter) ([]audit.Event, error) {
+	q := `SELECT seq, time, code, mac, host, boot, actor, details FROM events WHERE seq > ?`
+	args := []any{f.After}
+	if f.Host != "" {
+		q += ` AND host = ?`
+		args = append(args, f.Host)
+	}
+	if f.Boot != "" {
+		q += ` AND boot = ?`
+		args = append(args, f.Boot)
+	}
+	if f.Limit <= 0 || f.Limit > 10000 {
+		f.Limit = 1000
+	}
+	q += ` ORDER BY seq LIMIT ?`
+	args = append(args, f.Limit)
+	return queryEvents(ctx, db.sql, q, args...)
+}
+
+func queryEvents(ctx context.Context, q interface {
+	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
+}, query string, args ...any) ([]audit.Event, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []audit.Event
+	for rows.Next() {
+		var e audit.Event
+		var t, code, details string
+		if err := rows.Scan(&e.Seq, &t, &code, &e.MAC, &e.Host, &e.Boot, &e.Actor, &details); err != nil {
+			return nil, err
+		}
+		e.Time, e.Code = parseTime(t), audit.Code(code)
+		if details != "{}" {
+			if err := json.Unmarshal([]byte(details), &e.Details); err != nil {
+				return nil, fmt.Errorf("event %d: details: %w", e.Seq, err)
+			}
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// ReadEvents reads every event of the store at path without opening it for
+// writing: for tests and tools while lifeboatd runs.
+func ReadEvents(path string) ([]audit.Event, error) {
+	sdb, err := sql.Open("sqlite", "file:"+path+"?mode=ro&_pragma=busy_timeout(10000)")
+	if err != nil {
+		return nil, err
+	}
+	defer sdb.Close()
+	evs, err := queryEvents(context.Background(), sdb, `SELECT seq, time, code, mac, host, boot, actor, details FROM events ORDER BY seq`)
+	if err != nil && strings.Contains(err.Error(), "no such table") {
+		return nil, fmt.Errorf("%s: not a lifeboat store", path)
+	}
+	return evs, err
+}

@@ -1,0 +1,405 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/lifeboat-boot/lifeboat/pxe/audit"
+	"github.com/lifeboat-boot/lifeboat/pxe/store"
+)
+
+// Lookup implements store.Inventory from the in-memory snapshot.
+func (db *DB) Lookup(mac net.HardwareAddr) (*store.Host, bool) { return db.inv.Load().Lookup(mac) }
+
+// LookupIP implements store.Inventory from the in-memory snapshot.
+func (db *DB) LookupIP(ip netip.Addr) (*store.Host, bool) { return db.inv.Load().LookupIP(ip) }
+
+// LookupCircuit implements store.Inventory from the in-memory snapshot.
+func (db *DB) LookupCircuit(id string) (*store.Host, bool) { return db.inv.Load().LookupCircuit(id) }
+
+// Hosts lists the inventory, sorted by name. The entries are shared: do
+// not modify them.
+func (db *DB) Hosts() []*store.Host { return db.inv.Load().Hosts() }
+
+// store.Host returns one host by name.
+func (db *DB) Host(name string) (*store.Host, error) {
+	for _, h := range db.inv.Load().Hosts() {
+		if h.Name == name {
+			return h, nil
+		}
+	}
+	return nil, fmt.Errorf("host %q: %w", name, store.ErrNotFound)
+}
+
+// reload rebuilds the snapshot from the tables.
+func (db *DB) reload(ctx context.Context) error {
+	rows, err := db.sql.QueryContext(ctx, `SELECT name, COALESCE(customer, ''), ip, prefix, gateway, dns, mode,
+		COALESCE(circuit_id, ''), authorized_keys FROM hosts ORDER BY name`)
+	if err != nil {
+		return err
+	}
+	var hosts []*store.Host
+	byName := map[string]*store.Host{}
+	for rows.Next() {
+		h := &store.Host{}
+		var ip, gw, dns, keys string
+		if err := rows.Scan(&h.Name, &h.Customer, &ip, &h.Prefix, &gw, &dns, &h.Mode, &h.CircuitID, &keys); err != nil {
+			rows.Close()
+			return err
+		}
+		h.IP, _ = netip.ParseAddr(ip)
+		h.Gateway, _ = netip.ParseAddr(gw)
+		if err := json.Unmarshal([]byte(dns), &h.DNS); err != nil {
+			rows.Close()
+			return fmt.Errorf("host %s: dns: %w", h.Name, err)
+		}
+		if err := json.Unmarshal([]byte(keys), &h.AuthorizedKeys); err != nil {
+			rows.Close()
+			return fmt.Errorf("host %s: keys: %w", h.Name, err)
+		}
+		hosts = append(hosts, h)
+		byName[h.Name] = h
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	mrows, err := db.sql.QueryContext(ctx, `SELECT mac, host, primary_mac FROM host_macs ORDER BY mac`)
+	if err != nil {
+		return err
+	}
+	defer mrows.Close()
+	for mrows.Next() {
+		var mac, host string
+		var primary bool
+		if err := mrows.Scan(&mac, &host, &primary); err != nil {
+			return err
+		}
+		if h := byName[host]; h != nil {
+			if primary {
+				h.MAC = mac
+			} else {
+				h.OtherMACs = append(h.OtherMACs, mac)
+			}
+		}
+	}
+	if err := mrows.Err(); err != nil {
+		return err
+	}
+	idx, err := store.NewIndex(hosts)
+	if err != nil {
+		return fmt.Errorf("inventory in the database does not check: %w", err)
+	}
+	db.inv.Store(idx)
+	return nil
+}
+
+// Apply checks and applies a change in one transaction, with one event per
+// host changed, recorded under actor in that same transaction: the change
+// and its record are committed together or not at all.
+func (db *DB) Apply(ctx context.Context, c store.Change, actor string) (store.ChangeResult, error) {
+	db.hostMu.Lock()
+	defer db.hostMu.Unlock()
+	var res store.ChangeResult
+	cur := db.inv.Load()
+	byName := map[string]*store.Host{}
+	for _, h := range cur.Hosts() {
+		byName[h.Name] = h
+	}
+	var errs []error
+	next := map[string]*store.Host{}
+	for _, h := range cur.Hosts() {
+		next[h.Name] = h
+	}
+	for _, name := range c.Remove {
+		if _, ok := byName[name]; !ok {
+			errs = append(errs, fmt.Errorf("host %q: %w", name, store.ErrNotFound))
+			continue
+		}
+		delete(next, name)
+	}
+	customers, err := db.customerSet(ctx)
+	if err != nil {
+		return res, err
+	}
+	seen := map[string]bool{}
+	for i, h := range c.Put {
+		if h == nil {
+			errs = append(errs, fmt.Errorf("host #%d: %w: empty entry", i+1, store.ErrInvalid))
+			continue
+		}
+		h := *h
+		if err := h.Check(); err != nil {
+			errs = append(errs, fmt.Errorf("host %q: %w: %v", h.Name, store.ErrInvalid, err))
+			continue
+		}
+		if seen[h.Name] {
+			errs = append(errs, fmt.Errorf("host %q: %w: listed twice", h.Name, store.ErrInvalid))
+			continue
+		}
+		seen[h.Name] = true
+		if _, exists := byName[h.Name]; exists && c.Create {
+			errs = append(errs, fmt.Errorf("host %q: %w: it exists already (use 'host set' to change it)", h.Name, store.ErrConflict))
+			continue
+		} else if !exists && c.Replace {
+			errs = append(errs, fmt.Errorf("host %q: %w (use 'host add' to add it)", h.Name, store.ErrNotFound))
+			continue
+		}
+		if h.Customer != "" && !customers[h.Customer] {
+			errs = append(errs, fmt.Errorf("host %q: customer %q: %w (add it first: lifeboat customer add %s)", h.Name, h.Customer, store.ErrNotFound, h.Customer))
+			continue
+		}
+		next[h.Name] = &h
+	}
+	if err := errors.Join(errs...); err != nil {
+		return res, err
+	}
+	// The whole inventory after the change must check, so that two hosts
+	// of one change cannot take each other's MAC, IP or circuit-id.
+	all := make([]*store.Host, 0, len(next))
+	for _, h := range next {
+		all = append(all, h)
+	}
+	if _, err := store.NewIndex(all); err != nil {
+		return res, err
+	}
+
+	tx, err := db.sql.BeginTx(ctx, nil)
+	if err != nil {
+		return res, err
+	}
+	defer tx.Rollback()
+	var evs []audit.Event
+	now := db.now().UTC()
+	for _, name := range c.Remove {
+		old := byName[name]
+		if _, err := tx.ExecContext(ctx, `DELETE FROM hosts WHERE name = ?`, name); err != nil {
+			return res, err
+		}
+		evs = append(evs, audit.Event{Time: now, Code: audit.HostRemove, Host: name, MAC: old.MAC, Actor: actor})
+		res.Removed++
+	}
+	for _, h := range c.Put {
+		h := next[h.Name]
+		old, exists := byName[h.Name]
+		if exists && sameHost(old, h) {
+			res.Unchanged++
+			continue
+		}
+		if err := writeHost(ctx, tx, h, exists, now); err != nil {
+			return res, err
+		}
+		code := audit.HostAdd
+		details := hostDetails(h)
+		if exists {
+			code = audit.HostSet
+			res.Updated++
+			details = diffHosts(old, h)
+		} else {
+			res.Added++
+		}
+		evs = append(evs, audit.Event{Time: now, Code: code, Host: h.Name, MAC: h.MAC, Actor: actor, Details: details})
+	}
+	for i := range evs {
+		if evs[i].Seq, err = insertEvent(ctx, tx, evs[i]); err != nil {
+			return res, err
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return res, fmt.Errorf("store: %w", err)
+	}
+	if err := db.reload(ctx); err != nil {
+		return res, err
+	}
+	db.notify(evs)
+	return res, nil
+}
+
+func writeHost(ctx context.Context, tx *sql.Tx, h *store.Host, exists bool, now time.Time) error {
+	dns, _ := json.Marshal(h.DNS)
+	if h.DNS == nil {
+		dns = []byte("[]")
+	}
+	keys, _ := json.Marshal(h.AuthorizedKeys)
+	gw := ""
+	if h.Gateway.IsValid() {
+		gw = h.Gateway.String()
+	}
+	var cust, circuit any
+	if h.Customer != "" {
+		cust = h.Customer
+	}
+	if h.CircuitID != "" {
+		circuit = h.CircuitID
+	}
+	if exists {
+		// MACs, IPs and circuit-ids may move between hosts within one
+		// change: free them before any is taken again.
+		if _, err := tx.ExecContext(ctx, `DELETE FROM host_macs WHERE host = ?`, h.Name); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE hosts SET customer = ?, ip = ?, prefix = ?, gateway = ?, dns = ?, mode = ?,
+			circuit_id = ?, authorized_keys = ?, updated = ? WHERE name = ?`,
+			cust, h.IP.String(), h.Prefix, gw, string(dns), h.Mode, circuit, string(keys), fmtTime(now), h.Name); err != nil {
+			return err
+		}
+	} else if _, err := tx.ExecContext(ctx, `INSERT INTO hosts (name, customer, ip, prefix, gateway, dns, mode, circuit_id,
+		authorized_keys, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		h.Name, cust, h.IP.String(), h.Prefix, gw, string(dns), h.Mode, circuit, string(keys), fmtTime(now), fmtTime(now)); err != nil {
+		return err
+	}
+	for i, m := range h.MACs() {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO host_macs (mac, host, primary_mac) VALUES (?, ?, ?)`, m, h.Name, i == 0); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func sameHost(a, b *store.Host) bool {
+	ja, _ := json.Marshal(a)
+	jb, _ := json.Marshal(b)
+	return string(ja) == string(jb)
+}
+
+// hostDetails is what an event says about a host: no keys, only their
+// fingerprints.
+func hostDetails(h *store.Host) map[string]string {
+	d := map[string]string{"ip": h.IP.String(), "mode": h.Mode, "macs": strings.Join(h.MACs(), ",")}
+	if h.Customer != "" {
+		d["customer"] = h.Customer
+	}
+	if h.CircuitID != "" {
+		d["circuit_id"] = h.CircuitID
+	}
+	d["keys"] = strings.Join(fingerprints(h.AuthorizedKeys), ",")
+	return d
+}
+
+// diffHosts lists the fields that changed, old → new.
+func diffHosts(a, b *store.Host) map[string]string {
+	da, db := hostDetails(a), hostDetails(b)
+	out := map[string]string{}
+	for k, v := range db {
+		if da[k] != v {
+			out[k] = da[k] + " → " + v
+		}
+	}
+	for k, v := range da {
+		if _, ok := db[k]; !ok {
+			out[k] = v + " → "
+		}
+	}
+	if a.Prefix != b.Prefix || a.Gateway != b.Gateway || !slices.Equal(a.DNS, b.DNS) {
+		out["network"] = "changed"
+	}
+	return out
+}
+
+func fingerprints(keys []string) []string {
+	var out []string
+	for _, k := range keys {
+		if pk, _, _, _, err := ssh.ParseAuthorizedKey([]byte(k)); err == nil {
+			out = append(out, ssh.FingerprintSHA256(pk))
+		}
+	}
+	return out
+}
+
+func (db *DB) notify(evs []audit.Event) {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	for _, e := range evs {
+		for _, ch := range db.subs {
+			select {
+			case ch <- e:
+			default:
+			}
+		}
+	}
+	close(db.changed)
+	db.changed = make(chan struct{})
+}
+
+// AddCustomer adds a customer, recorded under actor.
+func (db *DB) AddCustomer(ctx context.Context, c store.Customer, actor string) error {
+	if err := c.Check(); err != nil {
+		return fmt.Errorf("%w: %v", store.ErrInvalid, err)
+	}
+	db.hostMu.Lock()
+	defer db.hostMu.Unlock()
+	emails, _ := json.Marshal(c.Emails)
+	if c.Emails == nil {
+		emails = []byte("[]")
+	}
+	tx, err := db.sql.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	var n int
+	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM customers WHERE name = ?`, c.Name).Scan(&n); err != nil {
+		return err
+	}
+	if n > 0 {
+		return fmt.Errorf("customer %q: %w: it exists already", c.Name, store.ErrConflict)
+	}
+	now := db.now().UTC()
+	if _, err := tx.ExecContext(ctx, `INSERT INTO customers (name, display_name, emails, created) VALUES (?, ?, ?, ?)`,
+		c.Name, c.DisplayName, string(emails), fmtTime(now)); err != nil {
+		return err
+	}
+	ev := audit.Event{Time: now, Code: audit.CustomerAdd, Actor: actor, Details: map[string]string{"customer": c.Name}}
+	if ev.Seq, err = insertEvent(ctx, tx, ev); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	db.notify([]audit.Event{ev})
+	return nil
+}
+
+// Customers lists the customers by name.
+func (db *DB) Customers(ctx context.Context) ([]store.Customer, error) {
+	rows, err := db.sql.QueryContext(ctx, `SELECT name, display_name, emails FROM customers ORDER BY name`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []store.Customer
+	for rows.Next() {
+		var c store.Customer
+		var emails string
+		if err := rows.Scan(&c.Name, &c.DisplayName, &emails); err != nil {
+			return nil, err
+		}
+		if err := json.Unmarshal([]byte(emails), &c.Emails); err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+func (db *DB) customerSet(ctx context.Context) (map[string]bool, error) {
+	cs, err := db.Customers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	m := map[string]bool{}
+	for _, c := range cs {
+		m[c.Name] = true
+	}
+	return m, nil
+}

@@ -1,0 +1,172 @@
+package sqlite
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/lifeboat-boot/lifeboat/pxe/audit"
+	"github.com/lifeboat-boot/lifeboat/pxe/store"
+)
+
+// hashSecret is how a secret is kept: its SHA-256 only. The secrets are
+// 256 random bits, so no slow hash is needed against guessing.
+func hashSecret(s string) string {
+	h := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(h[:])
+}
+
+// IssueToken mints a one-time boot token for b, valid for ttl, and returns
+// it; the store keeps only its hash.
+func (db *DB) IssueToken(ctx context.Context, b store.Binding, ttl time.Duration) (string, error) {
+	tok := store.NewSecret()
+	now := db.now().UTC()
+	// Long-expired tokens are dropped; used ones are kept until then, so
+	// that a replay is told apart from an unknown token.
+	if _, err := db.sql.ExecContext(ctx, `DELETE FROM boot_tokens WHERE expires < ?`, fmtTime(now.Add(-24*time.Hour))); err != nil {
+		return "", fmt.Errorf("boot token: %w", err)
+	}
+	if _, err := db.sql.ExecContext(ctx, `INSERT INTO boot_tokens (hash, mac, host, boot, expires) VALUES (?, ?, ?, ?, ?)`,
+		hashSecret(tok), b.MAC, b.Host, b.Boot, fmtTime(now.Add(ttl))); err != nil {
+		return "", fmt.Errorf("boot token: %w", err)
+	}
+	return tok, nil
+}
+
+// PeekToken returns the binding of a live, unused token without using it.
+func (db *DB) PeekToken(ctx context.Context, tok string) (store.Binding, error) {
+	b, _, err := db.lookupToken(ctx, db.sql, tok)
+	return b, err
+}
+
+// RedeemToken uses the token once. want, where non-empty, must match the
+// binding. Two concurrent redemptions cannot both succeed: the update that
+// marks it used is conditional on it being unused.
+func (db *DB) RedeemToken(ctx context.Context, tok string, want store.Binding) (store.Binding, error) {
+	b, hash, err := db.lookupToken(ctx, db.sql, tok)
+	if err != nil {
+		return b, err
+	}
+	if (want.MAC != "" && want.MAC != b.MAC) || (want.Boot != "" && want.Boot != b.Boot) {
+		return b, store.ErrTokenBinding
+	}
+	res, err := db.sql.ExecContext(ctx, `UPDATE boot_tokens SET used = 1 WHERE hash = ? AND used = 0`, hash)
+	if err != nil {
+		return b, fmt.Errorf("boot token: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		return b, store.ErrTokenUsed
+	}
+	return b, nil
+}
+
+func (db *DB) lookupToken(ctx context.Context, q *sql.DB, tok string) (store.Binding, string, error) {
+	hash := hashSecret(tok)
+	var b store.Binding
+	var expires string
+	var used bool
+	err := q.QueryRowContext(ctx, `SELECT mac, host, boot, expires, used FROM boot_tokens WHERE hash = ?`, hash).
+		Scan(&b.MAC, &b.Host, &b.Boot, &expires, &used)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return store.Binding{}, hash, store.ErrTokenUnknown
+	case err != nil:
+		return store.Binding{}, hash, fmt.Errorf("boot token: %w", err)
+	case used:
+		return b, hash, store.ErrTokenUsed
+	case db.now().After(parseTime(expires)):
+		return b, hash, store.ErrTokenExpired
+	}
+	return b, hash, nil
+}
+
+// AddOperator gives name an API token and returns it; only its hash is
+// kept, so it is shown this once.
+func (db *DB) AddOperator(ctx context.Context, name, actor string) (string, error) {
+	if !store.ValidName(name) {
+		return "", fmt.Errorf("operator name %q: use letters, digits, '-' and '.'", name)
+	}
+	tok := "lbo_" + store.NewSecret()
+	now := db.now().UTC()
+	tx, err := db.sql.BeginTx(ctx, nil)
+	if err != nil {
+		return "", err
+	}
+	defer tx.Rollback()
+	var n int
+	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM operators WHERE name = ?`, name).Scan(&n); err != nil {
+		return "", err
+	}
+	if n > 0 {
+		return "", fmt.Errorf("operator %q: %w: it exists already (remove it first to issue a new token)", name, store.ErrConflict)
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO operators (name, token_hash, created) VALUES (?, ?, ?)`, name, hashSecret(tok), fmtTime(now)); err != nil {
+		return "", err
+	}
+	ev := audit.Event{Time: now, Code: audit.OperatorAdd, Actor: actor, Details: map[string]string{"operator": name}}
+	if ev.Seq, err = insertEvent(ctx, tx, ev); err != nil {
+		return "", err
+	}
+	if err := tx.Commit(); err != nil {
+		return "", err
+	}
+	db.notify([]audit.Event{ev})
+	return tok, nil
+}
+
+// RemoveOperator revokes name's token.
+func (db *DB) RemoveOperator(ctx context.Context, name, actor string) error {
+	now := db.now().UTC()
+	tx, err := db.sql.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, `DELETE FROM operators WHERE name = ?`, name)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("operator %q: %w", name, store.ErrNotFound)
+	}
+	ev := audit.Event{Time: now, Code: audit.OperatorRemove, Actor: actor, Details: map[string]string{"operator": name}}
+	if ev.Seq, err = insertEvent(ctx, tx, ev); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	db.notify([]audit.Event{ev})
+	return nil
+}
+
+// Operators lists the operators by name.
+func (db *DB) Operators(ctx context.Context) ([]store.Operator, error) {
+	rows, err := db.sql.QueryContext(ctx, `SELECT name, created FROM operators ORDER BY name`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []store.Operator
+	for rows.Next() {
+		var o store.Operator
+		var created string
+		if err := rows.Scan(&o.Name, &created); err != nil {
+			return nil, err
+		}
+		o.Created = parseTime(created)
+		out = append(out, o)
+	}
+	return out, rows.Err()
+}
+
+// Authenticate returns the operator whose token this is.
+func (db *DB) Authenticate(ctx context.Context, token string) (string, bool) {
+	var name string
+	err := db.sql.QueryRowContext(ctx, `SELECT name FROM operators WHERE token_hash = ?`, hashSecret(token)).Scan(&name)
+	return name, err == nil
+}

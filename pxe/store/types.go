@@ -1,0 +1,123 @@
+package store
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// ErrNotFound is returned for a name or id the store does not hold.
+var ErrNotFound = errors.New("not found")
+
+// ErrInvalid is returned for an entry that does not pass its checks.
+var ErrInvalid = errors.New("invalid")
+
+// ErrConflict is returned when a name, MAC, IP or circuit-id is taken.
+var ErrConflict = errors.New("conflict")
+
+// Change says what an operator does to the inventory: each host in Put is
+// added or, if its name exists, replaced; each name in Remove is removed.
+// A Change is applied whole or not at all.
+type Change struct {
+	Put    []*Host
+	Remove []string
+	// Create refuses to replace an existing host (host add).
+	Create bool
+	// Replace refuses to add a new host (host set).
+	Replace bool
+}
+
+// ChangeResult counts what a Change did.
+type ChangeResult struct {
+	Added     int `json:"added"`
+	Updated   int `json:"updated"`
+	Unchanged int `json:"unchanged"`
+	Removed   int `json:"removed"`
+}
+
+// Customer is a provider's customer: the owner of hosts, and the recipient
+// of their notices.
+type Customer struct {
+	Name        string   `json:"name"`
+	DisplayName string   `json:"display_name,omitempty"`
+	Emails      []string `json:"emails,omitempty"`
+}
+
+// Check validates a customer entry.
+func (c *Customer) Check() error {
+	if !ValidName(c.Name) {
+		return fmt.Errorf("customer name %q: use a DNS-style name (letters, digits, '-', '.')", c.Name)
+	}
+	if len(c.DisplayName) > 200 || strings.ContainsFunc(c.DisplayName, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return fmt.Errorf("display name: at most 200 printable characters")
+	}
+	for _, e := range c.Emails {
+		if at := strings.IndexByte(e, '@'); at < 1 || at == len(e)-1 || len(e) > 254 ||
+			strings.ContainsFunc(e, func(r rune) bool { return r <= 0x20 || r == 0x7f || r == '<' || r == '>' || r == ',' }) {
+			return fmt.Errorf("e-mail %q: want one address like ops@example.com", e)
+		}
+	}
+	return nil
+}
+
+// EventFilter selects events; zero values select everything.
+type EventFilter struct {
+	After int64  // only events with a larger sequence number
+	Host  string // only this host's
+	Boot  string // only this boot's
+	Limit int    // at most this many (default 1000)
+}
+
+// BootRecord is one netboot as the store keeps it.
+type BootRecord struct {
+	ID       string       `json:"id"`
+	Host     string       `json:"host"`
+	MAC      string       `json:"mac"`
+	Firmware string       `json:"firmware"`
+	Started  time.Time    `json:"started"`
+	Stage    string       `json:"stage"` // the furthest stage reached
+	Stages   []StageTimes `json:"stages"`
+}
+
+// StageTimes says when a boot reached a stage, and how long after its start.
+type StageTimes struct {
+	Stage string        `json:"stage"`
+	At    time.Time     `json:"at"`
+	After time.Duration `json:"after_ns"`
+}
+
+// BootFilter selects boots; zero values select everything.
+type BootFilter struct {
+	Host  string
+	Since time.Time
+	Limit int // default 100
+}
+
+// NewSecret returns 256 random bits, URL-safe.
+func NewSecret() string {
+	var raw [32]byte
+	_, _ = rand.Read(raw[:]) // crypto/rand.Read never fails on Linux
+	return base64.RawURLEncoding.EncodeToString(raw[:])
+}
+
+// Token errors; the check-in handler branches on them.
+var (
+	ErrTokenUnknown = errors.New("unknown boot token")
+	ErrTokenExpired = errors.New("boot token expired")
+	ErrTokenUsed    = errors.New("boot token already used")
+	ErrTokenBinding = errors.New("boot token belongs to another host or boot")
+)
+
+// Binding is what a boot token is bound to.
+type Binding struct {
+	MAC, Host, Boot string
+}
+
+// Operator is a person allowed to use the operator API.
+type Operator struct {
+	Name    string    `json:"name"`
+	Created time.Time `json:"created"`
+}
