@@ -218,7 +218,7 @@ func run(ctx context.Context, cfg *Config) error {
 	base := fmt.Sprintf("http://%s", netip.AddrPortFrom(cfg.ServerIP, uint16(cfg.HTTPPort)))
 
 	hb := &httpboot.Server{
-		BaseURL: base, Inventory: db, Boots: boots, Events: db, Tokens: db, Log: log,
+		BaseURL: base, Inventory: db, Boots: boots, Events: db, Tokens: db, Log: log, StartBoots: cfg.DHCPMode == "off",
 		Image:    httpboot.Image{Dir: cfg.ImageDir, Kernel: "vmlinuz", Initramfs: "initramfs.cpio", Cmdline: cfg.KernelCmdline},
 		TokenTTL: time.Duration(cfg.TokenTTL),
 		Unlock:   agentapi.UnlockPolicy{MaxTries: cfg.Unlock.MaxTries, Lockout: time.Duration(cfg.Unlock.Lockout)},

@@ -57,9 +57,12 @@ type Server struct {
 	Boots     *store.Boots
 	Events    audit.Emitter
 	Tokens    TokenStore
-	Log       *slog.Logger
-	TokenTTL  time.Duration
-	Unlock    agentapi.UnlockPolicy
+	// StartBoots: a script fetch begins a boot (when the site's DHCP, not
+	// ours, sends hosts here, no DISCOVER does).
+	StartBoots bool
+	Log        *slog.Logger
+	TokenTTL   time.Duration
+	Unlock     agentapi.UnlockPolicy
 
 	root    *os.Root
 	mu      sync.Mutex
@@ -170,6 +173,19 @@ func (s *Server) script(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	boot, ok := s.Boots.Current(h.MAC)
+	if s.StartBoots {
+		// No DHCP of ours saw this boot begin: the script fetch is its
+		// first sign (a re-fetch after the script stage is a reboot).
+		var started bool
+		if boot, started = s.Boots.OnDiscover(h.MAC, h.Name, store.ClientIPXE, "ipxe"); started {
+			if err := s.Events.Emit(r.Context(), audit.Event{Code: audit.BootStart, MAC: h.MAC, Host: h.Name, Boot: boot.ID,
+				Actor: "system", Details: map[string]string{"firmware": "ipxe"}}); err != nil {
+				http.Error(w, "event log unavailable", http.StatusServiceUnavailable)
+				return
+			}
+		}
+		ok = boot != nil
+	}
 	if !ok {
 		http.Error(w, "no DHCP exchange seen for this host; boot it again", http.StatusConflict)
 		return
