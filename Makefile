@@ -19,8 +19,8 @@ image: deps $(IMAGE) ## build the RAM image (kernel, initramfs, iPXE loaders, ma
 $(IMAGE): $(IMGSRC) go.mod go.sum
 	$(GO) run ./cmd/lifeboat-image -out build/image -cache build/cache
 
-build: ## build lifeboatd and lifeboat-image into build/bin
-	$(GO) build -o build/bin/ ./cmd/lifeboatd ./cmd/lifeboat-image
+build: ## build lifeboatd, the lifeboat CLI and lifeboat-image into build/bin
+	$(GO) build -o build/bin/ ./cmd/lifeboatd ./cmd/lifeboat ./cmd/lifeboat-image
 
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.7.0
 

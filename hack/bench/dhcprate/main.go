@@ -89,7 +89,7 @@ func run(clients, rate, secs int) error {
 	b, _ := json.Marshal(inv)
 	_ = os.WriteFile(filepath.Join(dir, "hosts.json"), b, 0o600)
 	cfg, _ := json.Marshal(map[string]any{"interface": "vs", "server_ip": "10.88.0.1", "image_dir": filepath.Join(root, "build", "image"),
-		"inventory": filepath.Join(dir, "hosts.json"), "event_log": filepath.Join(dir, "events.jsonl"), "log_level": "warn"})
+		"inventory": filepath.Join(dir, "hosts.json"), "database": filepath.Join(dir, "lifeboat.db"), "log_level": "warn"})
 	_ = os.WriteFile(filepath.Join(dir, "lifeboatd.json"), cfg, 0o600)
 	bin := filepath.Join(dir, "lifeboatd")
 	if err := sh("go", "build", "-o", bin, "./cmd/lifeboatd"); err != nil {

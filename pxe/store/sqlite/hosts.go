@@ -189,6 +189,20 @@ func (db *DB) Apply(ctx context.Context, c store.Change, actor string) (store.Ch
 		evs = append(evs, audit.Event{Time: now, Code: audit.HostRemove, Host: name, MAC: old.MAC, Actor: actor})
 		res.Removed++
 	}
+	// Addresses, MACs and circuit-ids may move between hosts within one
+	// change (two hosts swapping IPs): free those of every host being
+	// rewritten before any is taken again, so that no UNIQUE check sees a
+	// half-done change.
+	for _, h := range c.Put {
+		if old, exists := byName[h.Name]; exists && !sameHost(old, next[h.Name]) {
+			if _, err := tx.ExecContext(ctx, `UPDATE hosts SET ip = ?, circuit_id = NULL WHERE name = ?`, "moving:"+h.Name, h.Name); err != nil {
+				return res, err
+			}
+			if _, err := tx.ExecContext(ctx, `DELETE FROM host_macs WHERE host = ?`, h.Name); err != nil {
+				return res, err
+			}
+		}
+	}
 	for _, h := range c.Put {
 		h := next[h.Name]
 		old, exists := byName[h.Name]
@@ -243,11 +257,6 @@ func writeHost(ctx context.Context, tx *sql.Tx, h *store.Host, exists bool, now 
 		circuit = h.CircuitID
 	}
 	if exists {
-		// MACs, IPs and circuit-ids may move between hosts within one
-		// change: free them before any is taken again.
-		if _, err := tx.ExecContext(ctx, `DELETE FROM host_macs WHERE host = ?`, h.Name); err != nil {
-			return err
-		}
 		if _, err := tx.ExecContext(ctx, `UPDATE hosts SET customer = ?, ip = ?, prefix = ?, gateway = ?, dns = ?, mode = ?,
 			circuit_id = ?, authorized_keys = ?, updated = ? WHERE name = ?`,
 			cust, h.IP.String(), h.Prefix, gw, string(dns), h.Mode, circuit, string(keys), fmtTime(now), h.Name); err != nil {
