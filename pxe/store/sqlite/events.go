@@ -208,6 +208,31 @@ func (db *DB) commitTx(batch []op) error {
 	return tx.Commit()
 }
 
+// change runs fn in one transaction and records the events it returns in
+// that same transaction: an operator's change and its record commit
+// together or not at all.
+func (db *DB) change(ctx context.Context, fn func(tx *sql.Tx) ([]audit.Event, error)) error {
+	tx, err := db.sql.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	evs, err := fn(tx)
+	if err != nil {
+		return err
+	}
+	for i := range evs {
+		if evs[i].Seq, err = insertEvent(ctx, tx, evs[i]); err != nil {
+			return err
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	db.notify(evs)
+	return nil
+}
+
 // insertEvent writes one event in tx and returns its sequence number. store.Host
 // changes call it in their own transaction, so that the change and its
 // record commit together.

@@ -174,68 +174,60 @@ func (db *DB) Apply(ctx context.Context, c store.Change, actor string) (store.Ch
 		return res, err
 	}
 
-	tx, err := db.sql.BeginTx(ctx, nil)
+	err = db.change(ctx, func(tx *sql.Tx) ([]audit.Event, error) {
+		var evs []audit.Event
+		now := db.now().UTC()
+		for _, name := range c.Remove {
+			old := byName[name]
+			if _, err := tx.ExecContext(ctx, `DELETE FROM hosts WHERE name = ?`, name); err != nil {
+				return nil, err
+			}
+			evs = append(evs, audit.Event{Time: now, Code: audit.HostRemove, Host: name, MAC: old.MAC, Actor: actor})
+			res.Removed++
+		}
+		// Addresses, MACs and circuit-ids may move between hosts within one
+		// change (two hosts swapping IPs): free those of every host being
+		// rewritten before any is taken again, so that no UNIQUE check sees a
+		// half-done change.
+		for _, h := range c.Put {
+			if old, exists := byName[h.Name]; exists && !sameHost(old, next[h.Name]) {
+				if _, err := tx.ExecContext(ctx, `UPDATE hosts SET ip = ?, circuit_id = NULL WHERE name = ?`, "moving:"+h.Name, h.Name); err != nil {
+					return nil, err
+				}
+				if _, err := tx.ExecContext(ctx, `DELETE FROM host_macs WHERE host = ?`, h.Name); err != nil {
+					return nil, err
+				}
+			}
+		}
+		for _, h := range c.Put {
+			h := next[h.Name]
+			old, exists := byName[h.Name]
+			if exists && sameHost(old, h) {
+				res.Unchanged++
+				continue
+			}
+			if err := writeHost(ctx, tx, h, exists, now); err != nil {
+				return nil, err
+			}
+			code := audit.HostAdd
+			details := hostDetails(h)
+			if exists {
+				code = audit.HostSet
+				res.Updated++
+				details = diffHosts(old, h)
+			} else {
+				res.Added++
+			}
+			evs = append(evs, audit.Event{Time: now, Code: code, Host: h.Name, MAC: h.MAC, Actor: actor, Details: details})
+		}
+		return evs, nil
+	})
 	if err != nil {
-		return res, err
-	}
-	defer tx.Rollback()
-	var evs []audit.Event
-	now := db.now().UTC()
-	for _, name := range c.Remove {
-		old := byName[name]
-		if _, err := tx.ExecContext(ctx, `DELETE FROM hosts WHERE name = ?`, name); err != nil {
-			return res, err
-		}
-		evs = append(evs, audit.Event{Time: now, Code: audit.HostRemove, Host: name, MAC: old.MAC, Actor: actor})
-		res.Removed++
-	}
-	// Addresses, MACs and circuit-ids may move between hosts within one
-	// change (two hosts swapping IPs): free those of every host being
-	// rewritten before any is taken again, so that no UNIQUE check sees a
-	// half-done change.
-	for _, h := range c.Put {
-		if old, exists := byName[h.Name]; exists && !sameHost(old, next[h.Name]) {
-			if _, err := tx.ExecContext(ctx, `UPDATE hosts SET ip = ?, circuit_id = NULL WHERE name = ?`, "moving:"+h.Name, h.Name); err != nil {
-				return res, err
-			}
-			if _, err := tx.ExecContext(ctx, `DELETE FROM host_macs WHERE host = ?`, h.Name); err != nil {
-				return res, err
-			}
-		}
-	}
-	for _, h := range c.Put {
-		h := next[h.Name]
-		old, exists := byName[h.Name]
-		if exists && sameHost(old, h) {
-			res.Unchanged++
-			continue
-		}
-		if err := writeHost(ctx, tx, h, exists, now); err != nil {
-			return res, err
-		}
-		code := audit.HostAdd
-		details := hostDetails(h)
-		if exists {
-			code = audit.HostSet
-			res.Updated++
-			details = diffHosts(old, h)
-		} else {
-			res.Added++
-		}
-		evs = append(evs, audit.Event{Time: now, Code: code, Host: h.Name, MAC: h.MAC, Actor: actor, Details: details})
-	}
-	for i := range evs {
-		if evs[i].Seq, err = insertEvent(ctx, tx, evs[i]); err != nil {
-			return res, err
-		}
-	}
-	if err := tx.Commit(); err != nil {
-		return res, fmt.Errorf("store: %w", err)
+		return store.ChangeResult{}, err
 	}
 	if err := db.reload(ctx); err != nil {
 		return res, err
 	}
-	db.notify(evs)
 	return res, nil
 }
 
@@ -351,32 +343,21 @@ func (db *DB) AddCustomer(ctx context.Context, c store.Customer, actor string) e
 	if c.Emails == nil {
 		emails = []byte("[]")
 	}
-	tx, err := db.sql.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	var n int
-	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM customers WHERE name = ?`, c.Name).Scan(&n); err != nil {
-		return err
-	}
-	if n > 0 {
-		return fmt.Errorf("customer %q: %w: it exists already", c.Name, store.ErrConflict)
-	}
-	now := db.now().UTC()
-	if _, err := tx.ExecContext(ctx, `INSERT INTO customers (name, display_name, emails, created) VALUES (?, ?, ?, ?)`,
-		c.Name, c.DisplayName, string(emails), fmtTime(now)); err != nil {
-		return err
-	}
-	ev := audit.Event{Time: now, Code: audit.CustomerAdd, Actor: actor, Details: map[string]string{"customer": c.Name}}
-	if ev.Seq, err = insertEvent(ctx, tx, ev); err != nil {
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return err
-	}
-	db.notify([]audit.Event{ev})
-	return nil
+	return db.change(ctx, func(tx *sql.Tx) ([]audit.Event, error) {
+		var n int
+		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM customers WHERE name = ?`, c.Name).Scan(&n); err != nil {
+			return nil, err
+		}
+		if n > 0 {
+			return nil, fmt.Errorf("customer %q: %w: it exists already", c.Name, store.ErrConflict)
+		}
+		now := db.now().UTC()
+		if _, err := tx.ExecContext(ctx, `INSERT INTO customers (name, display_name, emails, created) VALUES (?, ?, ?, ?)`,
+			c.Name, c.DisplayName, string(emails), fmtTime(now)); err != nil {
+			return nil, err
+		}
+		return []audit.Event{{Time: now, Code: audit.CustomerAdd, Actor: actor, Details: map[string]string{"customer": c.Name}}}, nil
+	})
 }
 
 // Customers lists the customers by name.

@@ -92,56 +92,38 @@ func (db *DB) AddOperator(ctx context.Context, name, actor string) (string, erro
 	}
 	tok := "lbo_" + store.NewSecret()
 	now := db.now().UTC()
-	tx, err := db.sql.BeginTx(ctx, nil)
+	err := db.change(ctx, func(tx *sql.Tx) ([]audit.Event, error) {
+		var n int
+		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM operators WHERE name = ?`, name).Scan(&n); err != nil {
+			return nil, err
+		}
+		if n > 0 {
+			return nil, fmt.Errorf("operator %q: %w: it exists already (remove it first to issue a new token)", name, store.ErrConflict)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO operators (name, token_hash, created) VALUES (?, ?, ?)`, name, hashSecret(tok), fmtTime(now)); err != nil {
+			return nil, err
+		}
+		return []audit.Event{{Time: now, Code: audit.OperatorAdd, Actor: actor, Details: map[string]string{"operator": name}}}, nil
+	})
 	if err != nil {
 		return "", err
 	}
-	defer tx.Rollback()
-	var n int
-	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM operators WHERE name = ?`, name).Scan(&n); err != nil {
-		return "", err
-	}
-	if n > 0 {
-		return "", fmt.Errorf("operator %q: %w: it exists already (remove it first to issue a new token)", name, store.ErrConflict)
-	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO operators (name, token_hash, created) VALUES (?, ?, ?)`, name, hashSecret(tok), fmtTime(now)); err != nil {
-		return "", err
-	}
-	ev := audit.Event{Time: now, Code: audit.OperatorAdd, Actor: actor, Details: map[string]string{"operator": name}}
-	if ev.Seq, err = insertEvent(ctx, tx, ev); err != nil {
-		return "", err
-	}
-	if err := tx.Commit(); err != nil {
-		return "", err
-	}
-	db.notify([]audit.Event{ev})
 	return tok, nil
 }
 
 // RemoveOperator revokes name's token.
 func (db *DB) RemoveOperator(ctx context.Context, name, actor string) error {
 	now := db.now().UTC()
-	tx, err := db.sql.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	res, err := tx.ExecContext(ctx, `DELETE FROM operators WHERE name = ?`, name)
-	if err != nil {
-		return err
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("operator %q: %w", name, store.ErrNotFound)
-	}
-	ev := audit.Event{Time: now, Code: audit.OperatorRemove, Actor: actor, Details: map[string]string{"operator": name}}
-	if ev.Seq, err = insertEvent(ctx, tx, ev); err != nil {
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return err
-	}
-	db.notify([]audit.Event{ev})
-	return nil
+	return db.change(ctx, func(tx *sql.Tx) ([]audit.Event, error) {
+		res, err := tx.ExecContext(ctx, `DELETE FROM operators WHERE name = ?`, name)
+		if err != nil {
+			return nil, err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return nil, fmt.Errorf("operator %q: %w", name, store.ErrNotFound)
+		}
+		return []audit.Event{{Time: now, Code: audit.OperatorRemove, Actor: actor, Details: map[string]string{"operator": name}}}, nil
+	})
 }
 
 // Operators lists the operators by name.
