@@ -89,7 +89,7 @@ func run(clients, rate, secs int) error {
 	b, _ := json.Marshal(inv)
 	_ = os.WriteFile(filepath.Join(dir, "hosts.json"), b, 0o600)
 	cfg, _ := json.Marshal(map[string]any{"interface": "vs", "server_ip": "10.88.0.1", "image_dir": filepath.Join(root, "build", "image"),
-		"inventory": filepath.Join(dir, "hosts.json"), "database": filepath.Join(dir, "lifeboat.db"), "log_level": "warn"})
+		"inventory": filepath.Join(dir, "hosts.json"), "database": filepath.Join(dir, "lifeboat.db"), "api_listen": "", "log_level": "warn"})
 	_ = os.WriteFile(filepath.Join(dir, "lifeboatd.json"), cfg, 0o600)
 	bin := filepath.Join(dir, "lifeboatd")
 	if err := sh("go", "build", "-o", bin, "./cmd/lifeboatd"); err != nil {
@@ -102,7 +102,20 @@ func run(clients, rate, secs int) error {
 		return err
 	}
 	defer func() { _ = d.Process.Signal(syscall.SIGTERM); _ = d.Wait() }()
-	time.Sleep(time.Second)
+	// Ready once the DHCP socket is bound (the inventory is imported into
+	// the store first, which takes a moment for a thousand hosts).
+	start := time.Now()
+	for {
+		out, _ := exec.Command("ip", "netns", "exec", srv, "ss", "-Hlun", "sport = :67").Output()
+		if len(bytes.TrimSpace(out)) > 0 {
+			break
+		}
+		if time.Since(start) > time.Minute {
+			return fmt.Errorf("lifeboatd did not start:\n%s", slog.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	fmt.Printf("lifeboatd ready in %s (%d hosts imported into the store)\n", time.Since(start).Round(10*time.Millisecond), clients+256)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(secs+30)*time.Second)
 	defer cancel()
 	p := exec.CommandContext(ctx, "ip", "netns", "exec", cli, "perfdhcp", "-4", "-l", "vc", "-r", fmt.Sprint(rate),
