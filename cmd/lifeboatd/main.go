@@ -215,6 +215,15 @@ func run(ctx context.Context, cfg *Config) error {
 	if err != nil {
 		return err
 	}
+	if err := metrics.Registry.Register(metrics.BootsByStage(store.StageNames(), func() map[string]int {
+		out := map[string]int{}
+		for st, n := range boots.InFlight(time.Hour) {
+			out[st.String()] = n
+		}
+		return out
+	})); err != nil {
+		return err
+	}
 	base := fmt.Sprintf("http://%s", netip.AddrPortFrom(cfg.ServerIP, uint16(cfg.HTTPPort)))
 
 	hb := &httpboot.Server{

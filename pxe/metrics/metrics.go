@@ -75,6 +75,26 @@ func init() {
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 }
 
+// BootsByStage reports, at each scrape, the boots of the last hour by the
+// stage they have reached; count is the store's tracker (Boots.InFlight).
+func BootsByStage(stages []string, count func() map[string]int) prometheus.Collector {
+	desc := prometheus.NewDesc("lifeboat_boots_by_stage", "Boots begun in the last hour, by the stage they have reached.", []string{"stage"}, nil)
+	return collectorFunc{desc: desc, collect: func(ch chan<- prometheus.Metric) {
+		n := count()
+		for _, s := range stages {
+			ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, float64(n[s]), s)
+		}
+	}}
+}
+
+type collectorFunc struct {
+	desc    *prometheus.Desc
+	collect func(chan<- prometheus.Metric)
+}
+
+func (c collectorFunc) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+func (c collectorFunc) Collect(ch chan<- prometheus.Metric) { c.collect(ch) }
+
 // Handler serves the registry in the Prometheus exposition format.
 func Handler() http.Handler {
 	return promhttp.HandlerFor(Registry, promhttp.HandlerOpts{})

@@ -131,6 +131,21 @@ func (b *Boots) Current(mac string) (*Boot, bool) {
 	return cur.clone(), true
 }
 
+// InFlight counts the boots of the last window by the stage they have
+// reached (the "boots by state" gauge).
+func (b *Boots) InFlight(window time.Duration) map[Stage]int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := map[Stage]int{}
+	since := b.now().Add(-window)
+	for _, x := range b.byMAC {
+		if x.Started.After(since) {
+			out[x.Stage]++
+		}
+	}
+	return out
+}
+
 // Restore puts boots back in flight (the store's, after a restart).
 func (b *Boots) Restore(boots []*Boot) {
 	b.mu.Lock()
@@ -165,6 +180,9 @@ func (b *Boots) Advance(mac, bootID string, s Stage) {
 		b.OnChange(*c, s, now)
 	}
 }
+
+// StageNames lists the stages in order.
+func StageNames() []string { return append([]string(nil), stageNames[:]...) }
 
 // ParseStage is the inverse of Stage.String.
 func ParseStage(s string) (Stage, bool) {
