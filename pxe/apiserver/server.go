@@ -58,7 +58,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET /v1/hosts", auth(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, api.HostList{Hosts: nonNil(s.Store.Hosts())})
 	}))
-	mux.Handle("POST /v1/hosts", auth(s.addHost))
+	mux.Handle("POST /v1/hosts", auth(s.putHost(true)))
 	mux.Handle("POST /v1/hosts/import", auth(s.importHosts))
 	mux.Handle("GET /v1/hosts/{name}", auth(func(w http.ResponseWriter, r *http.Request) {
 		h, err := s.Store.Host(r.PathValue("name"))
@@ -68,7 +68,7 @@ func (s *Server) Handler() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, h)
 	}))
-	mux.Handle("PUT /v1/hosts/{name}", auth(s.setHost))
+	mux.Handle("PUT /v1/hosts/{name}", auth(s.putHost(false)))
 	mux.Handle("DELETE /v1/hosts/{name}", auth(func(w http.ResponseWriter, r *http.Request) {
 		if _, err := s.Store.Apply(r.Context(), store.Change{Remove: []string{r.PathValue("name")}}, operator(r)); err != nil {
 			s.fail(w, r, err)
@@ -140,38 +140,32 @@ func (s *Server) auth(next http.HandlerFunc) http.Handler {
 
 func operator(r *http.Request) string { name, _ := r.Context().Value(ctxKey{}).(string); return name }
 
-func (s *Server) addHost(w http.ResponseWriter, r *http.Request) {
-	var h store.Host
-	if !s.decode(w, r, &h) {
-		return
+// putHost adds (POST, the host must be new) or replaces (PUT, it must
+// exist) one host.
+func (s *Server) putHost(create bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var h store.Host
+		if !s.decode(w, r, &h) {
+			return
+		}
+		if !create && h.Name != r.PathValue("name") {
+			writeJSON(w, http.StatusBadRequest, api.Error{Message: fmt.Sprintf("the body names host %q, the URL %q", h.Name, r.PathValue("name")),
+				Hint: "a host is renamed by removing it and adding it again"})
+			return
+		}
+		res, err := s.Store.Apply(r.Context(), store.Change{Put: []*store.Host{&h}, Create: create, Replace: !create}, operator(r))
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		s.Log.Info("api: host written", "operator", operator(r), "host", h.Name, "added", res.Added, "changed", res.Updated)
+		nh, _ := s.Store.Host(h.Name)
+		code := http.StatusOK
+		if create {
+			code = http.StatusCreated
+		}
+		writeJSON(w, code, nh)
 	}
-	if _, err := s.Store.Apply(r.Context(), store.Change{Put: []*store.Host{&h}, Create: true}, operator(r)); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	s.Log.Info("api: host added", "operator", operator(r), "host", h.Name)
-	nh, _ := s.Store.Host(h.Name)
-	writeJSON(w, http.StatusCreated, nh)
-}
-
-func (s *Server) setHost(w http.ResponseWriter, r *http.Request) {
-	var h store.Host
-	if !s.decode(w, r, &h) {
-		return
-	}
-	if h.Name != r.PathValue("name") {
-		writeJSON(w, http.StatusBadRequest, api.Error{Message: fmt.Sprintf("the body names host %q, the URL %q", h.Name, r.PathValue("name")),
-			Hint: "a host is renamed by removing it and adding it again"})
-		return
-	}
-	res, err := s.Store.Apply(r.Context(), store.Change{Put: []*store.Host{&h}, Replace: true}, operator(r))
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	s.Log.Info("api: host changed", "operator", operator(r), "host", h.Name, "changed", res.Updated == 1)
-	nh, _ := s.Store.Host(h.Name)
-	writeJSON(w, http.StatusOK, nh)
 }
 
 func (s *Server) importHosts(w http.ResponseWriter, r *http.Request) {
