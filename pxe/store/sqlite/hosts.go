@@ -166,9 +166,19 @@ func (db *DB) Apply(ctx context.Context, c store.Change, actor string) (store.Ch
 	}
 	// The whole inventory after the change must check, so that two hosts
 	// of one change cannot take each other's MAC, IP or circuit-id.
+	// Hosts left as they are go first, the change's after them in its
+	// order, so that a conflict is reported against the host being
+	// written, the same way every time.
 	all := make([]*store.Host, 0, len(next))
-	for _, h := range next {
-		all = append(all, h)
+	for _, h := range cur.Hosts() {
+		if next[h.Name] == h {
+			all = append(all, h)
+		}
+	}
+	for _, h := range c.Put {
+		if h != nil && next[h.Name] != nil && next[h.Name] != byName[h.Name] {
+			all = append(all, next[h.Name])
+		}
 	}
 	if _, err := store.NewIndex(all); err != nil {
 		return res, err
