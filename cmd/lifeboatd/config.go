@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -83,17 +84,20 @@ func loadConfig(path string, env []string, flags []override) (*Config, error) {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
 	keys := configKeys(c)
+	byEnv := map[string]string{} // LIFEBOATD_UNLOCK_MAX_TRIES → unlock.max_tries
+	for k := range keys {
+		byEnv[envName(k)] = k
+	}
 	for _, kv := range env {
 		name, val, _ := strings.Cut(kv, "=")
-		key, ok := strings.CutPrefix(name, "LIFEBOATD_")
-		if !ok || key == "CONFIG" {
+		if !strings.HasPrefix(name, "LIFEBOATD_") || name == "LIFEBOATD_CONFIG" {
 			continue
 		}
-		f, ok := keys[envKey(key)]
+		k, ok := byEnv[name]
 		if !ok {
 			return nil, fmt.Errorf("environment: %s is not a configuration key (see lifeboatd -help)", name)
 		}
-		if err := setField(f, val); err != nil {
+		if err := setField(keys[k], val); err != nil {
 			return nil, fmt.Errorf("environment %s: %w", name, err)
 		}
 	}
@@ -134,37 +138,31 @@ func configKeys(c *Config) map[string]reflect.Value {
 	return out
 }
 
-// envKey turns LIFEBOATD_UNLOCK_MAX_TRIES's UNLOCK_MAX_TRIES into the key
-// unlock.max_tries (the one nested struct is known by its prefix).
-func envKey(s string) string {
-	k := strings.ToLower(s)
-	if rest, ok := strings.CutPrefix(k, "unlock_"); ok {
-		return "unlock." + rest
-	}
-	return k
+// envName is a key's environment variable: unlock.max_tries is
+// LIFEBOATD_UNLOCK_MAX_TRIES.
+func envName(key string) string {
+	return "LIFEBOATD_" + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
 }
 
-// setField sets a field from its text form: strings as they are, anything
-// else as its JSON value, or as a JSON string (durations, addresses).
+// setField sets a field from its text form: strings as they are, ints as
+// numbers, anything else (durations, addresses) as its JSON string form.
 func setField(f reflect.Value, val string) error {
-	if f.Kind() == reflect.String {
+	switch f.Kind() {
+	case reflect.String:
 		f.SetString(val)
 		return nil
-	}
-	p := reflect.New(f.Type())
-	err := json.Unmarshal([]byte(val), p.Interface())
-	if err != nil {
-		q, _ := json.Marshal(val)
-		if err2 := json.Unmarshal(q, p.Interface()); err2 == nil {
-			err = nil
-		} else if f.Kind() != reflect.Int {
-			err = err2
+	case reflect.Int:
+		n, err := strconv.Atoi(val)
+		if err != nil {
+			return fmt.Errorf("%q: want a whole number", val)
 		}
+		f.SetInt(int64(n))
+		return nil
 	}
-	if err != nil {
+	q, _ := json.Marshal(val)
+	if err := json.Unmarshal(q, f.Addr().Interface()); err != nil {
 		return fmt.Errorf("%q: %v", val, err)
 	}
-	f.Set(p.Elem())
 	return nil
 }
 

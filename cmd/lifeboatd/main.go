@@ -69,7 +69,7 @@ func lifeboatd(args, env []string, stdout, stderr io.Writer) int {
 	}
 	slices.Sort(names)
 	for _, k := range names {
-		fs.Func(k, "overrides the configuration key "+k, func(v string) error {
+		fs.Func(k, "overrides the configuration key "+k+" (env "+envName(k)+")", func(v string) error {
 			overrides = append(overrides, override{k, v})
 			return nil
 		})

@@ -184,13 +184,9 @@ func (s *Server) importHosts(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) boots(w http.ResponseWriter, r *http.Request) {
 	f := store.BootFilter{Host: r.URL.Query().Get("host")}
-	if v := r.URL.Query().Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 10000 {
-			writeJSON(w, http.StatusBadRequest, api.Error{Message: fmt.Sprintf("limit %q: want 1..10000", v)})
-			return
-		}
-		f.Limit = n
+	var ok bool
+	if f.Limit, ok = limit(w, r); !ok {
+		return
 	}
 	bs, err := s.Store.BootRecords(r.Context(), f)
 	if err != nil {
@@ -205,23 +201,17 @@ func (s *Server) boots(w http.ResponseWriter, r *http.Request) {
 func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	f := store.EventFilter{Host: q.Get("host"), Boot: q.Get("boot")}
-	for name, dst := range map[string]*int64{"after": &f.After} {
-		if v := q.Get(name); v != "" {
-			n, err := strconv.ParseInt(v, 10, 64)
-			if err != nil || n < 0 {
-				writeJSON(w, http.StatusBadRequest, api.Error{Message: fmt.Sprintf("%s %q: want a sequence number", name, v)})
-				return
-			}
-			*dst = n
-		}
-	}
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 10000 {
-			writeJSON(w, http.StatusBadRequest, api.Error{Message: fmt.Sprintf("limit %q: want 1..10000", v)})
+	if v := q.Get("after"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			writeJSON(w, http.StatusBadRequest, api.Error{Message: fmt.Sprintf("after %q: want a sequence number", v)})
 			return
 		}
-		f.Limit = n
+		f.After = n
+	}
+	var ok bool
+	if f.Limit, ok = limit(w, r); !ok {
+		return
 	}
 	if q.Get("follow") == "" {
 		evs, err := s.Store.Events(r.Context(), f)
@@ -276,6 +266,21 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+}
+
+// limit reads the limit parameter (0 if absent: the store's default); a
+// bad one is answered here.
+func limit(w http.ResponseWriter, r *http.Request) (int, bool) {
+	v := r.URL.Query().Get("limit")
+	if v == "" {
+		return 0, true
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > 10000 {
+		writeJSON(w, http.StatusBadRequest, api.Error{Message: fmt.Sprintf("limit %q: want 1..10000", v)})
+		return 0, false
+	}
+	return n, true
 }
 
 func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any) bool {

@@ -87,3 +87,29 @@ func FuzzImport(f *testing.F) {
 		}
 	})
 }
+
+// TestBadRequests: bad parameters and missing tokens get their 4xx and a
+// message, never a 5xx.
+func TestBadRequests(t *testing.T) {
+	h, _, tok := newAPI(t)
+	for _, tc := range []struct {
+		tok, method, path string
+		want              int
+	}{
+		{tok, "GET", "/v1/boots?limit=0", 400},
+		{tok, "GET", "/v1/boots?limit=many", 400},
+		{tok, "GET", "/v1/events?after=-1", 400},
+		{tok, "GET", "/v1/events?limit=10001", 400},
+		{tok, "GET", "/v1/events?after=0&limit=5", 200},
+		{tok, "GET", "/v1/boots/b-0000", 404},
+		{tok, "PUT", "/v1/hosts/a", 400}, // empty body
+		{tok, "GET", "/v1/nothing", 404},
+		{"", "GET", "/v1/hosts", 401},
+		{tok + "x", "GET", "/v1/whoami", 401},
+		{"", "GET", "/healthz", 200},
+	} {
+		if w := do(h, tc.tok, tc.method, tc.path, nil); w.Code != tc.want || !bytes.Contains(w.Body.Bytes(), []byte(`"error"`)) && tc.want != 200 {
+			t.Errorf("%s %s: HTTP %d %s, want %d", tc.method, tc.path, w.Code, w.Body, tc.want)
+		}
+	}
+}

@@ -112,9 +112,10 @@ func (s *Server) handle(ctx context.Context, conn net.PacketConn, req *dhcpv4.DH
 	log := s.Log.With("mac", mac.String(), "xid", req.TransactionID.String(), "iface", s.Iface)
 	h, by := Identify(s.Inventory, req)
 	d := Decide(req, h, s.Self)
-	mtype := msgType(req)
+	mtype, outcome := msgType(req), "failed"
+	defer func() { metrics.DHCPPackets.WithLabelValues(mtype, outcome).Inc() }()
 	if h == nil {
-		metrics.DHCPPackets.WithLabelValues(mtype, "unknown").Inc()
+		outcome = "unknown"
 		s.logUnknown(log, mac.String())
 		return
 	}
@@ -123,7 +124,7 @@ func (s *Server) handle(ctx context.Context, conn net.PacketConn, req *dhcpv4.DH
 		log = log.With("identified_by", by)
 	}
 	if d.Reply == nil {
-		metrics.DHCPPackets.WithLabelValues(mtype, "unanswered").Inc()
+		outcome = "unanswered"
 		if d.Kind.Client == store.ClientFirmware && !d.Kind.Known() {
 			s.logArchOnce(log, d.Kind.Arch.String(), d.Reason)
 			return
@@ -140,7 +141,6 @@ func (s *Server) handle(ctx context.Context, conn net.PacketConn, req *dhcpv4.DH
 			metrics.BootsStarted.WithLabelValues(d.Kind.Firmware).Inc()
 			if err := s.Events.Emit(ctx, audit.Event{Code: audit.BootStart, MAC: h.MAC, Host: h.Name, Boot: boot.ID,
 				Actor: "system", Details: map[string]string{"firmware": d.Kind.Firmware}}); err != nil {
-				metrics.DHCPPackets.WithLabelValues(mtype, "failed").Inc()
 				log.Error("not answering: event log failed", "err", err)
 				return
 			}
@@ -170,17 +170,15 @@ func (s *Server) handle(ctx context.Context, conn net.PacketConn, req *dhcpv4.DH
 		details["client"] = "ipxe"
 	}
 	if err := s.Events.Emit(ctx, audit.Event{Code: code, MAC: h.MAC, Host: h.Name, Boot: bootID, Actor: "system", Details: details}); err != nil {
-		metrics.DHCPPackets.WithLabelValues(mtype, "failed").Inc()
 		log.Error("not answering: event log failed", "err", err)
 		return
 	}
 	dst := Destination(req)
 	if _, err := conn.WriteTo(d.Reply.ToBytes(), dst); err != nil {
-		metrics.DHCPPackets.WithLabelValues(mtype, "failed").Inc()
 		log.Error("dhcp send failed", "dst", dst.String(), "err", err)
 		return
 	}
-	metrics.DHCPPackets.WithLabelValues(mtype, "answered").Inc()
+	outcome = "answered"
 	log.Info("dhcp answered", "reply", d.Reply.MessageType().String(), "ip", h.IP.String(), "boot_file", d.Boot, "reason", d.Reason)
 }
 
@@ -211,14 +209,15 @@ func (s *Server) handleBootServer(ctx context.Context, conn net.PacketConn, peer
 	log := s.Log.With("mac", req.ClientHWAddr.String(), "xid", req.TransactionID.String(), "iface", s.Iface, "port", BootServerPort)
 	h, _ := Identify(s.Inventory, req)
 	d := DecideBootServer(req, h, s.Self)
-	mtype := msgType(req)
+	mtype, outcome := msgType(req), "failed"
+	defer func() { metrics.DHCPPackets.WithLabelValues(mtype, outcome).Inc() }()
 	if h == nil {
-		metrics.DHCPPackets.WithLabelValues(mtype, "unknown").Inc()
+		outcome = "unknown"
 		s.logUnknown(log, req.ClientHWAddr.String())
 		return
 	}
 	if d.Reply == nil {
-		metrics.DHCPPackets.WithLabelValues(mtype, "unanswered").Inc()
+		outcome = "unanswered"
 		log.Info("dhcp request not answered", "host", h.Name, "reason", d.Reason)
 		return
 	}
@@ -228,16 +227,14 @@ func (s *Server) handleBootServer(ctx context.Context, conn net.PacketConn, peer
 	}
 	if err := s.Events.Emit(ctx, audit.Event{Code: audit.DHCPAck, MAC: h.MAC, Host: h.Name, Boot: bootID, Actor: "system",
 		Details: map[string]string{"type": "ACK", "port": "4011", "boot_file": d.Boot}}); err != nil {
-		metrics.DHCPPackets.WithLabelValues(mtype, "failed").Inc()
 		log.Error("not answering: event log failed", "err", err)
 		return
 	}
 	if _, err := conn.WriteTo(d.Reply.ToBytes(), peer); err != nil {
-		metrics.DHCPPackets.WithLabelValues(mtype, "failed").Inc()
 		log.Error("dhcp send failed", "dst", peer.String(), "err", err)
 		return
 	}
-	metrics.DHCPPackets.WithLabelValues(mtype, "answered").Inc()
+	outcome = "answered"
 	log.Info("dhcp answered", "host", h.Name, "boot", bootID, "reply", "ACK", "boot_file", d.Boot)
 }
 

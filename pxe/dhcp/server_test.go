@@ -17,9 +17,11 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/dhcpv4/nclient4"
 	"github.com/insomniacslk/dhcp/iana"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/vishvananda/netns"
 
 	"github.com/lifeboat-boot/lifeboat/pxe/audit"
+	"github.com/lifeboat-boot/lifeboat/pxe/metrics"
 	"github.com/lifeboat-boot/lifeboat/pxe/store"
 	"github.com/lifeboat-boot/lifeboat/pxe/store/sqlite"
 )
@@ -116,6 +118,10 @@ func vethServer(t *testing.T, proxy bool) (cliNS string, got chan audit.Event) {
 // two network namespaces joined by a veth pair: a known host gets its
 // reservation with a real broadcast DORA, an unknown one gets nothing.
 func TestServerOverVeth(t *testing.T) {
+	counted := func(typ, outcome string) float64 {
+		return testutil.ToFloat64(metrics.DHCPPackets.WithLabelValues(typ, outcome))
+	}
+	offers, acks, unknown := counted("discover", "answered"), counted("request", "answered"), counted("discover", "unknown")
 	cliNS, got := vethServer(t, false)
 	inNS(t, cliNS, func() {
 		c, err := nclient4.New("vc", nclient4.WithTimeout(2*time.Second), nclient4.WithRetry(2))
@@ -159,6 +165,10 @@ func TestServerOverVeth(t *testing.T) {
 			t.Error("unknown MAC got an OFFER")
 		}
 	})
+	if counted("discover", "answered")-offers != 1 || counted("request", "answered")-acks != 1 || counted("discover", "unknown")-unknown < 1 {
+		t.Errorf("metrics: %v discovers answered, %v requests answered, %v unknown",
+			counted("discover", "answered")-offers, counted("request", "answered")-acks, counted("discover", "unknown")-unknown)
+	}
 }
 
 // TestProxyOverVeth: in proxy mode a PXE client gets boot information and

@@ -191,6 +191,8 @@ func (h *Host) Check() error {
 		}
 		seen[h.OtherMACs[i]] = true
 	}
+	slices.Sort(h.OtherMACs) // one order whatever the input's, as the store reads them back
+
 	if h.Customer != "" && !ValidName(h.Customer) {
 		return fmt.Errorf("customer %q: use a DNS-style name (letters, digits, '-', '.')", h.Customer)
 	}

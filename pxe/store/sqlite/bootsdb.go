@@ -5,8 +5,10 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"github.com/lifeboat-boot/lifeboat/pxe/store"
+	"strings"
 	"time"
+
+	"github.com/lifeboat-boot/lifeboat/pxe/store"
 )
 
 // restoreWindow: boots started longer ago than this are not put back in
@@ -14,7 +16,7 @@ import (
 // or will start a new one.
 const restoreWindow = 2 * time.Hour
 
-// store.NewBoots returns the in-memory boot tracker, its history kept in the
+// NewBoots returns the in-memory boot tracker, its history kept in the
 // store and its recent boots restored, so that a restart of lifeboatd
 // mid-boot does not orphan the hosts booting.
 func (db *DB) NewBoots(ctx context.Context) (*store.Boots, error) {
@@ -63,7 +65,6 @@ func (db *DB) BootRecords(ctx context.Context, f store.BootFilter) ([]store.Boot
 		return nil, err
 	}
 	var out []store.BootRecord
-	idx := map[string]int{}
 	for rows.Next() {
 		var r store.BootRecord
 		var started string
@@ -72,46 +73,16 @@ func (db *DB) BootRecords(ctx context.Context, f store.BootFilter) ([]store.Boot
 			return nil, err
 		}
 		r.Started = parseTime(started)
-		r.Stages = []store.StageTimes{}
-		idx[r.ID] = len(out)
 		out = append(out, r)
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
-	if len(out) == 0 {
-		return out, nil
-	}
-	// Stages of the boots listed, in one query over the same window.
-	sq := `SELECT s.boot, s.stage, s.at FROM boot_stages s JOIN boots b ON b.id = s.boot WHERE b.started >= ?`
-	sargs := []any{fmtTime(f.Since)}
-	if f.Host != "" {
-		sq += ` AND b.host = ?`
-		sargs = append(sargs, f.Host)
-	}
-	sq += ` ORDER BY s.at`
-	srows, err := db.sql.QueryContext(ctx, sq, sargs...)
-	if err != nil {
-		return nil, err
-	}
-	defer srows.Close()
-	for srows.Next() {
-		var id, stage, at string
-		if err := srows.Scan(&id, &stage, &at); err != nil {
-			return nil, err
-		}
-		i, ok := idx[id]
-		if !ok {
-			continue
-		}
-		t := parseTime(at)
-		out[i].Stages = append(out[i].Stages, store.StageTimes{Stage: stage, At: t, After: t.Sub(out[i].Started)})
-	}
-	return out, srows.Err()
+	return out, db.addStages(ctx, out)
 }
 
-// store.BootRecord returns one boot by id.
+// BootRecord returns one boot by id.
 func (db *DB) BootRecord(ctx context.Context, id string) (*store.BootRecord, error) {
 	var r store.BootRecord
 	var started string
@@ -123,19 +94,37 @@ func (db *DB) BootRecord(ctx context.Context, id string) (*store.BootRecord, err
 		return nil, err
 	}
 	r.Started = parseTime(started)
-	rows, err := db.sql.QueryContext(ctx, `SELECT stage, at FROM boot_stages WHERE boot = ? ORDER BY at`, id)
+	out := []store.BootRecord{r}
+	return &out[0], db.addStages(ctx, out)
+}
+
+// addStages fills in the stages of the boots given, in one query over
+// just those boots.
+func (db *DB) addStages(ctx context.Context, boots []store.BootRecord) error {
+	if len(boots) == 0 {
+		return nil
+	}
+	idx := make(map[string]int, len(boots))
+	args := make([]any, len(boots))
+	for i := range boots {
+		boots[i].Stages = []store.StageTimes{}
+		idx[boots[i].ID] = i
+		args[i] = boots[i].ID
+	}
+	q := `SELECT boot, stage, at FROM boot_stages WHERE boot IN (?` + strings.Repeat(", ?", len(boots)-1) + `) ORDER BY at`
+	rows, err := db.sql.QueryContext(ctx, q, args...)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer rows.Close()
-	r.Stages = []store.StageTimes{}
 	for rows.Next() {
-		var stage, at string
-		if err := rows.Scan(&stage, &at); err != nil {
-			return nil, err
+		var id, stage, at string
+		if err := rows.Scan(&id, &stage, &at); err != nil {
+			return err
 		}
+		b := &boots[idx[id]]
 		t := parseTime(at)
-		r.Stages = append(r.Stages, store.StageTimes{Stage: stage, At: t, After: t.Sub(r.Started)})
+		b.Stages = append(b.Stages, store.StageTimes{Stage: stage, At: t, After: t.Sub(b.Started)})
 	}
-	return &r, rows.Err()
+	return rows.Err()
 }

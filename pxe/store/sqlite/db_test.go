@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -115,9 +116,12 @@ func TestApplyHosts(t *testing.T) {
 	if err != nil || res.Unchanged != 1 {
 		t.Fatalf("same again: %+v, %v", res, err)
 	}
-	if _, err := db.Apply(ctx, store.Change{Remove: []string{"web1"}}, "carol"); err != nil {
+	c := host("web4", "52:54:00:aa:00:04", "10.0.0.8")
+	c.OtherMACs = []string{"52:54:00:aa:00:09", "52:54:00:aa:00:05"}
+	if _, err := db.Apply(ctx, store.Change{Put: []*store.Host{c}, Remove: []string{"web1"}}, "carol"); err != nil {
 		t.Fatal(err)
 	}
+	before, _ := json.Marshal(db.Hosts())
 	db.Close()
 
 	// Reopen: the inventory and the log are on disk.
@@ -126,7 +130,14 @@ func TestApplyHosts(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db2.Close()
-	hs := db2.Hosts()
+	// The snapshot a change leaves in memory is what the tables hold.
+	if after, _ := json.Marshal(db2.Hosts()); string(after) != string(before) {
+		t.Errorf("inventory in memory before the restart:\n%s\nread back from the store:\n%s", before, after)
+	}
+	if n, err := db2.Apply(ctx, store.Change{Put: []*store.Host{c}}, "carol"); err != nil || n.Unchanged != 1 {
+		t.Errorf("the same host again after a restart: %+v, %v", n, err)
+	}
+	hs := db2.Hosts()[:1]
 	if len(hs) != 1 || hs[0].Name != "web2" || hs[0].Mode != store.ModeDisk || hs[0].IP.String() != "10.0.0.7" {
 		t.Fatalf("after reopen: %+v", hs)
 	}
@@ -141,7 +152,7 @@ func TestApplyHosts(t *testing.T) {
 			t.Errorf("event %d holds a whole key: %v", e.Seq, e.Details)
 		}
 	}
-	want := "customer.add//alice host.add/web1/alice host.add/web2/alice host.set/web2/bob host.remove/web1/carol"
+	want := "customer.add//alice host.add/web1/alice host.add/web2/alice host.set/web2/bob host.remove/web1/carol host.add/web4/carol"
 	if strings.Join(got, " ") != want {
 		t.Errorf("events:\n got %s\nwant %s", strings.Join(got, " "), want)
 	}
@@ -220,7 +231,7 @@ func TestBootsPersistAndRestore(t *testing.T) {
 	boot, _ := b.OnDiscover("52:54:00:aa:00:01", "web1", store.ClientFirmware, "uefi")
 	b.Advance("52:54:00:aa:00:01", boot.ID, store.StageFirstStage)
 	b.Advance("52:54:00:aa:00:01", boot.ID, store.StageCheckin)
-	// store.Stage records ride the writer queue; an event after them is
+	// Stage records ride the writer queue; an event after them is
 	// committed after them.
 	if err := db.Emit(ctx, audit.Event{Code: audit.AgentCheckin, Boot: boot.ID}); err != nil {
 		t.Fatal(err)

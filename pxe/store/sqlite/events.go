@@ -97,6 +97,9 @@ func (db *DB) Changed() <-chan struct{} {
 	return db.changed
 }
 
+// writer commits the queued writes, as many as have queued up (up to
+// maxBatch) in each transaction. At Close it commits what is queued, then
+// stops.
 func (db *DB) writer() {
 	defer close(db.done)
 	for {
@@ -105,21 +108,8 @@ func (db *DB) writer() {
 		case o := <-db.ops:
 			batch = append(batch, o)
 		case <-db.quit:
-			// Commit what is already queued, then stop.
-			for {
-				select {
-				case o := <-db.ops:
-					batch = append(batch, o)
-					if len(batch) == maxBatch {
-						db.commit(batch)
-						batch = nil
-					}
-				default:
-					if len(batch) > 0 {
-						db.commit(batch)
-					}
-					return
-				}
+			if len(db.ops) == 0 {
+				return
 			}
 		}
 	fill:
@@ -131,7 +121,9 @@ func (db *DB) writer() {
 				break fill
 			}
 		}
-		db.commit(batch)
+		if len(batch) > 0 {
+			db.commit(batch)
+		}
 	}
 }
 
@@ -159,22 +151,31 @@ func (db *DB) commit(batch []op) {
 	if err != nil {
 		return
 	}
-	db.mu.Lock()
+	var evs []audit.Event
 	for _, o := range batch {
-		if o.ev == nil {
-			continue
+		if o.ev != nil {
+			evs = append(evs, *o.ev)
 		}
-		metrics.EventsWritten.Inc()
+	}
+	db.notify(evs)
+}
+
+// notify hands committed events to the subscribers and wakes the
+// followers of the log.
+func (db *DB) notify(evs []audit.Event) {
+	metrics.EventsWritten.Add(float64(len(evs)))
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	for _, e := range evs {
 		for _, ch := range db.subs {
 			select {
-			case ch <- *o.ev:
+			case ch <- e:
 			default:
 			}
 		}
 	}
 	close(db.changed)
 	db.changed = make(chan struct{})
-	db.mu.Unlock()
 }
 
 func (db *DB) commitTx(batch []op) error {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"slices"
@@ -31,7 +32,7 @@ func (db *DB) LookupCircuit(id string) (*store.Host, bool) { return db.inv.Load(
 // not modify them.
 func (db *DB) Hosts() []*store.Host { return db.inv.Load().Hosts() }
 
-// store.Host returns one host by name.
+// Host returns one host by name.
 func (db *DB) Host(name string) (*store.Host, error) {
 	for _, h := range db.inv.Load().Hosts() {
 		if h.Name == name {
@@ -117,10 +118,7 @@ func (db *DB) Apply(ctx context.Context, c store.Change, actor string) (store.Ch
 		byName[h.Name] = h
 	}
 	var errs []error
-	next := map[string]*store.Host{}
-	for _, h := range cur.Hosts() {
-		next[h.Name] = h
-	}
+	next := maps.Clone(byName) // the inventory as it will be
 	for _, name := range c.Remove {
 		if _, ok := byName[name]; !ok {
 			errs = append(errs, fmt.Errorf("host %q: %w", name, store.ErrNotFound))
@@ -132,6 +130,7 @@ func (db *DB) Apply(ctx context.Context, c store.Change, actor string) (store.Ch
 	if err != nil {
 		return res, err
 	}
+	var write []*store.Host // new or changed, in the change's order
 	seen := map[string]bool{}
 	for i, h := range c.Put {
 		if h == nil {
@@ -148,7 +147,8 @@ func (db *DB) Apply(ctx context.Context, c store.Change, actor string) (store.Ch
 			continue
 		}
 		seen[h.Name] = true
-		if _, exists := byName[h.Name]; exists && c.Create {
+		old, exists := byName[h.Name]
+		if exists && c.Create {
 			errs = append(errs, fmt.Errorf("host %q: %w: it exists already (use 'host set' to change it)", h.Name, store.ErrConflict))
 			continue
 		} else if !exists && c.Replace {
@@ -159,28 +159,30 @@ func (db *DB) Apply(ctx context.Context, c store.Change, actor string) (store.Ch
 			errs = append(errs, fmt.Errorf("host %q: customer %q: %w (add it first: lifeboat customer add %s)", h.Name, h.Customer, store.ErrNotFound, h.Customer))
 			continue
 		}
+		if exists && sameHost(old, &h) {
+			res.Unchanged++
+			continue
+		}
 		next[h.Name] = &h
+		write = append(write, &h)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return res, err
 	}
 	// The whole inventory after the change must check, so that two hosts
-	// of one change cannot take each other's MAC, IP or circuit-id.
-	// Hosts left as they are go first, the change's after them in its
-	// order, so that a conflict is reported against the host being
-	// written, the same way every time.
+	// of one change cannot take each other's MAC, IP or circuit-id. Hosts
+	// left as they are go first, the written ones after them in the
+	// change's order, so that a conflict is reported against the host
+	// being written, the same way every time. The index built here is the
+	// new snapshot once the change is committed.
 	all := make([]*store.Host, 0, len(next))
 	for _, h := range cur.Hosts() {
 		if next[h.Name] == h {
 			all = append(all, h)
 		}
 	}
-	for _, h := range c.Put {
-		if h != nil && next[h.Name] != nil && next[h.Name] != byName[h.Name] {
-			all = append(all, next[h.Name])
-		}
-	}
-	if _, err := store.NewIndex(all); err != nil {
+	idx, err := store.NewIndex(append(all, write...))
+	if err != nil {
 		return res, err
 	}
 
@@ -188,56 +190,47 @@ func (db *DB) Apply(ctx context.Context, c store.Change, actor string) (store.Ch
 		var evs []audit.Event
 		now := db.now().UTC()
 		for _, name := range c.Remove {
-			old := byName[name]
 			if _, err := tx.ExecContext(ctx, `DELETE FROM hosts WHERE name = ?`, name); err != nil {
 				return nil, err
 			}
-			evs = append(evs, audit.Event{Time: now, Code: audit.HostRemove, Host: name, MAC: old.MAC, Actor: actor})
+			evs = append(evs, audit.Event{Time: now, Code: audit.HostRemove, Host: name, MAC: byName[name].MAC, Actor: actor})
 			res.Removed++
 		}
 		// Addresses, MACs and circuit-ids may move between hosts within one
 		// change (two hosts swapping IPs): free those of every host being
-		// rewritten before any is taken again, so that no UNIQUE check sees a
-		// half-done change.
-		for _, h := range c.Put {
-			if old, exists := byName[h.Name]; exists && !sameHost(old, next[h.Name]) {
-				if _, err := tx.ExecContext(ctx, `UPDATE hosts SET ip = ?, circuit_id = NULL WHERE name = ?`, "moving:"+h.Name, h.Name); err != nil {
-					return nil, err
-				}
-				if _, err := tx.ExecContext(ctx, `DELETE FROM host_macs WHERE host = ?`, h.Name); err != nil {
-					return nil, err
-				}
-			}
-		}
-		for _, h := range c.Put {
-			h := next[h.Name]
-			old, exists := byName[h.Name]
-			if exists && sameHost(old, h) {
-				res.Unchanged++
+		// rewritten before any is taken again, so that no UNIQUE check sees
+		// a half-done change.
+		for _, h := range write {
+			if _, exists := byName[h.Name]; !exists {
 				continue
 			}
+			if _, err := tx.ExecContext(ctx, `UPDATE hosts SET ip = ?, circuit_id = NULL WHERE name = ?`, "moving:"+h.Name, h.Name); err != nil {
+				return nil, err
+			}
+			if _, err := tx.ExecContext(ctx, `DELETE FROM host_macs WHERE host = ?`, h.Name); err != nil {
+				return nil, err
+			}
+		}
+		for _, h := range write {
+			old, exists := byName[h.Name]
 			if err := writeHost(ctx, tx, h, exists, now); err != nil {
 				return nil, err
 			}
-			code := audit.HostAdd
-			details := hostDetails(h)
+			ev := audit.Event{Time: now, Code: audit.HostAdd, Host: h.Name, MAC: h.MAC, Actor: actor, Details: hostDetails(h)}
 			if exists {
-				code = audit.HostSet
+				ev.Code, ev.Details = audit.HostSet, diffHosts(old, h)
 				res.Updated++
-				details = diffHosts(old, h)
 			} else {
 				res.Added++
 			}
-			evs = append(evs, audit.Event{Time: now, Code: code, Host: h.Name, MAC: h.MAC, Actor: actor, Details: details})
+			evs = append(evs, ev)
 		}
 		return evs, nil
 	})
 	if err != nil {
 		return store.ChangeResult{}, err
 	}
-	if err := db.reload(ctx); err != nil {
-		return res, err
-	}
+	db.inv.Store(idx)
 	return res, nil
 }
 
@@ -325,21 +318,6 @@ func fingerprints(keys []string) []string {
 		}
 	}
 	return out
-}
-
-func (db *DB) notify(evs []audit.Event) {
-	db.mu.Lock()
-	defer db.mu.Unlock()
-	for _, e := range evs {
-		for _, ch := range db.subs {
-			select {
-			case ch <- e:
-			default:
-			}
-		}
-	}
-	close(db.changed)
-	db.changed = make(chan struct{})
 }
 
 // AddCustomer adds a customer, recorded under actor.

@@ -25,13 +25,22 @@ func hashSecret(s string) string {
 func (db *DB) IssueToken(ctx context.Context, b store.Binding, ttl time.Duration) (string, error) {
 	tok := store.NewSecret()
 	now := db.now().UTC()
-	// Long-expired tokens are dropped; used ones are kept until then, so
-	// that a replay is told apart from an unknown token.
-	if _, err := db.sql.ExecContext(ctx, `DELETE FROM boot_tokens WHERE expires < ?`, fmtTime(now.Add(-24*time.Hour))); err != nil {
+	// One transaction, one fsync, on the script's path. Long-expired
+	// tokens are dropped; used ones are kept until then, so that a replay
+	// is told apart from an unknown token.
+	tx, err := db.sql.BeginTx(ctx, nil)
+	if err != nil {
 		return "", fmt.Errorf("boot token: %w", err)
 	}
-	if _, err := db.sql.ExecContext(ctx, `INSERT INTO boot_tokens (hash, mac, host, boot, expires) VALUES (?, ?, ?, ?, ?)`,
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `DELETE FROM boot_tokens WHERE expires < ?`, fmtTime(now.Add(-24*time.Hour))); err != nil {
+		return "", fmt.Errorf("boot token: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO boot_tokens (hash, mac, host, boot, expires) VALUES (?, ?, ?, ?, ?)`,
 		hashSecret(tok), b.MAC, b.Host, b.Boot, fmtTime(now.Add(ttl))); err != nil {
+		return "", fmt.Errorf("boot token: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
 		return "", fmt.Errorf("boot token: %w", err)
 	}
 	return tok, nil
@@ -39,7 +48,7 @@ func (db *DB) IssueToken(ctx context.Context, b store.Binding, ttl time.Duration
 
 // PeekToken returns the binding of a live, unused token without using it.
 func (db *DB) PeekToken(ctx context.Context, tok string) (store.Binding, error) {
-	b, _, err := db.lookupToken(ctx, db.sql, tok)
+	b, _, err := db.lookupToken(ctx, tok)
 	return b, err
 }
 
@@ -47,7 +56,7 @@ func (db *DB) PeekToken(ctx context.Context, tok string) (store.Binding, error) 
 // binding. Two concurrent redemptions cannot both succeed: the update that
 // marks it used is conditional on it being unused.
 func (db *DB) RedeemToken(ctx context.Context, tok string, want store.Binding) (store.Binding, error) {
-	b, hash, err := db.lookupToken(ctx, db.sql, tok)
+	b, hash, err := db.lookupToken(ctx, tok)
 	if err != nil {
 		return b, err
 	}
@@ -64,12 +73,12 @@ func (db *DB) RedeemToken(ctx context.Context, tok string, want store.Binding) (
 	return b, nil
 }
 
-func (db *DB) lookupToken(ctx context.Context, q *sql.DB, tok string) (store.Binding, string, error) {
+func (db *DB) lookupToken(ctx context.Context, tok string) (store.Binding, string, error) {
 	hash := hashSecret(tok)
 	var b store.Binding
 	var expires string
 	var used bool
-	err := q.QueryRowContext(ctx, `SELECT mac, host, boot, expires, used FROM boot_tokens WHERE hash = ?`, hash).
+	err := db.sql.QueryRowContext(ctx, `SELECT mac, host, boot, expires, used FROM boot_tokens WHERE hash = ?`, hash).
 		Scan(&b.MAC, &b.Host, &b.Boot, &expires, &used)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
