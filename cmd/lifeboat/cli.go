@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -80,8 +81,8 @@ func cli(ctx context.Context, args []string, getenv func(string) string, stdin i
 	if home, err := os.UserHomeDir(); err == nil {
 		defToken = filepath.Join(home, ".config", "lifeboat", "token")
 	}
-	fs.StringVar(&e.opts.server, "server", or(getenv("LIFEBOAT_SERVER"), "http://127.0.0.1:8081"), "lifeboatd's operator API (env LIFEBOAT_SERVER)")
-	fs.StringVar(&e.opts.tokenFile, "token-file", or(getenv("LIFEBOAT_TOKEN_FILE"), defToken), "file holding your operator token (env LIFEBOAT_TOKEN_FILE)")
+	fs.StringVar(&e.opts.server, "server", cmp.Or(getenv("LIFEBOAT_SERVER"), "http://127.0.0.1:8081"), "lifeboatd's operator API (env LIFEBOAT_SERVER)")
+	fs.StringVar(&e.opts.tokenFile, "token-file", cmp.Or(getenv("LIFEBOAT_TOKEN_FILE"), defToken), "file holding your operator token (env LIFEBOAT_TOKEN_FILE)")
 	fs.StringVar(&e.opts.caFile, "ca-file", getenv("LIFEBOAT_CA_FILE"), "PEM certificate(s) to trust for the API's TLS (env LIFEBOAT_CA_FILE)")
 	fs.BoolVar(&e.json, "json", false, "print JSON")
 	if err := fs.Parse(args); err != nil {
@@ -124,13 +125,6 @@ func cli(ctx context.Context, args []string, getenv func(string) string, stdin i
 	}
 	fmt.Fprintf(stderr, "lifeboat: %s\n", clean(err.Error()))
 	return exitRefused
-}
-
-func or(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 var errNoToken = errors.New("no operator token")
@@ -297,7 +291,7 @@ func (e *env) hostList(args []string) error {
 		if n := len(h.OtherMACs); n > 0 {
 			mac += fmt.Sprintf(" (+%d)", n)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s/%d\t%s\t%s\t%d\n", clean(h.Name), mac, h.IP, h.Prefix, clean(h.Mode), or(clean(h.Customer), "-"), len(h.AuthorizedKeys))
+		fmt.Fprintf(tw, "%s\t%s\t%s/%d\t%s\t%s\t%d\n", clean(h.Name), mac, h.IP, h.Prefix, clean(h.Mode), cmp.Or(clean(h.Customer), "-"), len(h.AuthorizedKeys))
 	}
 	return tw.Flush()
 }
@@ -320,7 +314,7 @@ func (e *env) hostShow(args []string) error {
 	}
 	tw := tabwriter.NewWriter(e.out, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "name:\t%s\n", clean(h.Name))
-	fmt.Fprintf(tw, "customer:\t%s\n", or(clean(h.Customer), "-"))
+	fmt.Fprintf(tw, "customer:\t%s\n", cmp.Or(clean(h.Customer), "-"))
 	fmt.Fprintf(tw, "mode:\t%s\n", clean(h.Mode))
 	fmt.Fprintf(tw, "macs:\t%s\n", strings.Join(h.MACs(), ", "))
 	fmt.Fprintf(tw, "address:\t%s/%d\n", h.IP, h.Prefix)
@@ -560,7 +554,7 @@ func (e *env) customerList(args []string) error {
 	tw := tabwriter.NewWriter(e.out, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tDISPLAY NAME\tE-MAIL")
 	for _, c := range cs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", clean(c.Name), or(clean(c.DisplayName), "-"), or(clean(strings.Join(c.Emails, ", ")), "-"))
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", clean(c.Name), cmp.Or(clean(c.DisplayName), "-"), cmp.Or(clean(strings.Join(c.Emails, ", ")), "-"))
 	}
 	return tw.Flush()
 }
@@ -668,7 +662,7 @@ func (e *env) events(args []string) error {
 		return err
 	}
 	enc := json.NewEncoder(e.out)
-	print := func(ev audit.Event) error {
+	show := func(ev audit.Event) error {
 		if e.json {
 			return enc.Encode(ev) // one object a line: easy to pipe into jq
 		}
@@ -677,7 +671,7 @@ func (e *env) events(args []string) error {
 	}
 	if *follow {
 		q.Limit = 0
-		err := e.client.Follow(e.ctx, q, print)
+		err := e.client.Follow(e.ctx, q, show)
 		if errors.Is(err, context.Canceled) {
 			return nil // interrupted: the normal way to stop following
 		}
@@ -688,7 +682,7 @@ func (e *env) events(args []string) error {
 		return err
 	}
 	for _, ev := range l.Events {
-		if err := print(ev); err != nil {
+		if err := show(ev); err != nil {
 			return err
 		}
 	}
@@ -700,7 +694,7 @@ func (e *env) events(args []string) error {
 func eventLine(ev audit.Event) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%6d  %s  %-22s %-12s %-20s %s", ev.Seq, ev.Time.Local().Format("2006-01-02 15:04:05"),
-		clean(string(ev.Code)), or(clean(ev.Host), "-"), or(clean(ev.Boot), "-"), or(clean(ev.Actor), "-"))
+		clean(string(ev.Code)), cmp.Or(clean(ev.Host), "-"), cmp.Or(clean(ev.Boot), "-"), cmp.Or(clean(ev.Actor), "-"))
 	keys := make([]string, 0, len(ev.Details))
 	for k := range ev.Details {
 		keys = append(keys, k)

@@ -130,6 +130,8 @@ func (c *Config) checkFiles() error {
 	return nil
 }
 
+const operatorUsage = "lifeboatd: usage: lifeboatd operator add|remove NAME, or lifeboatd operator list"
+
 // operatorCmd manages operators on the store directly: it is how the first
 // operator gets a token, so it needs no token itself, only access to the
 // database file.
@@ -139,7 +141,7 @@ func operatorCmd(ctx context.Context, cfg *Config, args []string, stdout, stderr
 		return 2
 	}
 	if len(args) < 2 {
-		fmt.Fprintln(stderr, "lifeboatd: usage: lifeboatd operator add|remove NAME, or lifeboatd operator list")
+		fmt.Fprintln(stderr, operatorUsage)
 		return 2
 	}
 	db, err := openStore(ctx, cfg)
@@ -179,7 +181,7 @@ func operatorCmd(ctx context.Context, cfg *Config, args []string, stdout, stderr
 		}
 		return 0
 	}
-	fmt.Fprintln(stderr, "lifeboatd: usage: lifeboatd operator add|remove NAME, or lifeboatd operator list")
+	fmt.Fprintln(stderr, operatorUsage)
 	return 2
 }
 
