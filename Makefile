@@ -6,7 +6,7 @@ IMAGE   := build/image/manifest.json
 # The image depends on the agent's code only, not on the server's or the tests'.
 IMGSRC  := $(shell find cmd/lifeboat-init cmd/lifeboat-image initramfs unlock images pxe/agentapi pxe/audit -name '*.go' -not -name '*_test.go')
 
-.PHONY: help deps image build test unit e2e lint fuzz demo clean bench-dhcp
+.PHONY: help deps image build test unit e2e lint fuzz demo clean bench bench-dhcp
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -45,9 +45,15 @@ test: lint unit e2e ## everything CI runs
 fuzz: ## run every fuzz target for FUZZTIME each (default 20s; make test runs 5s)
 	./hack/fuzz.sh $(or $(FUZZTIME),20s)
 
-bench-dhcp: image ## DHCP exchange rate of lifeboatd (full mode) with perfdhcp; RATE=4000
-	@dpkg -s kea-admin >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kea-admin >/dev/null
-	$(GO) run ./hack/bench/dhcprate -rate $(or $(RATE),4000) -seconds 10
+ROUNDS ?= 2
+ONLY   ?= dhcp,storm,tftp,unlock,boot
+bench: image ## benchmarks side by side with dnsmasq, Kea, nginx, tftpd-hpa, cryptsetup; writes BENCHMARKS.md (ROUNDS=2, ONLY=dhcp,storm,tftp,unlock,boot)
+	@./hack/bench/peers.sh
+	$(GO) build -o build/bin/bench-suite ./hack/bench/suite
+	./build/bin/bench-suite -rounds $(ROUNDS) -only $(ONLY)
+
+bench-dhcp: ## the DHCP comparison of make bench alone
+	$(MAKE) bench ONLY=dhcp
 
 demo: image ## boot a QEMU host from lifeboatd and unlock it over SSH yourself
 	$(GO) run ./hack/demo

@@ -30,6 +30,10 @@ type Session struct {
 	Limiter    *Limiter
 	Report     Reporter
 	Handoff    Handoff
+	// DisksReady, if set, is closed once the storage drivers have loaded
+	// (the RAM image loads them while SSH already serves); the volumes are
+	// looked for only then.
+	DisksReady <-chan struct{}
 
 	jump func()
 }
@@ -54,6 +58,18 @@ func (s *Session) Run(ctx context.Context, rw io.ReadWriter, pty bool) int {
 	out := &lineWriter{w: rw, crlf: pty}
 	in := bufio.NewReaderSize(rw, 1024)
 	fmt.Fprintf(out, "lifeboat unlock: host %s, boot %s\n", s.Host, s.Boot)
+	if s.DisksReady != nil {
+		select {
+		case <-s.DisksReady:
+		default:
+			fmt.Fprintf(out, "Waiting for the disk drivers to finish loading...\n")
+			select {
+			case <-s.DisksReady:
+			case <-ctx.Done():
+				return ExitInterrupt
+			}
+		}
+	}
 
 	vols, err := s.Volumes()
 	if err != nil {
@@ -141,12 +157,13 @@ func (s *Session) try(ctx context.Context, out *lineWriter, vols []Volume, pass 
 	}
 	if len(opened) == 0 {
 		left, locked := s.Limiter.Fail()
-		details := map[string]string{"volumes": fmt.Sprint(len(vols))}
+		details := map[string]string{"volumes": fmt.Sprint(len(vols)), "failed_tries": fmt.Sprint(s.Limiter.MaxTries - left),
+			"tries_left": fmt.Sprint(left)}
 		if err := s.Report(ctx, audit.UnlockFailure, details); err != nil {
 			fmt.Fprintf(out, "warning: could not record the failed try with the server: %v\n", err)
 		}
 		if locked {
-			_ = s.Report(ctx, audit.UnlockLockout, map[string]string{"lockout": s.Limiter.Lockout.String()})
+			_ = s.Report(ctx, audit.UnlockLockout, map[string]string{"lockout": s.Limiter.Lockout.String(), "failed_tries": fmt.Sprint(s.Limiter.MaxTries)})
 			fmt.Fprintf(out, "Wrong passphrase. Too many wrong passphrases: the prompt is locked for %s.\n", s.Limiter.Lockout)
 			return ExitLocked
 		}

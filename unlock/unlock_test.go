@@ -344,6 +344,28 @@ func TestSessionNoVolumes(t *testing.T) {
 	}
 }
 
+// Volumes are looked for only once the disk drivers have loaded; the
+// customer is told what the wait is for.
+func TestSessionWaitsForDiskDrivers(t *testing.T) {
+	sys, dev := fakeSys(t, map[string]string{})
+	ready := make(chan struct{})
+	scanned := false
+	s := &Session{Host: "h", Boot: "b", DisksReady: ready, Volumes: func() ([]Volume, error) {
+		select {
+		case <-ready:
+		default:
+			t.Error("volumes scanned before the drivers were ready")
+		}
+		scanned = true
+		return Scan(sys, dev)
+	}}
+	time.AfterFunc(100*time.Millisecond, func() { close(ready) })
+	rw := &rwPipe{in: strings.NewReader("x\n")}
+	if code := s.Run(context.Background(), rw, false); code != ExitNoVolume || !scanned || !strings.Contains(rw.String(), "Waiting for the disk drivers") {
+		t.Errorf("exit %d, scanned %v\n%s", code, scanned, rw.String())
+	}
+}
+
 func TestSessionHandoffFailureKeepsTerminalOpen(t *testing.T) {
 	dir := t.TempDir()
 	img := luksImage(t, dir, "vdb.img", "right", "--type", "luks1", "--pbkdf-force-iterations", "1000")
@@ -373,5 +395,17 @@ func TestSessionHandoffFailureKeepsTerminalOpen(t *testing.T) {
 	rw = &rwPipe{in: strings.NewReader("right\n")}
 	if code := s.Run(context.Background(), rw, false); code != ExitHandoff {
 		t.Errorf("scripted hand-off failure: exit %d, want %d", code, ExitHandoff)
+	}
+}
+
+func TestUseHugePages(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "enabled")
+	os.WriteFile(path, []byte("always [madvise] never\n"), 0o644)
+	prev, err := UseHugePages(path)
+	if got, _ := os.ReadFile(path); err != nil || prev != "madvise" || string(got) != "always" {
+		t.Fatalf("UseHugePages = %q, %v; file %q", prev, err, got)
+	}
+	if _, err := UseHugePages(filepath.Join(t.TempDir(), "missing")); err == nil {
+		t.Fatal("no error for a kernel without THP")
 	}
 }

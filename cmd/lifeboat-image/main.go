@@ -42,8 +42,10 @@ func run(out, cache, kernelPkg string) error {
 	if err := os.MkdirAll(filepath.Join(stage, "etc", "lifeboat"), 0o755); err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(stage, "etc", "lifeboat", "modules"), []byte(strings.Join(mods, "\n")+"\n"), 0o644); err != nil {
-		return err
+	for file, list := range map[string][]string{"modules": images.BootModules, "modules.storage": images.StorageModules} {
+		if err := os.WriteFile(filepath.Join(stage, "etc", "lifeboat", file), []byte(strings.Join(list, "\n")+"\n"), 0o644); err != nil {
+			return err
+		}
 	}
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return err

@@ -41,6 +41,9 @@ func run(ctx context.Context, log *slog.Logger) error {
 	// Keep room for a 1 GiB argon2id derivation: let the GC work harder
 	// rather than grow the heap past what the RAM image can spare.
 	debug.SetMemoryLimit(unlock.MemAvailable() / 10 * 8) // divide first: the fallback is 1<<62
+	if _, err := unlock.UseHugePages(unlock.THPPath); err != nil {
+		log.Warn("key derivation will be slower", "err", err)
+	}
 	start := time.Now()
 	n, errs := agent.LoadModules(agent.ModulesFile, log)
 	for _, e := range errs {
@@ -65,6 +68,10 @@ func run(ctx context.Context, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	served, err := agent.CertifiedHostKey(key, a.Config.HostCertificate)
+	if err != nil {
+		return err
+	}
 	var authorized []ssh.PublicKey
 	for _, k := range a.Config.AuthorizedKeys {
 		pk, _, _, _, err := ssh.ParseAuthorizedKey([]byte(k))
@@ -79,8 +86,9 @@ func run(ctx context.Context, log *slog.Logger) error {
 		limiter.MaxTries, limiter.Lockout = 5, 5*time.Minute
 	}
 	unsealer := &unlock.Unsealer{}
+	var disksReady <-chan struct{} // set once SSH listens
 	srv := &sshd.Server{
-		HostKey: key, Authorized: authorized, Log: log,
+		HostKey: served, Authorized: authorized, Log: log,
 		OnLogin: func(ctx context.Context, user, fp, remote string) error {
 			return a.Report(ctx, audit.SSHLogin, fp, map[string]string{"user": user, "remote": remote})
 		},
@@ -90,8 +98,9 @@ func run(ctx context.Context, log *slog.Logger) error {
 			}
 			s := &unlock.Session{
 				Host: p.Host, Boot: p.Boot, Unsealer: unsealer, Limiter: limiter, Report: report,
-				Volumes: func() ([]unlock.Volume, error) { return unlock.Scan("/sys/class/block", "/dev") },
-				Handoff: handoff.Start(filepath.Join(os.TempDir(), "lifeboat-mnt"), report),
+				Volumes:    func() ([]unlock.Volume, error) { return unlock.Scan("/sys/class/block", "/dev") },
+				DisksReady: disksReady,
+				Handoff:    handoff.Start(filepath.Join(os.TempDir(), "lifeboat-mnt"), report),
 			}
 			code := s.Run(ctx, rw, pty)
 			if jump := s.Jump(); jump != nil {
@@ -114,8 +123,14 @@ func run(ctx context.Context, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	// The disks' drivers load while the customer logs in and types.
+	disksReady = agent.StorageDrivers(agent.StorageModulesFile, log)
 	fmt.Printf("lifeboat: %s (boot %s) is ready for unlock: ssh root@%s\n", p.Host, p.Boot, ip)
-	fmt.Printf("lifeboat: host key %s (made in RAM for this boot)\n", ssh.FingerprintSHA256(key.PublicKey()))
+	fmt.Printf("lifeboat: host key %s (made in RAM for this boot", ssh.FingerprintSHA256(key.PublicKey()))
+	if a.Config.HostCertificate != "" {
+		fmt.Print(", certified by the provider's SSH CA")
+	}
+	fmt.Println(")")
 	log.Info("ssh ready", "since_start", time.Since(start).Round(time.Millisecond).String())
 	return srv.Serve(ctx, ln)
 }

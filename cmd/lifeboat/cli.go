@@ -36,7 +36,7 @@ const (
 const usage = `usage: lifeboat [global flags] COMMAND [flags] [ARGS]
 
 commands:
-  whoami                          the operator your token belongs to
+  whoami                          the operator (or customer) your token belongs to
   host list                       the inventory
   host show NAME                  one host
   host add NAME --mac MAC --ip IP --key-file FILE [flags]
@@ -45,6 +45,20 @@ commands:
   host import FILE                add or replace the hosts of an inventory file (- for stdin), all or none
   customer add NAME [--display-name S] [--email ADDR]...
   customer list
+  customer token NAME             issue the customer's own API token (audit records only); revokes the old one
+  customer webhook add NAME URL   add a notice webhook; prints its signing secret once
+  customer webhook list NAME
+  customer webhook remove NAME ID
+  customer policy NAME [SCOPE approve|notify]
+                                  how the customer's grants are handled, per scope (defaults: shell approve, others notify)
+  rescue request HOST --scope S --ticket T --reason R --key-file FILE [--ttl 2h]
+                                  ask for a rescue grant (password-reset, shell, console) as yourself
+  rescue list [--host H] [--state S] | rescue show ID | rescue revoke ID
+  audit verify [--customer] [--receipt SEQ:HASH]... [--on-server]
+                                  check the tamper-evident audit chain; exit 1 if broken
+  audit list [--after SEQ]        the audit records you may read (a customer: your own)
+  notices [--customer NAME]       the notice outbox: what was told to whom, and whether it arrived
+  ca                              the known_hosts line that makes lifeboat host keys trusted
   boot list [--host NAME] [--limit N]
   boot show ID                    a boot's stages with their timings
   events [--host NAME] [--boot ID] [--after SEQ] [--limit N] [--follow]
@@ -197,8 +211,28 @@ func (e *env) dispatch(args []string) error {
 			return e.customerList(rest[1:])
 		case "add":
 			return e.customerAdd(rest[1:])
+		case "token":
+			return e.customerToken(rest[1:])
+		case "webhook", "webhooks":
+			return e.webhook(rest[1:])
+		case "policy", "policies":
+			return e.customerPolicy(rest[1:])
 		}
-		return usageError{fmt.Sprintf("customer %q: want list or add", sub)}
+		return usageError{fmt.Sprintf("customer %q: want list, add, token, webhook or policy", sub)}
+	case "rescue":
+		return e.rescue(rest)
+	case "audit":
+		switch sub {
+		case "verify":
+			return e.auditVerify(rest[1:])
+		case "list", "ls":
+			return e.auditList(rest[1:])
+		}
+		return usageError{fmt.Sprintf("audit %q: want verify or list", sub)}
+	case "notices", "notice":
+		return e.notices(rest)
+	case "ca":
+		return e.ca(rest)
 	case "boot", "boots":
 		switch sub {
 		case "list", "ls":
@@ -223,6 +257,8 @@ func (e *env) flags(name string) *flag.FlagSet {
 	return fs
 }
 
+// parse reads flags and npos positional arguments (any number, if npos is
+// -1) in any order.
 func parse(fs *flag.FlagSet, args []string, npos int, what string) ([]string, error) {
 	var pos []string
 	for len(args) > 0 {
@@ -238,7 +274,7 @@ func parse(fs *flag.FlagSet, args []string, npos int, what string) ([]string, er
 			args = args[1:]
 		}
 	}
-	if len(pos) != npos {
+	if npos >= 0 && len(pos) != npos {
 		return nil, usageError{fmt.Sprintf("%s: want %s", fs.Name(), what)}
 	}
 	return pos, nil
@@ -258,14 +294,18 @@ func (e *env) whoami(args []string) error {
 	if err := e.connect(); err != nil {
 		return err
 	}
-	name, err := e.client.Whoami(e.ctx)
+	w, err := e.client.Whoami(e.ctx)
 	if err != nil {
 		return err
 	}
 	if e.json {
-		return e.printJSON(api.Whoami{Operator: name})
+		return e.printJSON(w)
 	}
-	fmt.Fprintln(e.out, clean(name))
+	if w.Customer != "" {
+		fmt.Fprintf(e.out, "customer %s\n", clean(w.Customer))
+		return nil
+	}
+	fmt.Fprintln(e.out, clean(w.Operator))
 	return nil
 }
 

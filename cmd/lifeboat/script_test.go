@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"database/sql"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
@@ -22,6 +23,7 @@ import (
 	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
+	_ "modernc.org/sqlite" // sqlexec
 )
 
 func TestMain(m *testing.M) {
@@ -60,6 +62,7 @@ func TestScripts(t *testing.T) {
 			"waitapi": waitAPI,
 			"gencert": genCert,
 			"httpget": httpGet,
+			"sqlexec": sqlExec,
 		},
 	})
 }
@@ -148,4 +151,17 @@ func httpGet(ts *testscript.TestScript, neg bool, args []string) {
 	if ok := resp.StatusCode == 200; ok == neg {
 		ts.Fatalf("GET %s: HTTP %d %s", args[0], resp.StatusCode, strings.TrimSpace(string(b)))
 	}
+}
+
+// sqlexec DB SQL: change the store behind lifeboatd's back, as someone
+// with access to the file would (lifeboatd must be stopped).
+func sqlExec(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 2 {
+		ts.Fatalf("usage: sqlexec DB SQL")
+	}
+	db, err := sql.Open("sqlite", "file:"+ts.MkAbs(args[0]))
+	ts.Check(err)
+	defer db.Close()
+	_, err = db.Exec(args[1])
+	ts.Check(err)
 }

@@ -6,12 +6,15 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/lifeboat-boot/lifeboat/pxe/notify"
 )
 
 // Duration is a time.Duration written as "90s" or "5m" in the config.
@@ -52,7 +55,27 @@ type Config struct {
 	APITLSKey     string     `json:"api_tls_key"`    // its PEM private key (a file path: the key is never in the config)
 	TokenTTL      Duration   `json:"token_ttl"`
 	LeaseTime     Duration   `json:"lease_time"`
-	Unlock        struct {
+	SSHCAKey      string     `json:"ssh_ca_key"`    // the host-certificate CA's private key, made at first start (default: beside the database)
+	SSHCAHosts    string     `json:"ssh_ca_hosts"`  // known_hosts pattern of the @cert-authority line customers get, e.g. "*.example.net,10.1.*"
+	HostCertTTL   Duration   `json:"host_cert_ttl"` // validity of a boot's host certificate
+	SecretKey     string     `json:"secret_key"`    // seals webhook secrets in the database, made at first start (default: beside the database)
+	SMTP          struct {
+		Host         string `json:"host"` // "" leaves e-mail notices waiting in the outbox
+		Port         int    `json:"port"`
+		From         string `json:"from"`
+		Username     string `json:"username"`
+		PasswordFile string `json:"password_file"`
+		RequireTLS   bool   `json:"require_tls"`
+		CAFile       string `json:"ca_file"`
+	} `json:"smtp"`
+	NoticeRetry Duration `json:"notice_retry"` // wait after a notice's first failed delivery; it doubles up to an hour
+	// The customer listener: the approval page of rescue grants. "" turns
+	// it off (grants that need approval then cannot be approved).
+	CustomerListen  string `json:"customer_listen"`
+	CustomerURL     string `json:"customer_url"` // how customers reach it, for the links in notices (default from customer_listen)
+	CustomerTLSCert string `json:"customer_tls_cert"`
+	CustomerTLSKey  string `json:"customer_tls_key"`
+	Unlock          struct {
 		MaxTries int      `json:"max_tries"`
 		Lockout  Duration `json:"lockout"`
 	} `json:"unlock"`
@@ -65,7 +88,9 @@ func defaultConfig() *Config {
 		ImageDir: "build/image", KernelCmdline: "console=tty0 console=ttyS0,115200 panic=30",
 		Database: "/var/lib/lifeboat/lifeboat.db", APIListen: "127.0.0.1:8081",
 		TokenTTL: Duration(10 * time.Minute), LeaseTime: Duration(time.Hour), LogLevel: "info",
+		SSHCAHosts: "*", HostCertTTL: Duration(12 * time.Hour), NoticeRetry: Duration(10 * time.Second),
 	}
+	c.SMTP.Port = 25
 	c.Unlock.MaxTries, c.Unlock.Lockout = 5, Duration(5*time.Minute)
 	return c
 }
@@ -109,6 +134,19 @@ func loadConfig(path string, env []string, flags []override) (*Config, error) {
 	if c.TFTPDir == "" {
 		c.TFTPDir = filepath.Join(c.ImageDir, "tftp")
 	}
+	if c.SSHCAKey == "" {
+		c.SSHCAKey = filepath.Join(filepath.Dir(c.Database), "ssh_ca_key")
+	}
+	if c.SecretKey == "" {
+		c.SecretKey = filepath.Join(filepath.Dir(c.Database), "secret.key")
+	}
+	if c.CustomerURL == "" && c.CustomerListen != "" {
+		scheme := "http"
+		if c.CustomerTLSCert != "" {
+			scheme = "https"
+		}
+		c.CustomerURL = scheme + "://" + c.CustomerListen
+	}
 	if err := c.check(); err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
@@ -151,6 +189,13 @@ func setField(f reflect.Value, val string) error {
 	case reflect.String:
 		f.SetString(val)
 		return nil
+	case reflect.Bool:
+		b, err := strconv.ParseBool(val)
+		if err != nil {
+			return fmt.Errorf("%q: want true or false", val)
+		}
+		f.SetBool(b)
+		return nil
 	case reflect.Int:
 		n, err := strconv.Atoi(val)
 		if err != nil {
@@ -190,6 +235,21 @@ func (c *Config) check() error {
 	if (c.APITLSCert == "") != (c.APITLSKey == "") {
 		errs = append(errs, errors.New("api_tls_cert and api_tls_key: set both, or neither"))
 	}
+	if (c.CustomerTLSCert == "") != (c.CustomerTLSKey == "") {
+		errs = append(errs, errors.New("customer_tls_cert and customer_tls_key: set both, or neither"))
+	}
+	if c.CustomerListen != "" {
+		ap, err := netip.ParseAddrPort(c.CustomerListen)
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("customer_listen %q: want an address and port like 192.0.2.1:8443", c.CustomerListen))
+		case !ap.Addr().IsLoopback() && c.CustomerTLSCert == "":
+			errs = append(errs, fmt.Errorf("customer_listen %s is not a loopback address: set customer_tls_cert and customer_tls_key, or approval links would cross the network in the clear", c.CustomerListen))
+		}
+		if u, err := url.Parse(c.CustomerURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Path != "" {
+			errs = append(errs, fmt.Errorf("customer_url %q: want a base URL like https://rescue.example.net", c.CustomerURL))
+		}
+	}
 	if c.APIListen != "" {
 		ap, err := netip.ParseAddrPort(c.APIListen)
 		switch {
@@ -206,8 +266,19 @@ func (c *Config) check() error {
 	if strings.Contains(c.KernelCmdline, "lifeboat.token") {
 		errs = append(errs, errors.New("kernel_cmdline: boot tokens never go on the command line"))
 	}
+	if d := time.Duration(c.HostCertTTL); d < 10*time.Minute || d > 24*time.Hour {
+		errs = append(errs, fmt.Errorf("host_cert_ttl %s: want 10m..24h (a boot's certificate lasts hours, not days)", d))
+	}
+	if d := time.Duration(c.NoticeRetry); d < 100*time.Millisecond || d > time.Hour {
+		errs = append(errs, fmt.Errorf("notice_retry %s: want 100ms..1h", d))
+	}
 	if c.Unlock.MaxTries < 1 {
 		errs = append(errs, errors.New("unlock.max_tries must be at least 1"))
+	}
+	if c.SMTP.Host != "" {
+		if err := c.smtp().Check(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
@@ -215,4 +286,14 @@ func (c *Config) check() error {
 		errs = append(errs, fmt.Errorf("log_level %q: want debug, info, warn or error", c.LogLevel))
 	}
 	return errors.Join(errs...)
+}
+
+// smtp returns the mail settings for the notice relay (nil: none).
+func (c *Config) smtp() *notify.SMTP {
+	if c.SMTP.Host == "" {
+		return nil
+	}
+	m := c.SMTP
+	return &notify.SMTP{Host: m.Host, Port: m.Port, From: m.From, Username: m.Username, PasswordFile: m.PasswordFile,
+		RequireTLS: m.RequireTLS, CAFile: m.CAFile}
 }

@@ -101,3 +101,45 @@ func TestOperatorCommand(t *testing.T) {
 		t.Errorf("-check-config: exit %d %q %s", code, out.String(), errb.String())
 	}
 }
+
+func TestNoticeAndCAConfig(t *testing.T) {
+	dir := t.TempDir()
+	write := func(body string) string {
+		p := filepath.Join(dir, "c.json")
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	base := `"dhcp_mode": "off", "server_ip": "127.0.0.1", "database": "` + dir + `/db/lifeboat.db"`
+	c, err := loadConfig(write(`{`+base+`}`), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.SSHCAKey != dir+"/db/ssh_ca_key" || c.SecretKey != dir+"/db/secret.key" || c.smtp() != nil {
+		t.Fatalf("defaults: ca %q, secret %q, smtp %+v", c.SSHCAKey, c.SecretKey, c.smtp())
+	}
+	for body, want := range map[string]string{
+		`"host_cert_ttl": "720h"`:                                  "hours, not days",
+		`"notice_retry": "1ms"`:                                    "notice_retry",
+		`"smtp": {"host": "mail.example.net"}`:                     "smtp.from",
+		`"smtp": {"host": "m", "from": "a@b", "username": "u"}`:    "smtp.password_file",
+		`"smtp": {"host": "m", "from": "a@b", "ca_file": "/nope"}`: "smtp.ca_file",
+		`"smtp": {"host": "m", "from": "a@b", "port": 70000}`:      "smtp.port",
+	} {
+		if _, err := loadConfig(write(`{`+base+`, `+body+`}`), nil, nil); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want an error about %s", body, err, want)
+		}
+	}
+	// The SMTP password comes from a file, and can be overridden like any key.
+	pw := filepath.Join(dir, "pw")
+	os.WriteFile(pw, []byte("s3cret\n"), 0o600)
+	c, err = loadConfig(write(`{`+base+`, "smtp": {"host": "m", "from": "a@b", "username": "u", "password_file": "`+pw+`"}}`),
+		[]string{"LIFEBOATD_SMTP_REQUIRE_TLS=true"}, []override{{"smtp.port", "587"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := c.smtp(); s.Port != 587 || !s.RequireTLS || s.Check() != nil {
+		t.Fatalf("smtp = %+v", s)
+	}
+}

@@ -20,14 +20,19 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/crypto/ssh"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/lifeboat-boot/lifeboat/pxe/agentapi"
+	"github.com/lifeboat-boot/lifeboat/pxe/api"
 	"github.com/lifeboat-boot/lifeboat/pxe/apiserver"
+	"github.com/lifeboat-boot/lifeboat/pxe/approve"
 	"github.com/lifeboat-boot/lifeboat/pxe/audit"
 	"github.com/lifeboat-boot/lifeboat/pxe/dhcp"
 	"github.com/lifeboat-boot/lifeboat/pxe/httpboot"
 	"github.com/lifeboat-boot/lifeboat/pxe/metrics"
+	"github.com/lifeboat-boot/lifeboat/pxe/notify"
+	"github.com/lifeboat-boot/lifeboat/pxe/sshca"
 	"github.com/lifeboat-boot/lifeboat/pxe/store"
 	"github.com/lifeboat-boot/lifeboat/pxe/store/sqlite"
 	"github.com/lifeboat-boot/lifeboat/pxe/tftp"
@@ -217,6 +222,22 @@ func run(ctx context.Context, cfg *Config) error {
 	if err != nil {
 		return err
 	}
+	ca, err := sshca.Load(cfg.SSHCAKey)
+	if err != nil {
+		return err
+	}
+	keys, err := notify.LoadKeyring(cfg.SecretKey)
+	if err != nil {
+		return err
+	}
+	smtp := cfg.smtp()
+	if smtp != nil {
+		if err := smtp.Check(); err != nil {
+			return err
+		}
+	}
+	knownHosts := ca.KnownHosts(cfg.SSHCAHosts)
+	log.Info("ssh host CA ready; customers put this line in known_hosts", "known_hosts", knownHosts)
 	if err := metrics.Registry.Register(metrics.BootsByStage(store.StageNames(), func() map[string]int {
 		out := map[string]int{}
 		for st, n := range boots.InFlight(time.Hour) {
@@ -233,6 +254,7 @@ func run(ctx context.Context, cfg *Config) error {
 		Image:    httpboot.Image{Dir: cfg.ImageDir, Kernel: "vmlinuz", Initramfs: "initramfs.cpio", Cmdline: cfg.KernelCmdline},
 		TokenTTL: time.Duration(cfg.TokenTTL),
 		Unlock:   agentapi.UnlockPolicy{MaxTries: cfg.Unlock.MaxTries, Lockout: time.Duration(cfg.Unlock.Lockout)},
+		CA:       ca, CertTTL: time.Duration(cfg.HostCertTTL), Grants: db,
 	}
 	handler, err := hb.Handler()
 	if err != nil {
@@ -250,24 +272,20 @@ func run(ctx context.Context, cfg *Config) error {
 	}
 	closers = append(closers, ln)
 
+	var custLn net.Listener
+	if cfg.CustomerListen != "" {
+		if custLn, err = listen(cfg.CustomerListen, cfg.CustomerTLSCert, cfg.CustomerTLSKey); err != nil {
+			return fmt.Errorf("customer listener: %w", err)
+		}
+		closers = append(closers, custLn)
+	}
+
 	var apiLn net.Listener
 	if cfg.APIListen != "" {
-		if apiLn, err = net.Listen("tcp", cfg.APIListen); err != nil {
+		if apiLn, err = listen(cfg.APIListen, cfg.APITLSCert, cfg.APITLSKey); err != nil {
 			return fmt.Errorf("api: %w", err)
 		}
 		closers = append(closers, apiLn)
-		if cfg.APITLSCert != "" {
-			// Reloaded at each handshake, so that a renewed certificate
-			// is used without a restart.
-			tc := &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-				c, err := tls.LoadX509KeyPair(cfg.APITLSCert, cfg.APITLSKey)
-				return &c, err
-			}}
-			if _, err := tls.LoadX509KeyPair(cfg.APITLSCert, cfg.APITLSKey); err != nil {
-				return fmt.Errorf("api_tls_cert/api_tls_key: %w", err)
-			}
-			apiLn = tls.NewListener(apiLn, tc)
-		}
 	}
 
 	ts := &tftp.Server{
@@ -321,8 +339,21 @@ func run(ctx context.Context, cfg *Config) error {
 	}
 	g.Go(func() error { return ts.Serve(gctx) })
 	g.Go(func() error { return serveHTTP(gctx, ln, handler, log) })
+	relay := &notify.Relay{Outbox: db, Keys: keys, SMTP: smtp, Log: log, MinBackoff: time.Duration(cfg.NoticeRetry)}
+	if custLn != nil {
+		base := strings.TrimRight(cfg.CustomerURL, "/")
+		relay.ApprovalURL = func(id string) string { return base + "/approve/" + id + "?sig=" + keys.ApprovalSig(id) }
+		ap := &approve.Server{Store: db, Links: keys, Log: log}
+		g.Go(func() error { return serveHTTP(gctx, custLn, ap.Handler(), log) })
+		log.Info("customer listener serving", "addr", cfg.CustomerListen, "url", cfg.CustomerURL)
+	} else {
+		log.Warn("no customer_listen: rescue grants that wait for the customer's approval cannot be approved")
+	}
+	g.Go(func() error { return relay.Run(gctx) })
+	g.Go(func() error { return expireGrants(gctx, db, log) })
 	if apiLn != nil {
-		as := &apiserver.Server{Store: db, Log: log, Metrics: metrics.Handler()}
+		as := &apiserver.Server{Store: db, Log: log, Metrics: metrics.Handler(), Secrets: keys,
+			CA: api.CA{PublicKey: strings.TrimSpace(string(ssh.MarshalAuthorizedKey(ca.PublicKey()))), KnownHosts: knownHosts}}
 		g.Go(func() error { return serveHTTP(gctx, apiLn, as.Handler(), log) })
 		log.Info("api serving", "addr", cfg.APIListen, "tls", cfg.APITLSCert != "")
 	}
@@ -332,6 +363,46 @@ func run(ctx context.Context, cfg *Config) error {
 		return nil
 	}
 	return err
+}
+
+// expireGrants ends grants whose window has closed, every 15 seconds: the
+// server enforces expiry whether or not anything asks.
+func expireGrants(ctx context.Context, db *sqlite.DB, log *slog.Logger) error {
+	t := time.NewTicker(15 * time.Second)
+	defer t.Stop()
+	for {
+		if n, err := db.ExpireGrants(ctx); err != nil && ctx.Err() == nil {
+			log.Error("expiring grants failed", "err", err)
+		} else if n > 0 {
+			log.Info("grants expired", "count", n)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// listen opens a TCP listener, with TLS if cert is set (the pair re-read at
+// each handshake, so that a renewed certificate needs no restart).
+func listen(addr, cert, key string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	if cert == "" {
+		return ln, nil
+	}
+	if _, err := tls.LoadX509KeyPair(cert, key); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("TLS key pair: %w", err)
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+		c, err := tls.LoadX509KeyPair(cert, key)
+		return &c, err
+	}}
+	return tls.NewListener(ln, tc), nil
 }
 
 // serveHTTP runs one listener until ctx is done, then shuts it down

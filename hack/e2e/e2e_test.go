@@ -166,6 +166,12 @@ func TestEndToEnd(t *testing.T) {
 			if e.MAC == unknownMAC {
 				t.Errorf("event for the unknown MAC: %+v", e)
 			}
+			if e.Code == audit.AgentCheckin && e.Details["host_cert_serial"] == "" {
+				t.Errorf("%s: check-in without a host certificate: %+v", e.Host, e)
+			}
+		}
+		if _, err := audit.Verify(evs, audit.Start()); err != nil {
+			t.Errorf("the audit chain of the run does not verify: %v", err)
 		}
 	})
 }

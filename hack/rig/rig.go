@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/lifeboat-boot/lifeboat/hack/vm"
+	"github.com/lifeboat-boot/lifeboat/pxe/sshca"
 )
 
 // ServerIP is lifeboatd's address on the namespace's bridge.
@@ -34,6 +35,8 @@ type Options struct {
 	Hosts    []Host
 	LogLevel string
 	Lockout  string
+	// ImageDir is the RAM image to serve (default Root/build/image).
+	ImageDir string
 	// Proxy runs lifeboatd as a proxyDHCP server next to the site's own
 	// DHCP server: dnsmasq in a second namespace on the same bridge, which
 	// hands every host its reserved address.
@@ -43,13 +46,15 @@ type Options struct {
 // Rig is a running site: namespace + lifeboatd.
 type Rig struct {
 	Options
-	NS        *vm.NS
-	Key       string // the customer's private key file
-	EventLog  string // lifeboatd's store (SQLite), which holds the event log
-	ServerLog *SyncBuffer
-	server    *exec.Cmd
-	site      *vm.Peer
-	dnsmasq   *exec.Cmd
+	NS       *vm.NS
+	Key      string // the customer's private key file
+	EventLog string // lifeboatd's store (SQLite), which holds the event log
+	// KnownHosts is the customer's known_hosts: lifeboatd's CA line only.
+	KnownHosts string
+	ServerLog  *SyncBuffer
+	server     *exec.Cmd
+	site       *vm.Peer
+	dnsmasq    *exec.Cmd
 	// SiteLog is dnsmasq's output (proxy rigs).
 	SiteLog *SyncBuffer
 }
@@ -91,7 +96,10 @@ func Start(o Options) (r *Rig, err error) {
 	if o.Lockout == "" {
 		o.Lockout = "2m"
 	}
-	img := filepath.Join(o.Root, "build", "image")
+	img := o.ImageDir
+	if img == "" {
+		img = filepath.Join(o.Root, "build", "image")
+	}
 	if _, err := os.Stat(filepath.Join(img, "manifest.json")); err != nil {
 		return nil, fmt.Errorf("no RAM image: run 'make image' first (%v)", err)
 	}
@@ -133,9 +141,19 @@ func Start(o Options) (r *Rig, err error) {
 	if err := writeJSON(cfg, map[string]any{
 		"interface": "br0", "server_ip": ServerIP, "http_port": 8080, "dhcp_mode": dhcpMode,
 		"image_dir": img, "inventory": filepath.Join(o.Dir, "hosts.json"), "database": r.EventLog,
-		"kernel_cmdline": "console=ttyS0,115200 panic=-1", "log_level": o.LogLevel,
+		"kernel_cmdline": "console=ttyS0,115200 panic=-1", "log_level": o.LogLevel, "ssh_ca_key": filepath.Join(o.Dir, "ssh_ca_key"),
 		"unlock": map[string]any{"max_tries": 5, "lockout": o.Lockout},
 	}); err != nil {
+		return nil, err
+	}
+	// The CA key lifeboatd will use, made here so that the customer's
+	// known_hosts can be written before anything boots.
+	ca, err := sshca.Load(filepath.Join(o.Dir, "ssh_ca_key"))
+	if err != nil {
+		return nil, err
+	}
+	r.KnownHosts = filepath.Join(o.Dir, "known_hosts")
+	if err := os.WriteFile(r.KnownHosts, []byte(ca.KnownHosts("*")+"\n"), 0o600); err != nil {
 		return nil, err
 	}
 	bin := filepath.Join(o.Dir, "lifeboatd")
@@ -144,13 +162,14 @@ func Start(o Options) (r *Rig, err error) {
 	if out, err := build.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("build lifeboatd: %v\n%s", err, out)
 	}
-	r.NS, err = vm.NewNS("lb-"+RandHex(3), ServerIP+"/24")
+	ns, err := vm.NewNS("lb-"+RandHex(3), ServerIP+"/24")
 	if err != nil {
 		return nil, err
 	}
+	r.NS = ns
 	defer func() {
 		if err != nil {
-			r.NS.Close()
+			ns.Close() // not r.NS: r is nil on the error paths
 		}
 	}()
 	if o.Proxy {
@@ -164,7 +183,9 @@ func Start(o Options) (r *Rig, err error) {
 		return nil, err
 	}
 	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(r.ServerLog.String(), "dhcp serving") {
+	// lifeboatd logs "dhcp serving" at info level; a quieter rig waits for
+	// the DHCP socket instead.
+	for !strings.Contains(r.ServerLog.String(), "dhcp serving") && !dhcpBound(ns) {
 		if time.Now().After(deadline) {
 			_ = r.server.Process.Kill()
 			_ = r.server.Wait()
@@ -184,9 +205,12 @@ func writeJSON(path string, v any) error {
 }
 
 // SSHArgs is the OpenSSH command line (without "ssh") that reaches ip as the
-// customer. Host keys are made per boot in RAM, so none is remembered.
+// customer. Host keys are made per boot in RAM and certified by lifeboatd's
+// CA: the customer's known_hosts holds only the CA's @cert-authority line,
+// and checking is strict, so an uncertified host would be refused.
 func (r *Rig) SSHArgs(ip string, extra ...string) []string {
-	args := []string{"-i", r.Key, "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+	args := []string{"-i", r.Key, "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=yes", "-o", "UserKnownHostsFile=" + r.KnownHosts,
+		"-o", "GlobalKnownHostsFile=/dev/null",
 		"-o", "LogLevel=ERROR", "-o", "ConnectTimeout=20", "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3"}
 	args = append(args, extra...)
 	return append(args, "root@"+ip)
@@ -247,4 +271,10 @@ func (r *Rig) startSiteDHCP() error {
 		return fmt.Errorf("dnsmasq: %w (apt-get install dnsmasq-base)", err)
 	}
 	return nil
+}
+
+// dhcpBound reports whether something in ns listens on UDP port 67.
+func dhcpBound(ns *vm.NS) bool {
+	out, _ := ns.Command(context.Background(), "ss", "-Hlun", "sport = :67").Output()
+	return len(bytes.TrimSpace(out)) > 0
 }

@@ -125,6 +125,7 @@ func (r *Running) Kill() {
 type Console struct {
 	mu     sync.Mutex
 	lines  []string
+	at     []time.Time // when each line arrived
 	closed bool
 	notify chan struct{}
 }
@@ -140,6 +141,7 @@ func (c *Console) Feed(r io.Reader) {
 		line := strings.TrimRight(sc.Text(), "\r")
 		c.mu.Lock()
 		c.lines = append(c.lines, line)
+		c.at = append(c.at, time.Now())
 		close(c.notify)
 		c.notify = make(chan struct{})
 		c.mu.Unlock()
@@ -160,6 +162,18 @@ func (c *Console) Text() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return strings.Join(c.lines, "\n")
+}
+
+// Timeline returns every line so far, each after the time since start at
+// which it arrived: where a boot spends its time.
+func (c *Console) Timeline(start time.Time) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var b strings.Builder
+	for i, l := range c.lines {
+		fmt.Fprintf(&b, "%7.2fs %s\n", c.at[i].Sub(start).Seconds(), l)
+	}
+	return b.String()
 }
 
 // WaitFor returns the first line containing any of subs, or an error when

@@ -23,8 +23,28 @@ import (
 	"github.com/lifeboat-boot/lifeboat/pxe/audit"
 )
 
-// ModulesFile lists the kernel modules to load, one per line.
-const ModulesFile = "/etc/lifeboat/modules"
+// Module lists, one name per line: ModulesFile before the network comes up,
+// StorageModulesFile once SSH serves (see StorageDrivers).
+const (
+	ModulesFile        = "/etc/lifeboat/modules"
+	StorageModulesFile = "/etc/lifeboat/modules.storage"
+)
+
+// StorageDrivers loads the storage modules in the background and returns a
+// channel closed once they have loaded, for whatever reads disks.
+func StorageDrivers(path string, log *slog.Logger) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		start := time.Now()
+		n, errs := LoadModules(path, log)
+		for _, e := range errs {
+			log.Warn("module not loaded", "err", e)
+		}
+		log.Info("storage modules loaded", "count", n, "took", time.Since(start).Round(time.Millisecond).String())
+	}()
+	return done
+}
 
 // LoadModules loads every module named in path, with its dependencies, and
 // returns how many loaded and the errors of those that did not.
@@ -171,4 +191,22 @@ func (a *Agent) Report(ctx context.Context, code audit.Code, actor string, detai
 		}
 	}
 	return err
+}
+
+// CertifiedHostKey returns the host key to serve: key with the
+// certificate lifeboatd signed at check-in, or key alone if there is none.
+// A certificate for another key is refused rather than served.
+func CertifiedHostKey(key ssh.Signer, certText string) (ssh.Signer, error) {
+	if certText == "" {
+		return key, nil
+	}
+	pk, _, _, _, err := ssh.ParseAuthorizedKey([]byte(certText))
+	if err != nil {
+		return nil, fmt.Errorf("host certificate from the server: %w", err)
+	}
+	cert, ok := pk.(*ssh.Certificate)
+	if !ok || cert.CertType != ssh.HostCert {
+		return nil, errors.New("host certificate from the server is not a host certificate")
+	}
+	return ssh.NewCertSigner(cert, key)
 }

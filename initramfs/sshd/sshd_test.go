@@ -42,13 +42,17 @@ func keygen(t *testing.T, path string) ssh.PublicKey {
 }
 
 func start(t *testing.T) *rig {
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	hk, _ := ssh.NewSignerFromKey(priv)
+	return startWith(t, hk)
+}
+
+func startWith(t *testing.T, hk ssh.Signer) *rig {
 	r := &rig{dir: t.TempDir()}
 	r.auth, r.other = filepath.Join(r.dir, "auth"), filepath.Join(r.dir, "other")
 	authPub := keygen(t, r.auth)
 	keygen(t, r.other)
 	r.authFP = ssh.FingerprintSHA256(authPub)
-	_, priv, _ := ed25519.GenerateKey(rand.Reader)
-	hk, _ := ssh.NewSignerFromKey(priv)
 	s := &Server{HostKey: hk, Authorized: []ssh.PublicKey{authPub}, LoginTimeout: time.Second, Log: slog.New(slog.DiscardHandler),
 		OnLogin: func(_ context.Context, user, fp, _ string) error {
 			r.mu.Lock()
@@ -85,8 +89,13 @@ func start(t *testing.T) *rig {
 }
 
 func (r *rig) ssh(stdin string, args ...string) (string, int) {
-	base := []string{"-p", fmt.Sprint(r.addr.Port), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-		"-o", "LogLevel=ERROR", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "ConnectTimeout=10"}
+	return r.sshStrict([]string{"-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"}, stdin, args...)
+}
+
+// sshStrict runs the OpenSSH client with the given host-key options.
+func (r *rig) sshStrict(hostKeyOpts []string, stdin string, args ...string) (string, int) {
+	base := append([]string{"-p", fmt.Sprint(r.addr.Port), "-o", "LogLevel=ERROR", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
+		"-o", "ConnectTimeout=10"}, hostKeyOpts...)
 	cmd := exec.Command("ssh", append(base, args...)...)
 	cmd.Stdin = strings.NewReader(stdin)
 	out, err := cmd.CombinedOutput()

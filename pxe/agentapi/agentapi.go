@@ -50,6 +50,24 @@ type CheckinResponse struct {
 	// boot only.
 	ReportToken string       `json:"report_token"`
 	Unlock      UnlockPolicy `json:"unlock"`
+	// HostCertificate certifies the host key sent at check-in for this
+	// boot (authorized_keys form); the SSH server presents it.
+	HostCertificate string `json:"host_certificate,omitempty"`
+	// Grant is the rescue grant this boot serves, in mode "rescue". A
+	// rescue boot without one (it ended before the check-in) reboots.
+	Grant *RescueGrant `json:"grant,omitempty"`
+}
+
+// RescueGrant is what the RAM image needs of a grant: whom to let in
+// (that key only), for what, and until when (enforced by the agent too, so
+// that a host cut off from the server still ends the session).
+type RescueGrant struct {
+	ID       string    `json:"id"`
+	Scope    string    `json:"scope"`
+	Staff    string    `json:"staff"`
+	StaffKey string    `json:"staff_key"`
+	Ticket   string    `json:"ticket"`
+	Until    time.Time `json:"until"`
 }
 
 // UnlockPolicy limits passphrase guessing at the prompt.

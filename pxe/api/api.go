@@ -43,6 +43,53 @@ type (
 	// Whoami answers GET /v1/whoami.
 	Whoami struct {
 		Operator string `json:"operator"`
+		Customer string `json:"customer,omitempty"` // set for a customer's token
+	}
+	// AuditPage answers GET /v1/audit/records?after=SEQ.
+	AuditPage struct {
+		Records []audit.Event `json:"records"`
+	}
+	// Verification answers GET /v1/audit/verify.
+	Verification struct {
+		OK        bool       `json:"ok"`
+		Head      audit.Head `json:"head"`    // the last record that verified
+		Records   int64      `json:"records"` // how many were checked
+		BadRecord int64      `json:"bad_record,omitempty"`
+		Reason    string     `json:"reason,omitempty"`
+	}
+	// Token answers POST /v1/customers/{name}/token, once.
+	Token struct {
+		Token string `json:"token"`
+	}
+	// WebhookRequest is the body of POST /v1/customers/{name}/webhooks.
+	WebhookRequest struct {
+		URL string `json:"url"`
+	}
+	// WebhookCreated answers it; the secret is shown this once.
+	WebhookCreated struct {
+		Webhook store.Webhook `json:"webhook"`
+		Secret  string        `json:"secret"`
+	}
+	// WebhookList answers GET /v1/customers/{name}/webhooks.
+	WebhookList struct {
+		Webhooks []store.Webhook `json:"webhooks"`
+	}
+	// NoticeList answers GET /v1/notices.
+	NoticeList struct {
+		Notices []store.Notice `json:"notices"`
+	}
+	// GrantList answers GET /v1/grants.
+	GrantList struct {
+		Grants []*store.Grant `json:"grants"`
+	}
+	// PolicyList answers GET /v1/customers/{name}/policies.
+	PolicyList struct {
+		Policies []store.Policy `json:"policies"`
+	}
+	// CA answers GET /v1/ca: the key customers trust for host certificates.
+	CA struct {
+		PublicKey  string `json:"public_key"`
+		KnownHosts string `json:"known_hosts"` // the line for ~/.ssh/known_hosts
 	}
 )
 
@@ -145,11 +192,76 @@ func (c *Client) send(ctx context.Context, method, path string, in any) (*http.R
 	return nil, e
 }
 
-// Whoami returns the operator the token belongs to.
-func (c *Client) Whoami(ctx context.Context) (string, error) {
+// Whoami says whose the token is.
+func (c *Client) Whoami(ctx context.Context) (Whoami, error) {
 	var w Whoami
 	err := c.do(ctx, "GET", "/v1/whoami", nil, &w)
-	return w.Operator, err
+	return w, err
+}
+
+// AuditRecords returns up to limit records of the chain after seq after.
+func (c *Client) AuditRecords(ctx context.Context, after int64, limit int) ([]audit.Event, error) {
+	var p AuditPage
+	err := c.do(ctx, "GET", fmt.Sprintf("/v1/audit/records?after=%d&limit=%d", after, limit), nil, &p)
+	return p.Records, err
+}
+
+// VerifyOnServer has the server check its chain.
+func (c *Client) VerifyOnServer(ctx context.Context, receipts []audit.Receipt) (Verification, error) {
+	v := url.Values{}
+	for _, r := range receipts {
+		v.Add("receipt", r.String())
+	}
+	var out Verification
+	err := c.do(ctx, "GET", "/v1/audit/verify?"+v.Encode(), nil, &out)
+	return out, err
+}
+
+// CustomerToken issues a customer's API token (revoking the one before).
+func (c *Client) CustomerToken(ctx context.Context, customer string) (string, error) {
+	var t Token
+	err := c.do(ctx, "POST", "/v1/customers/"+url.PathEscape(customer)+"/token", struct{}{}, &t)
+	return t.Token, err
+}
+
+// AddWebhook adds a customer's webhook and returns it with its secret.
+func (c *Client) AddWebhook(ctx context.Context, customer, u string) (WebhookCreated, error) {
+	var out WebhookCreated
+	err := c.do(ctx, "POST", "/v1/customers/"+url.PathEscape(customer)+"/webhooks", WebhookRequest{URL: u}, &out)
+	return out, err
+}
+
+// Webhooks lists a customer's webhooks.
+func (c *Client) Webhooks(ctx context.Context, customer string) ([]store.Webhook, error) {
+	var l WebhookList
+	err := c.do(ctx, "GET", "/v1/customers/"+url.PathEscape(customer)+"/webhooks", nil, &l)
+	return l.Webhooks, err
+}
+
+// RemoveWebhook removes a customer's webhook.
+func (c *Client) RemoveWebhook(ctx context.Context, customer, id string) error {
+	return c.do(ctx, "DELETE", "/v1/customers/"+url.PathEscape(customer)+"/webhooks/"+url.PathEscape(id), nil, nil)
+}
+
+// Notices lists the outbox, newest first.
+func (c *Client) Notices(ctx context.Context, customer string, limit int) ([]store.Notice, error) {
+	v := url.Values{}
+	if customer != "" {
+		v.Set("customer", customer)
+	}
+	if limit > 0 {
+		v.Set("limit", strconv.Itoa(limit))
+	}
+	var l NoticeList
+	err := c.do(ctx, "GET", "/v1/notices?"+v.Encode(), nil, &l)
+	return l.Notices, err
+}
+
+// CA returns the SSH certificate authority of host keys.
+func (c *Client) CA(ctx context.Context) (CA, error) {
+	var ca CA
+	err := c.do(ctx, "GET", "/v1/ca", nil, &ca)
+	return ca, err
 }
 
 // Hosts lists the inventory.
@@ -285,4 +397,53 @@ func (c *Client) Follow(ctx context.Context, q EventQuery, fn func(audit.Event) 
 		return fmt.Errorf("event stream: %w", err)
 	}
 	return fmt.Errorf("%w: the event stream ended (server stopped?)", ErrUnreachable)
+}
+
+// RequestGrant asks for a rescue grant as the token's operator.
+func (c *Client) RequestGrant(ctx context.Context, r store.GrantRequest) (*store.Grant, error) {
+	var g store.Grant
+	err := c.do(ctx, "POST", "/v1/grants", r, &g)
+	return &g, err
+}
+
+// Grants lists grants, newest first.
+func (c *Client) Grants(ctx context.Context, f store.GrantFilter) ([]*store.Grant, error) {
+	v := url.Values{}
+	for k, x := range map[string]string{"host": f.Host, "customer": f.Customer, "state": f.State} {
+		if x != "" {
+			v.Set(k, x)
+		}
+	}
+	if f.Limit > 0 {
+		v.Set("limit", strconv.Itoa(f.Limit))
+	}
+	var l GrantList
+	err := c.do(ctx, "GET", "/v1/grants?"+v.Encode(), nil, &l)
+	return l.Grants, err
+}
+
+// Grant returns one grant.
+func (c *Client) Grant(ctx context.Context, id string) (*store.Grant, error) {
+	var g store.Grant
+	err := c.do(ctx, "GET", "/v1/grants/"+url.PathEscape(id), nil, &g)
+	return &g, err
+}
+
+// RevokeGrant withdraws a grant.
+func (c *Client) RevokeGrant(ctx context.Context, id string) (*store.Grant, error) {
+	var g store.Grant
+	err := c.do(ctx, "POST", "/v1/grants/"+url.PathEscape(id)+"/revoke", struct{}{}, &g)
+	return &g, err
+}
+
+// Policies returns a customer's grant policies.
+func (c *Client) Policies(ctx context.Context, customer string) ([]store.Policy, error) {
+	var l PolicyList
+	err := c.do(ctx, "GET", "/v1/customers/"+url.PathEscape(customer)+"/policies", nil, &l)
+	return l.Policies, err
+}
+
+// SetPolicy sets a customer's policy for a scope.
+func (c *Client) SetPolicy(ctx context.Context, customer, scope, policy string) error {
+	return c.do(ctx, "PUT", "/v1/customers/"+url.PathEscape(customer)+"/policies/"+url.PathEscape(scope), store.Policy{Scope: scope, Policy: policy}, nil)
 }

@@ -29,7 +29,26 @@ type Store interface {
 	BootRecord(ctx context.Context, id string) (*store.BootRecord, error)
 	Events(ctx context.Context, f store.EventFilter) ([]audit.Event, error)
 	Changed() <-chan struct{}
-	Authenticate(ctx context.Context, token string) (string, bool)
+	Authenticate(ctx context.Context, token string) (store.Operator, bool)
+	CustomerToken(ctx context.Context, customer, actor string) (string, error)
+	AddWebhook(ctx context.Context, w store.Webhook, actor string) (store.Webhook, error)
+	RemoveWebhook(ctx context.Context, customer, id, actor string) error
+	Webhooks(ctx context.Context, customer string) ([]store.Webhook, error)
+	Notices(ctx context.Context, customer string, limit int) ([]store.Notice, error)
+	AuditRecords(ctx context.Context, customer string, after int64, limit int) ([]audit.Event, error)
+	VerifyChain(ctx context.Context, receipts ...audit.Receipt) (audit.Head, int64, error)
+	RequestGrant(ctx context.Context, r store.GrantRequest, staff string) (*store.Grant, error)
+	Grant(ctx context.Context, id string) (*store.Grant, error)
+	Grants(ctx context.Context, f store.GrantFilter) ([]*store.Grant, error)
+	RevokeGrant(ctx context.Context, id, actor string) (*store.Grant, error)
+	SetPolicy(ctx context.Context, customer, scope, policy, actor string) error
+	Policies(ctx context.Context, customer string) ([]store.Policy, error)
+}
+
+// Secrets makes webhook signing secrets; notify.Keyring is one.
+type Secrets interface {
+	// NewWebhookSecret returns a new secret, and the same sealed for the store.
+	NewWebhookSecret() (secret, sealed string, err error)
 }
 
 // Server is the operator API handler.
@@ -40,6 +59,10 @@ type Server struct {
 	// KeepAlive is how often a followed event stream with nothing to say
 	// sends an empty line, so that idle proxies keep it open.
 	KeepAlive time.Duration
+	Secrets   Secrets
+	// CA is the SSH certificate authority customers trust for host keys,
+	// as served at /v1/ca.
+	CA api.CA
 }
 
 type ctxKey struct{}
@@ -51,9 +74,121 @@ func (s *Server) Handler() http.Handler {
 	if s.Metrics != nil {
 		mux.Handle("GET /metrics", s.Metrics)
 	}
-	auth := func(h http.HandlerFunc) http.Handler { return s.auth(h) }
-	mux.Handle("GET /v1/whoami", auth(func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, api.Whoami{Operator: operator(r)})
+	auth := func(h http.HandlerFunc) http.Handler { return s.auth(h, false) }
+	// Customers' tokens reach these, and nothing else.
+	anyone := func(h http.HandlerFunc) http.Handler { return s.auth(h, true) }
+	mux.Handle("GET /v1/whoami", anyone(func(w http.ResponseWriter, r *http.Request) {
+		p := principal(r)
+		writeJSON(w, http.StatusOK, api.Whoami{Operator: p.Name, Customer: p.Customer})
+	}))
+	mux.HandleFunc("GET /v1/ca", func(w http.ResponseWriter, r *http.Request) {
+		if s.CA.PublicKey == "" {
+			writeJSON(w, http.StatusNotFound, api.Error{Message: "this lifeboatd has no SSH certificate authority"})
+			return
+		}
+		writeJSON(w, http.StatusOK, s.CA)
+	})
+	mux.Handle("GET /v1/audit/records", anyone(s.auditRecords))
+	mux.Handle("GET /v1/audit/verify", anyone(s.auditVerify))
+	mux.Handle("POST /v1/customers/{name}/token", auth(func(w http.ResponseWriter, r *http.Request) {
+		tok, err := s.Store.CustomerToken(r.Context(), r.PathValue("name"), operator(r))
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		s.Log.Info("api: customer token issued", "operator", operator(r), "customer", r.PathValue("name"))
+		writeJSON(w, http.StatusCreated, api.Token{Token: tok})
+	}))
+	mux.Handle("GET /v1/customers/{name}/webhooks", auth(func(w http.ResponseWriter, r *http.Request) {
+		ws, err := s.Store.Webhooks(r.Context(), r.PathValue("name"))
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, api.WebhookList{Webhooks: nonNil(ws)})
+	}))
+	mux.Handle("POST /v1/customers/{name}/webhooks", auth(s.addWebhook))
+	mux.Handle("DELETE /v1/customers/{name}/webhooks/{id}", auth(func(w http.ResponseWriter, r *http.Request) {
+		if err := s.Store.RemoveWebhook(r.Context(), r.PathValue("name"), r.PathValue("id"), operator(r)); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	mux.Handle("POST /v1/grants", auth(func(w http.ResponseWriter, r *http.Request) {
+		var req store.GrantRequest
+		if !s.decode(w, r, &req) {
+			return
+		}
+		g, err := s.Store.RequestGrant(r.Context(), req, operator(r))
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		s.Log.Info("api: rescue grant requested", "operator", operator(r), "grant", g.ID, "host", g.Host, "scope", g.Scope, "state", g.State)
+		writeJSON(w, http.StatusCreated, g)
+	}))
+	mux.Handle("GET /v1/grants", auth(func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		f := store.GrantFilter{Host: q.Get("host"), Customer: q.Get("customer"), State: q.Get("state")}
+		var ok bool
+		if f.Limit, ok = limit(w, r); !ok {
+			return
+		}
+		gs, err := s.Store.Grants(r.Context(), f)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, api.GrantList{Grants: nonNil(gs)})
+	}))
+	mux.Handle("GET /v1/grants/{id}", auth(func(w http.ResponseWriter, r *http.Request) {
+		g, err := s.Store.Grant(r.Context(), r.PathValue("id"))
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, g)
+	}))
+	mux.Handle("POST /v1/grants/{id}/revoke", auth(func(w http.ResponseWriter, r *http.Request) {
+		g, err := s.Store.RevokeGrant(r.Context(), r.PathValue("id"), operator(r))
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		s.Log.Info("api: rescue grant revoked", "operator", operator(r), "grant", g.ID)
+		writeJSON(w, http.StatusOK, g)
+	}))
+	mux.Handle("GET /v1/customers/{name}/policies", auth(func(w http.ResponseWriter, r *http.Request) {
+		ps, err := s.Store.Policies(r.Context(), r.PathValue("name"))
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, api.PolicyList{Policies: ps})
+	}))
+	mux.Handle("PUT /v1/customers/{name}/policies/{scope}", auth(func(w http.ResponseWriter, r *http.Request) {
+		var p store.Policy
+		if !s.decode(w, r, &p) {
+			return
+		}
+		if err := s.Store.SetPolicy(r.Context(), r.PathValue("name"), r.PathValue("scope"), p.Policy, operator(r)); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	mux.Handle("GET /v1/notices", auth(func(w http.ResponseWriter, r *http.Request) {
+		n, ok := limit(w, r)
+		if !ok {
+			return
+		}
+		ns, err := s.Store.Notices(r.Context(), r.URL.Query().Get("customer"), n)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, api.NoticeList{Notices: nonNil(ns)})
 	}))
 	mux.Handle("GET /v1/hosts", auth(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, api.HostList{Hosts: nonNil(s.Store.Hosts())})
@@ -119,14 +254,16 @@ func nonNil[T any](s []T) []T {
 	return s
 }
 
-// auth lets through requests carrying a known operator token, and puts the
-// operator's name in the context.
-func (s *Server) auth(next http.HandlerFunc) http.Handler {
+// auth lets through requests carrying a known operator token (or, with
+// customers set, a customer's token too), and puts who it is in the
+// context.
+func (s *Server) auth(next http.HandlerFunc, customers bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		name, known := "", false
+		var p store.Operator
+		known := false
 		if ok && tok != "" {
-			name, known = s.Store.Authenticate(r.Context(), tok)
+			p, known = s.Store.Authenticate(r.Context(), tok)
 		}
 		if !known {
 			s.Log.Warn("api: request without a valid operator token", "peer", r.RemoteAddr, "path", r.URL.Path)
@@ -134,11 +271,103 @@ func (s *Server) auth(next http.HandlerFunc) http.Handler {
 				Hint: "pass your token with --token-file; an admin on the server creates one with 'lifeboatd operator add NAME'"})
 			return
 		}
-		next(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, name)))
+		if p.Customer != "" && !customers {
+			s.Log.Warn("api: customer token used for an operator call", "customer", p.Customer, "path", r.URL.Path)
+			writeJSON(w, http.StatusForbidden, api.Error{Message: "a customer's token reads that customer's audit records only",
+				Hint: "lifeboat audit verify --customer"})
+			return
+		}
+		next(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, p)))
 	})
 }
 
-func operator(r *http.Request) string { name, _ := r.Context().Value(ctxKey{}).(string); return name }
+func principal(r *http.Request) store.Operator {
+	p, _ := r.Context().Value(ctxKey{}).(store.Operator)
+	return p
+}
+
+func operator(r *http.Request) string { return principal(r).Name }
+
+// auditRecords serves a page of the chain: in full to operators, and to a
+// customer with every record not theirs redacted to its digest.
+func (s *Server) auditRecords(w http.ResponseWriter, r *http.Request) {
+	after, ok := after(w, r)
+	if !ok {
+		return
+	}
+	n, ok := limit(w, r)
+	if !ok {
+		return
+	}
+	recs, err := s.Store.AuditRecords(r.Context(), principal(r).Customer, after, n)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, api.AuditPage{Records: nonNil(recs)})
+}
+
+// auditVerify checks the whole chain on the server, against the receipts
+// given as ?receipt=SEQ:HASH.
+func (s *Server) auditVerify(w http.ResponseWriter, r *http.Request) {
+	var receipts []audit.Receipt
+	for _, v := range r.URL.Query()["receipt"] {
+		rc, err := audit.ParseReceipt(v)
+		if err != nil {
+			writeJSON(w, http.StatusBadRequest, api.Error{Message: err.Error()})
+			return
+		}
+		receipts = append(receipts, rc)
+	}
+	head, n, err := s.Store.VerifyChain(r.Context(), receipts...)
+	var bad *audit.BadRecord
+	switch {
+	case errors.As(err, &bad):
+		s.Log.Error("api: audit chain does not verify", "operator", operator(r), "record", bad.Seq, "reason", bad.Reason)
+		writeJSON(w, http.StatusOK, api.Verification{Head: head, Records: n, BadRecord: bad.Seq, Reason: bad.Reason})
+	case err != nil:
+		s.fail(w, r, err)
+	default:
+		writeJSON(w, http.StatusOK, api.Verification{OK: true, Head: head, Records: n})
+	}
+}
+
+func (s *Server) addWebhook(w http.ResponseWriter, r *http.Request) {
+	var req api.WebhookRequest
+	if !s.decode(w, r, &req) {
+		return
+	}
+	if s.Secrets == nil {
+		s.fail(w, r, errors.New("no secret key configured"))
+		return
+	}
+	secret, sealed, err := s.Secrets.NewWebhookSecret()
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	wh, err := s.Store.AddWebhook(r.Context(), store.Webhook{Customer: r.PathValue("name"), URL: req.URL, Sealed: sealed}, operator(r))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.Log.Info("api: webhook added", "operator", operator(r), "customer", wh.Customer, "webhook", wh.ID)
+	writeJSON(w, http.StatusCreated, api.WebhookCreated{Webhook: wh, Secret: secret})
+}
+
+// after reads the after parameter (0 if absent); a bad one is answered here.
+func after(w http.ResponseWriter, r *http.Request) (int64, bool) {
+	v := r.URL.Query().Get("after")
+	if v == "" {
+		return 0, true
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 {
+		writeJSON(w, http.StatusBadRequest, api.Error{Message: fmt.Sprintf("after %q: want a sequence number", v)})
+		return 0, false
+	}
+	return n, true
+}
 
 // putHost adds (POST, the host must be new) or replaces (PUT, it must
 // exist) one host.
@@ -201,15 +430,10 @@ func (s *Server) boots(w http.ResponseWriter, r *http.Request) {
 func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	f := store.EventFilter{Host: q.Get("host"), Boot: q.Get("boot")}
-	if v := q.Get("after"); v != "" {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n < 0 {
-			writeJSON(w, http.StatusBadRequest, api.Error{Message: fmt.Sprintf("after %q: want a sequence number", v)})
-			return
-		}
-		f.After = n
-	}
 	var ok bool
+	if f.After, ok = after(w, r); !ok {
+		return
+	}
 	if f.Limit, ok = limit(w, r); !ok {
 		return
 	}
@@ -316,6 +540,10 @@ func hint404(r *http.Request) string {
 		return "'lifeboat host list' shows the hosts"
 	case strings.HasPrefix(r.URL.Path, "/v1/boots"):
 		return "'lifeboat boot list' shows recent boots"
+	case strings.HasPrefix(r.URL.Path, "/v1/customers"):
+		return "'lifeboat customer list' shows the customers"
+	case strings.HasPrefix(r.URL.Path, "/v1/grants"):
+		return "'lifeboat rescue list' shows the grants"
 	}
 	return ""
 }

@@ -33,6 +33,21 @@ const (
 	CustomerAdd    Code = "customer.add"    // a customer was added
 	OperatorAdd    Code = "operator.add"    // an operator was given an API token
 	OperatorRemove Code = "operator.remove" // an operator's token was revoked
+	WebhookAdd     Code = "webhook.add"     // a customer's webhook was added
+	WebhookRemove  Code = "webhook.remove"  // a customer's webhook was removed
+	CustomerToken  Code = "customer.token"  // a customer was given (or re-given) an API token
+
+	// Rescue grants, with the acting operator, customer or "system".
+	RescueRequest Code = "rescue.request" // support asked for a grant (details: scope, ticket, reason, window, policy)
+	RescueApprove Code = "rescue.approve" // the grant may be used: approved by the customer, or at once under a notify policy
+	RescueDeny    Code = "rescue.deny"    // the customer said no
+	RescueRevoke  Code = "rescue.revoke"  // the grant was withdrawn
+	RescueExpire  Code = "rescue.expire"  // its window closed
+	RescueActive  Code = "rescue.active"  // the host checked in for a rescue boot under the grant
+	RescuePolicy  Code = "rescue.policy"  // a customer's policy for a scope was set
+
+	// The notice relay.
+	NoticeFailed Code = "notice.failed" // a notice could not be delivered for three days; the relay gave up
 )
 
 // AgentCodes are the codes the RAM-image agent may report about its own boot.
@@ -43,20 +58,47 @@ var AgentCodes = map[Code]bool{
 	Handoff: true, HandoffFailed: true,
 }
 
+// Notify are the codes the customer who owns the host is told about. A
+// notice is written to the outbox in the transaction of its record.
+var Notify = map[Code]bool{
+	AgentCheckin: true, CheckinRefused: true, SSHLogin: true, UnlockSuccess: true, UnlockFailure: true,
+	UnlockLockout: true, Handoff: true, HandoffFailed: true,
+	RescueRequest: true, RescueApprove: true, RescueActive: true, RescueDeny: true, RescueRevoke: true, RescueExpire: true, RescuePolicy: true,
+}
+
 // Event is one record of the event log. Details never hold a secret.
+//
+// Once written, an event is a record of the audit chain (see chain.go):
+// Salt, Prev and Hash are set by Seal. A redacted record carries only Seq,
+// Digest and Hash.
 type Event struct {
-	Seq     int64             `json:"seq,omitempty"` // position in the log, set when it is written
-	Time    time.Time         `json:"time"`
-	Code    Code              `json:"code"`
-	MAC     string            `json:"mac,omitempty"`
-	Host    string            `json:"host,omitempty"`
-	Boot    string            `json:"boot,omitempty"`
-	Actor   string            `json:"actor,omitempty"`
-	Details map[string]string `json:"details,omitempty"`
+	Seq      int64             `json:"seq,omitempty"` // position in the log, set when it is written
+	Time     time.Time         `json:"time,omitzero"`
+	Code     Code              `json:"code,omitempty"`
+	Customer string            `json:"customer,omitempty"` // the owner of Host when the event was written
+	MAC      string            `json:"mac,omitempty"`
+	Host     string            `json:"host,omitempty"`
+	Boot     string            `json:"boot,omitempty"`
+	Actor    string            `json:"actor,omitempty"`
+	Details  map[string]string `json:"details,omitempty"`
+	Salt     string            `json:"salt,omitempty"`
+	Prev     string            `json:"prev,omitempty"`
+	Digest   string            `json:"digest,omitempty"` // redacted records only
+	Hash     string            `json:"hash,omitempty"`
 }
 
 // Emitter records events. Emit returns only once the event is durable; a
 // caller that gets an error must not go on with the action it records.
 type Emitter interface {
 	Emit(ctx context.Context, e Event) error
+}
+
+// Queuer records events in order with every other, but without waiting
+// for them to be durable. It is for DHCP answers only: there the boot's
+// record (boot.start, emitted and waited for) is what must come first, and
+// the OFFERs and ACKs are written in the next group commit, so that a
+// burst of DHCP does not wait on the disk packet by packet. Queue fails
+// only when the log can take nothing more.
+type Queuer interface {
+	Queue(e Event) error
 }

@@ -169,7 +169,7 @@ func (s *Server) handle(ctx context.Context, conn net.PacketConn, req *dhcpv4.DH
 	if d.Kind.Client == store.ClientIPXE {
 		details["client"] = "ipxe"
 	}
-	if err := s.Events.Emit(ctx, audit.Event{Code: code, MAC: h.MAC, Host: h.Name, Boot: bootID, Actor: "system", Details: details}); err != nil {
+	if err := s.record(ctx, audit.Event{Code: code, MAC: h.MAC, Host: h.Name, Boot: bootID, Actor: "system", Details: details}); err != nil {
 		log.Error("not answering: event log failed", "err", err)
 		return
 	}
@@ -180,6 +180,17 @@ func (s *Server) handle(ctx context.Context, conn net.PacketConn, req *dhcpv4.DH
 	}
 	outcome = "answered"
 	log.Info("dhcp answered", "reply", d.Reply.MessageType().String(), "ip", h.IP.String(), "boot_file", d.Boot, "reason", d.Reason)
+}
+
+// record writes the record of a DHCP answer. The boot's own record
+// (boot.start) was emitted and waited for; the answer's is queued for the
+// next group commit where the store can (audit.Queuer), so that answers do
+// not wait on the disk one by one.
+func (s *Server) record(ctx context.Context, e audit.Event) error {
+	if q, ok := s.Events.(audit.Queuer); ok {
+		return q.Queue(e)
+	}
+	return s.Events.Emit(ctx, e)
 }
 
 // logUnknown logs an unknown MAC at debug level, once a minute per MAC, so a
@@ -225,7 +236,7 @@ func (s *Server) handleBootServer(ctx context.Context, conn net.PacketConn, peer
 	if b, ok := s.Boots.Current(h.MAC); ok {
 		bootID = b.ID
 	}
-	if err := s.Events.Emit(ctx, audit.Event{Code: audit.DHCPAck, MAC: h.MAC, Host: h.Name, Boot: bootID, Actor: "system",
+	if err := s.record(ctx, audit.Event{Code: audit.DHCPAck, MAC: h.MAC, Host: h.Name, Boot: bootID, Actor: "system",
 		Details: map[string]string{"type": "ACK", "port": "4011", "boot_file": d.Boot}}); err != nil {
 		log.Error("not answering: event log failed", "err", err)
 		return

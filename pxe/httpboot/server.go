@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,7 +17,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"text/template"
 	"time"
 
@@ -28,6 +26,7 @@ import (
 	"github.com/lifeboat-boot/lifeboat/pxe/agentapi"
 	"github.com/lifeboat-boot/lifeboat/pxe/audit"
 	"github.com/lifeboat-boot/lifeboat/pxe/metrics"
+	"github.com/lifeboat-boot/lifeboat/pxe/sshca"
 	"github.com/lifeboat-boot/lifeboat/pxe/store"
 )
 
@@ -47,7 +46,14 @@ type TokenStore interface {
 	IssueToken(ctx context.Context, b store.Binding, ttl time.Duration) (string, error)
 	PeekToken(ctx context.Context, tok string) (store.Binding, error)
 	RedeemToken(ctx context.Context, tok string, want store.Binding) (store.Binding, error)
+	// Report tokens outlive a restart of lifeboatd: a customer at the
+	// unlock prompt is not cut off by one.
+	IssueReportToken(ctx context.Context, b store.Binding, ttl time.Duration) (string, error)
+	ReportBinding(ctx context.Context, tok string) (store.Binding, error)
 }
+
+// reportTTL bounds how long a checked-in agent may report: a boot's life.
+const reportTTL = 24 * time.Hour
 
 // Server is the boot listener's handler.
 type Server struct {
@@ -63,10 +69,16 @@ type Server struct {
 	Log        *slog.Logger
 	TokenTTL   time.Duration
 	Unlock     agentapi.UnlockPolicy
+	// Grants activates a rescue boot's grant at check-in; nil: no rescue.
+	Grants interface {
+		ActivateGrant(ctx context.Context, host, boot string) (*store.Grant, error)
+	}
+	// CA certifies each boot's host key for CertTTL; nil leaves host keys
+	// uncertified (tests only: customers would have to trust on first use).
+	CA      *sshca.CA
+	CertTTL time.Duration
 
-	root    *os.Root
-	mu      sync.Mutex
-	reports map[[32]byte]store.Binding // report tokens (hashes) of checked-in boots
+	root *os.Root
 }
 
 // Handler opens the image folder and returns the routes.
@@ -82,7 +94,6 @@ func (s *Server) Handler() (http.Handler, error) {
 		}
 	}
 	s.root = root
-	s.reports = map[[32]byte]store.Binding{}
 	if s.TokenTTL == 0 {
 		s.TokenTTL = 10 * time.Minute
 	}
@@ -382,22 +393,54 @@ func (s *Server) checkin(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusGone, "host no longer in the inventory")
 		return
 	}
-	report := store.NewSecret()
-	s.mu.Lock()
-	s.reports[sha256.Sum256([]byte(report))] = b
-	s.mu.Unlock()
 	fp := ssh.FingerprintSHA256(hostKey)
+	details := map[string]string{"host_key": fp, "ip": req.IP, "mode": h.Mode}
+	var certText string
+	if s.CA != nil {
+		cert, err := s.CA.Sign(sshca.HostCert{Key: hostKey, KeyID: fmt.Sprintf("lifeboat host %s boot %s", h.Name, b.Boot),
+			Principals: []string{h.Name, h.IP.String()}, ValidFor: s.CertTTL, Now: time.Now()})
+		if err != nil {
+			httpError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		certText = string(ssh.MarshalAuthorizedKey(cert))
+		details["host_cert_serial"] = fmt.Sprint(cert.Serial)
+		details["host_cert_until"] = time.Unix(int64(cert.ValidBefore), 0).UTC().Format(time.RFC3339)
+	}
+	// The record comes first: a check-in that is not recorded gets no
+	// certificate and no report token.
 	if err := s.Events.Emit(r.Context(), audit.Event{Code: audit.AgentCheckin, MAC: b.MAC, Host: b.Host, Boot: b.Boot, Actor: "agent",
-		Details: map[string]string{"host_key": fp, "ip": req.IP}}); err != nil {
+		Details: details}); err != nil {
 		httpError(w, http.StatusServiceUnavailable, "event log unavailable")
 		return
+	}
+	report, err := s.Tokens.IssueReportToken(r.Context(), b, reportTTL)
+	if err != nil {
+		s.Log.Error("check-in: token store failed", "err", err)
+		httpError(w, http.StatusServiceUnavailable, "store unavailable")
+		return
+	}
+	var grant *agentapi.RescueGrant
+	if h.Mode == store.ModeRescue && s.Grants != nil {
+		// The grant is used by this boot (with its own record): from here
+		// on the host boots in its own mode again. Last, so that nothing
+		// that can still fail burns it.
+		g, err := s.Grants.ActivateGrant(r.Context(), h.Name, b.Boot)
+		if err != nil {
+			s.Log.Error("check-in: activating the rescue grant failed", "host", h.Name, "err", err)
+			httpError(w, http.StatusServiceUnavailable, "store unavailable")
+			return
+		}
+		if g != nil {
+			grant = &agentapi.RescueGrant{ID: g.ID, Scope: g.Scope, Staff: g.Staff, StaffKey: g.StaffKey, Ticket: g.Ticket, Until: g.Until}
+		}
 	}
 	metrics.Checkins.WithLabelValues("ok").Inc()
 	s.Boots.Advance(b.MAC, b.Boot, store.StageCheckin)
 	s.Log.Info("agent checked in", "mac", b.MAC, "host", b.Host, "boot", b.Boot, "host_key", fp)
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(agentapi.CheckinResponse{Host: h.Name, Boot: b.Boot, Mode: h.Mode,
-		AuthorizedKeys: h.AuthorizedKeys, ReportToken: report, Unlock: s.Unlock})
+		AuthorizedKeys: h.AuthorizedKeys, ReportToken: report, Unlock: s.Unlock, HostCertificate: certText, Grant: grant})
 }
 
 func mustMAC(s string) net.HardwareAddr {
@@ -415,10 +458,13 @@ var unlockOutcome = map[audit.Code]string{
 }
 
 func (s *Server) report(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	b, ok := s.reports[sha256.Sum256([]byte(bearer(r)))]
-	s.mu.Unlock()
-	if !ok {
+	b, err := s.Tokens.ReportBinding(r.Context(), bearer(r))
+	if err != nil {
+		if !errors.Is(err, store.ErrTokenUnknown) && !errors.Is(err, store.ErrTokenExpired) {
+			s.Log.Error("report: token store failed", "err", err)
+			httpError(w, http.StatusServiceUnavailable, "store unavailable")
+			return
+		}
 		httpError(w, http.StatusUnauthorized, "unknown report token")
 		return
 	}

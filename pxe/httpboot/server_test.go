@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -26,6 +27,7 @@ import (
 
 	"github.com/lifeboat-boot/lifeboat/pxe/agentapi"
 	"github.com/lifeboat-boot/lifeboat/pxe/audit"
+	"github.com/lifeboat-boot/lifeboat/pxe/sshca"
 	"github.com/lifeboat-boot/lifeboat/pxe/store"
 	"github.com/lifeboat-boot/lifeboat/pxe/store/sqlite"
 )
@@ -74,6 +76,10 @@ func newRig(t testing.TB) *rig {
 	s := &Server{Image: Image{Loaders: []string{"ipxe.efi"}, Dir: dir, Kernel: "vmlinuz", Initramfs: "initramfs.cpio", Cmdline: "console=ttyS0"},
 		Inventory: el, Boots: r.boots, Events: el, Tokens: el, Log: slog.New(slog.NewTextHandler(r.logBuf, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Unlock: agentapi.UnlockPolicy{MaxTries: 5, Lockout: time.Minute}}
+	if s.CA, err = sshca.Load(filepath.Join(dir, "ssh_ca_key")); err != nil {
+		t.Fatal(err)
+	}
+	s.CertTTL = 2 * time.Hour
 	h, err := s.Handler()
 	if err != nil {
 		t.Fatal(err)
@@ -162,6 +168,16 @@ func TestBootFlow(t *testing.T) {
 	}
 	if cfg.Host != "web1" || len(cfg.AuthorizedKeys) != 1 || cfg.ReportToken == "" || cfg.Unlock.MaxTries != 5 {
 		t.Errorf("check-in response = %+v", cfg)
+	}
+	// The host key comes back certified for this host, for hours.
+	pk, _, _, _, err := ssh.ParseAuthorizedKey([]byte(cfg.HostCertificate))
+	cert, ok := pk.(*ssh.Certificate)
+	if err != nil || !ok || cert.CertType != ssh.HostCert || !slices.Equal(cert.ValidPrincipals, []string{"web1", "127.0.0.1"}) ||
+		string(cert.Key.Marshal()) != string(signer.PublicKey().Marshal()) {
+		t.Fatalf("host certificate = %+v, %v", pk, err)
+	}
+	if d := time.Until(time.Unix(int64(cert.ValidBefore), 0)); d > 2*time.Hour || d < 119*time.Minute {
+		t.Errorf("certificate valid for %s, want 2h", d)
 	}
 	_, err = c.Checkin(ctx, token, req)
 	if !errors.Is(err, agentapi.ErrRefused) || !strings.Contains(err.Error(), "already used") {

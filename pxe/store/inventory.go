@@ -21,6 +21,9 @@ const (
 	ModeUnlock = "unlock"
 	// ModeDisk: iPXE exits at once and the firmware boots the local disk.
 	ModeDisk = "disk"
+	// ModeRescue is never set on a host: it is the mode a host boots in
+	// while a rescue grant for it is live (see Rescue).
+	ModeRescue = "rescue"
 )
 
 // Host is one entry of the inventory: everything that decides the fate of a
@@ -155,6 +158,15 @@ func (inv *Index) add(h *Host) {
 // Hosts returns the hosts sorted by name.
 func (inv *Index) Hosts() []*Host { return inv.hosts }
 
+// ByName returns the host called name.
+func (inv *Index) ByName(name string) (*Host, bool) {
+	i, ok := slices.BinarySearchFunc(inv.hosts, name, func(h *Host, n string) int { return strings.Compare(h.Name, n) })
+	if !ok {
+		return nil, false
+	}
+	return inv.hosts[i], true
+}
+
 // NameRE is what a host name may look like: a DNS name. Names end up in
 // iPXE scripts, logs and notices, so nothing else gets in.
 var NameRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*$`)
@@ -246,4 +258,13 @@ func (inv *Index) LookupCircuit(id string) (*Host, bool) {
 	}
 	h, ok := inv.byCircuit[id]
 	return h, ok
+}
+
+// Rescue returns h as it boots while grant g is live: in rescue mode, into
+// lifeboat's RAM image whatever its own mode. h itself is not changed: the
+// inventory's entries are shared.
+func Rescue(h *Host) *Host {
+	c := *h
+	c.Mode = ModeRescue
+	return &c
 }

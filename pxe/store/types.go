@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/lifeboat-boot/lifeboat/pxe/audit"
 )
 
 // ErrNotFound is returned for a name or id the store does not hold.
@@ -116,8 +118,40 @@ type Binding struct {
 	MAC, Host, Boot string
 }
 
-// Operator is a person allowed to use the operator API.
+// Operator is a person allowed to use the operator API, or, with Customer
+// set, a customer's token that reads that customer's audit records only.
 type Operator struct {
-	Name    string    `json:"name"`
-	Created time.Time `json:"created"`
+	Name     string    `json:"name"`
+	Customer string    `json:"customer,omitempty"`
+	Created  time.Time `json:"created"`
+}
+
+// Webhook is a customer's notice endpoint. Sealed is its signing secret,
+// sealed with the server's secret key; it never leaves the server.
+type Webhook struct {
+	ID       string    `json:"id"`
+	Customer string    `json:"customer"`
+	URL      string    `json:"url"`
+	Created  time.Time `json:"created"`
+	Sealed   string    `json:"-"`
+}
+
+// Notice channels.
+const (
+	ChannelWebhook = "webhook"
+	ChannelEmail   = "email"
+)
+
+// Notice is one row of the outbox: a record to tell one channel about.
+type Notice struct {
+	ID       string      `json:"id"` // the same on every attempt: webhook-id, Message-ID
+	Channel  string      `json:"channel"`
+	Target   string      `json:"target"` // webhook id, or e-mail address
+	Customer string      `json:"customer"`
+	Created  time.Time   `json:"created"`
+	Attempts int         `json:"attempts"`
+	State    string      `json:"state"` // pending, delivered, failed
+	Error    string      `json:"error,omitempty"`
+	Event    audit.Event `json:"event"`
+	Webhook  *Webhook    `json:"-"` // for the webhook channel
 }

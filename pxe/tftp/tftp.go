@@ -1,6 +1,7 @@
 package tftp
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -114,8 +115,16 @@ func (s *Server) read(name string, rf io.ReaderFrom) error {
 		return ErrNotServed
 	}
 	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		log.Error("tftp: stat", "err", err)
+		return ErrNotServed
+	}
 	start := time.Now()
-	n, err := rf.ReadFrom(f) // f is a Seeker: tsize is answered from it
+	// tsize from the stat, and the file read in large pieces: unbuffered,
+	// every block would cost a read system call of its own.
+	rf.(tftp.OutgoingTransfer).SetSize(fi.Size())
+	n, err := rf.ReadFrom(bufio.NewReaderSize(f, 256<<10))
 	if err != nil {
 		log.Info("tftp: transfer ended early", "bytes", n, "err", err)
 		return err

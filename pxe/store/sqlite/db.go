@@ -42,14 +42,20 @@ func parseTime(s string) time.Time {
 // queued up in one transaction (group commit), so that a burst of DHCP
 // traffic costs one fsync per batch, not per packet.
 type DB struct {
-	sql  *sql.DB
-	now  func() time.Time
-	inv  atomic.Pointer[store.Index]
-	ops  chan op
-	quit chan struct{}
-	done chan struct{}
+	sql *sql.DB
+	now func() time.Time
+	inv atomic.Pointer[store.Index]
+	// rescue holds, by host, the approved grants not yet used: a host
+	// with one boots into rescue mode (see store.Rescue).
+	rescue atomic.Pointer[map[string]*store.Grant]
+	ops    chan op
+	quit   chan struct{}
+	done   chan struct{}
 
 	hostMu sync.Mutex // one inventory change at a time: checks then writes
+
+	chainMu sync.Mutex // held from sealing the first record of a transaction to its commit
+	head    audit.Head // the newest committed record
 
 	mu      sync.Mutex
 	changed chan struct{} // closed and replaced at every commit of events
@@ -85,6 +91,14 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	db := &DB{sql: sdb, now: time.Now, ops: make(chan op, 1024), quit: make(chan struct{}),
 		done: make(chan struct{}), changed: make(chan struct{})}
 	if err := db.reload(ctx); err != nil {
+		sdb.Close()
+		return nil, fmt.Errorf("store %s: %w", path, err)
+	}
+	if err := db.reloadGrants(ctx); err != nil {
+		sdb.Close()
+		return nil, fmt.Errorf("store %s: %w", path, err)
+	}
+	if err := db.loadHead(ctx); err != nil {
 		sdb.Close()
 		return nil, fmt.Errorf("store %s: %w", path, err)
 	}

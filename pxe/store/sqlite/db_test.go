@@ -42,7 +42,7 @@ func TestMigrations(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if v, err := db.SchemaVersion(ctx); err != nil || v != 1 {
+		if v, err := db.SchemaVersion(ctx); err != nil || v != 3 {
 			t.Fatalf("schema version = %d, %v", v, err)
 		}
 		db.Close()
@@ -331,8 +331,8 @@ func TestOperators(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if name, ok := db.Authenticate(ctx, tok); !ok || name != "alice" {
-		t.Fatalf("Authenticate = %q, %v", name, ok)
+	if op, ok := db.Authenticate(ctx, tok); !ok || op.Name != "alice" {
+		t.Fatalf("Authenticate = %+v, %v", op, ok)
 	}
 	if _, ok := db.Authenticate(ctx, tok+"x"); ok {
 		t.Error("a wrong token authenticated")

@@ -72,6 +72,32 @@ func (db *DB) Emit(ctx context.Context, e audit.Event) error {
 	}
 }
 
+// Queue implements audit.Queuer: the event is committed with the next
+// batch, in order, without the caller waiting for it.
+func (db *DB) Queue(e audit.Event) error {
+	db.mu.Lock()
+	err := db.err
+	db.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if e.Time.IsZero() {
+		e.Time = db.now()
+	}
+	e.Time = e.Time.UTC()
+	select {
+	case <-db.quit: // first: with room in the queue, both cases below are ready
+		return ErrClosed
+	default:
+	}
+	select {
+	case db.ops <- op{ev: &e}:
+		return nil
+	case <-db.quit:
+		return ErrClosed
+	}
+}
+
 // recordStage queues a boot's stage change; see store.Boots.OnChange.
 func (db *DB) recordStage(b store.Boot, s store.Stage, at time.Time) {
 	metrics.BootStages.WithLabelValues(s.String()).Inc()
@@ -179,84 +205,156 @@ func (db *DB) notify(evs []audit.Event) {
 }
 
 func (db *DB) commitTx(batch []op) error {
-	ctx := context.Background()
+	return db.sealedTx(context.Background(), func(tx *sql.Tx, seal func(*audit.Event) error) error {
+		for _, o := range batch {
+			switch {
+			case o.ev != nil:
+				if err := seal(o.ev); err != nil {
+					return err
+				}
+			case o.stage != nil:
+				b := o.stage.boot
+				if _, err := tx.Exec(`INSERT INTO boots (id, host, mac, firmware, started, stage) VALUES (?, ?, ?, ?, ?, ?)
+					ON CONFLICT (id) DO UPDATE SET stage = excluded.stage`,
+					b.ID, b.Host, b.MAC, b.Firmware, fmtTime(b.Started), o.stage.stage.String()); err != nil {
+					return err
+				}
+				if _, err := tx.Exec(`INSERT INTO boot_stages (boot, stage, at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`,
+					b.ID, o.stage.stage.String(), fmtTime(o.stage.at)); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+}
+
+// sealedTx runs fn in one transaction; fn writes records with seal, which
+// chains each after the last. chainMu is held from the first seal to the
+// commit, so that the chain's order is the commit order, and the head
+// moves only once the commit succeeds.
+func (db *DB) sealedTx(ctx context.Context, fn func(tx *sql.Tx, seal func(*audit.Event) error) error) error {
+	db.chainMu.Lock()
+	defer db.chainMu.Unlock()
 	tx, err := db.sql.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
-	for _, o := range batch {
-		switch {
-		case o.ev != nil:
-			seq, err := insertEvent(ctx, tx, *o.ev)
-			if err != nil {
-				return err
-			}
-			o.ev.Seq = seq
-		case o.stage != nil:
-			b := o.stage.boot
-			if _, err := tx.ExecContext(ctx, `INSERT INTO boots (id, host, mac, firmware, started, stage) VALUES (?, ?, ?, ?, ?, ?)
-				ON CONFLICT (id) DO UPDATE SET stage = excluded.stage`,
-				b.ID, b.Host, b.MAC, b.Firmware, fmtTime(b.Started), o.stage.stage.String()); err != nil {
-				return err
-			}
-			if _, err := tx.ExecContext(ctx, `INSERT INTO boot_stages (boot, stage, at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`,
-				b.ID, o.stage.stage.String(), fmtTime(o.stage.at)); err != nil {
-				return err
-			}
-		}
+	head := db.head
+	if err := fn(tx, func(e *audit.Event) error { return db.insertEvent(ctx, tx, e, &head) }); err != nil {
+		return err
 	}
-	return tx.Commit()
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	db.head = head
+	return nil
 }
 
 // change runs fn in one transaction and records the events it returns in
 // that same transaction: an operator's change and its record commit
 // together or not at all.
 func (db *DB) change(ctx context.Context, fn func(tx *sql.Tx) ([]audit.Event, error)) error {
-	tx, err := db.sql.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	evs, err := fn(tx)
-	if err != nil {
-		return err
-	}
-	for i := range evs {
-		if evs[i].Seq, err = insertEvent(ctx, tx, evs[i]); err != nil {
+	var evs []audit.Event
+	err := db.sealedTx(ctx, func(tx *sql.Tx, seal func(*audit.Event) error) error {
+		var err error
+		if evs, err = fn(tx); err != nil {
 			return err
 		}
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("store: %w", err)
+		for i := range evs {
+			if err := seal(&evs[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	db.notify(evs)
 	return nil
 }
 
-// insertEvent writes one event in tx and returns its sequence number. store.Host
-// changes call it in their own transaction, so that the change and its
-// record commit together.
-func insertEvent(ctx context.Context, tx *sql.Tx, e audit.Event) (int64, error) {
+// insertEvent seals e as the record after *head, writes it in tx with the
+// notices it calls for (the outbox), and moves *head on. The caller holds
+// chainMu and makes *head the chain's head once tx commits.
+func (db *DB) insertEvent(ctx context.Context, tx *sql.Tx, e *audit.Event, head *audit.Head) error {
+	if e.Customer == "" && e.Host != "" {
+		if h, ok := db.inv.Load().ByName(e.Host); ok {
+			e.Customer = h.Customer
+		}
+	}
+	e.Time = e.Time.UTC().Round(0)
+	next := audit.Seal(e, *head)
 	details := "{}"
 	if len(e.Details) > 0 {
 		b, err := json.Marshal(e.Details)
 		if err != nil {
-			return 0, err
+			return err
 		}
 		details = string(b)
 	}
-	res, err := tx.ExecContext(ctx, `INSERT INTO events (time, code, mac, host, boot, actor, details) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-		fmtTime(e.Time), string(e.Code), e.MAC, e.Host, e.Boot, e.Actor, details)
-	if err != nil {
-		return 0, err
+	if _, err := tx.ExecContext(ctx, `INSERT INTO events (seq, time, code, customer, mac, host, boot, actor, details, salt, prev, hash)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		e.Seq, fmtTime(e.Time), string(e.Code), e.Customer, e.MAC, e.Host, e.Boot, e.Actor, details, e.Salt, e.Prev, e.Hash); err != nil {
+		return err
 	}
-	return res.LastInsertId()
+	if audit.Notify[e.Code] && e.Customer != "" {
+		if err := queueNotices(ctx, tx, *e); err != nil {
+			return fmt.Errorf("outbox: %w", err)
+		}
+	}
+	*head = next
+	return nil
+}
+
+// loadHead reads the chain's head. Events written before the chain existed
+// (a version 1 store) are sealed here, once, in their order. It runs in
+// Open, before anything else can write.
+func (db *DB) loadHead(ctx context.Context) error {
+	db.head = audit.Start()
+	var seq int64
+	var hash string
+	err := db.sql.QueryRowContext(ctx, `SELECT seq, hash FROM events WHERE hash != '' ORDER BY seq DESC LIMIT 1`).Scan(&seq, &hash)
+	switch {
+	case err == nil:
+		db.head = audit.Head{Seq: seq, Hash: hash}
+	case !errors.Is(err, sql.ErrNoRows):
+		return err
+	}
+	old, err := queryEvents(ctx, db.sql, `SELECT `+eventCols+` FROM events WHERE hash = '' ORDER BY seq`)
+	if err != nil || len(old) == 0 {
+		return err
+	}
+	if seq != 0 {
+		return fmt.Errorf("audit chain: %d records after record %d were never sealed", len(old), seq)
+	}
+	return db.sealedTx(ctx, func(tx *sql.Tx, seal func(*audit.Event) error) error {
+		if _, err := tx.Exec(`DELETE FROM events`); err != nil {
+			return err
+		}
+		for i := range old {
+			if err := seal(&old[i]); err != nil {
+				return err
+			}
+		}
+		// Old records were told to nobody then; they are not told now.
+		_, err := tx.Exec(`DELETE FROM notices`)
+		return err
+	})
+}
+
+// Head returns the newest record's sequence number and hash.
+func (db *DB) Head() audit.Head {
+	db.chainMu.Lock()
+	defer db.chainMu.Unlock()
+	return db.head
 }
 
 // Events lists events in log order.
 func (db *DB) Events(ctx context.Context, f store.EventFilter) ([]audit.Event, error) {
-	q := `SELECT seq, time, code, mac, host, boot, actor, details FROM events WHERE seq > ?`
+	q := `SELECT ` + eventCols + ` FROM events WHERE seq > ?`
 	args := []any{f.After}
 	if f.Host != "" {
 		q += ` AND host = ?`
@@ -274,6 +372,9 @@ func (db *DB) Events(ctx context.Context, f store.EventFilter) ([]audit.Event, e
 	return queryEvents(ctx, db.sql, q, args...)
 }
 
+// eventCols are the columns queryEvents scans, in its order.
+const eventCols = `seq, time, code, customer, mac, host, boot, actor, details, salt, prev, hash`
+
 func queryEvents(ctx context.Context, q interface {
 	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
 }, query string, args ...any) ([]audit.Event, error) {
@@ -286,7 +387,7 @@ func queryEvents(ctx context.Context, q interface {
 	for rows.Next() {
 		var e audit.Event
 		var t, code, details string
-		if err := rows.Scan(&e.Seq, &t, &code, &e.MAC, &e.Host, &e.Boot, &e.Actor, &details); err != nil {
+		if err := rows.Scan(&e.Seq, &t, &code, &e.Customer, &e.MAC, &e.Host, &e.Boot, &e.Actor, &details, &e.Salt, &e.Prev, &e.Hash); err != nil {
 			return nil, err
 		}
 		e.Time, e.Code = parseTime(t), audit.Code(code)
@@ -308,9 +409,36 @@ func ReadEvents(path string) ([]audit.Event, error) {
 		return nil, err
 	}
 	defer sdb.Close()
-	evs, err := queryEvents(context.Background(), sdb, `SELECT seq, time, code, mac, host, boot, actor, details FROM events ORDER BY seq`)
+	evs, err := queryEvents(context.Background(), sdb, `SELECT `+eventCols+` FROM events ORDER BY seq`)
 	if err != nil && strings.Contains(err.Error(), "no such table") {
 		return nil, fmt.Errorf("%s: not a lifeboat store", path)
 	}
 	return evs, err
+}
+
+// AuditRecords returns up to limit records after seq after, in order. For
+// a customer (customer != ""), records of other customers' hosts and of
+// the server are redacted to their digest: enough to verify the chain
+// through them, nothing of what they say.
+func (db *DB) AuditRecords(ctx context.Context, customer string, after int64, limit int) ([]audit.Event, error) {
+	if limit <= 0 || limit > 10000 {
+		limit = 10000
+	}
+	recs, err := queryEvents(ctx, db.sql, `SELECT `+eventCols+` FROM events WHERE seq > ? ORDER BY seq LIMIT ?`, after, limit)
+	if err != nil || customer == "" {
+		return recs, err
+	}
+	for i := range recs {
+		if recs[i].Customer != customer {
+			recs[i] = audit.Redact(recs[i])
+		}
+	}
+	return recs, nil
+}
+
+// VerifyChain checks the whole chain as stored, page by page, against the
+// receipts given, and returns the head and the number of records checked.
+// A broken chain gives a *audit.BadRecord.
+func (db *DB) VerifyChain(ctx context.Context, receipts ...audit.Receipt) (audit.Head, int64, error) {
+	return audit.VerifyPages(func(after int64) ([]audit.Event, error) { return db.AuditRecords(ctx, "", after, 10000) }, receipts...)
 }

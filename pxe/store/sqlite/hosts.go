@@ -19,25 +19,43 @@ import (
 	"github.com/lifeboat-boot/lifeboat/pxe/store"
 )
 
-// Lookup implements store.Inventory from the in-memory snapshot.
-func (db *DB) Lookup(mac net.HardwareAddr) (*store.Host, bool) { return db.inv.Load().Lookup(mac) }
+// Lookup implements store.Inventory from the in-memory snapshot; a host
+// with an approved rescue grant comes back in rescue mode.
+func (db *DB) Lookup(mac net.HardwareAddr) (*store.Host, bool) {
+	return db.withGrant(db.inv.Load().Lookup(mac))
+}
 
 // LookupIP implements store.Inventory from the in-memory snapshot.
-func (db *DB) LookupIP(ip netip.Addr) (*store.Host, bool) { return db.inv.Load().LookupIP(ip) }
+func (db *DB) LookupIP(ip netip.Addr) (*store.Host, bool) {
+	return db.withGrant(db.inv.Load().LookupIP(ip))
+}
 
 // LookupCircuit implements store.Inventory from the in-memory snapshot.
-func (db *DB) LookupCircuit(id string) (*store.Host, bool) { return db.inv.Load().LookupCircuit(id) }
+func (db *DB) LookupCircuit(id string) (*store.Host, bool) {
+	return db.withGrant(db.inv.Load().LookupCircuit(id))
+}
+
+// withGrant puts h in rescue mode while an approved grant for it is live.
+func (db *DB) withGrant(h *store.Host, ok bool) (*store.Host, bool) {
+	if !ok {
+		return h, ok
+	}
+	if db.liveGrant(h.Name) != nil {
+		return store.Rescue(h), true
+	}
+	return h, true
+}
 
 // Hosts lists the inventory, sorted by name. The entries are shared: do
 // not modify them.
 func (db *DB) Hosts() []*store.Host { return db.inv.Load().Hosts() }
 
 // Host returns one host by name.
+// It is the host as stored (its own mode, even while a grant is live), so
+// that an operator's read-modify-write keeps it.
 func (db *DB) Host(name string) (*store.Host, error) {
-	for _, h := range db.inv.Load().Hosts() {
-		if h.Name == name {
-			return h, nil
-		}
+	if h, ok := db.inv.Load().ByName(name); ok {
+		return h, nil
 	}
 	return nil, fmt.Errorf("host %q: %w", name, store.ErrNotFound)
 }
@@ -193,7 +211,7 @@ func (db *DB) Apply(ctx context.Context, c store.Change, actor string) (store.Ch
 			if _, err := tx.ExecContext(ctx, `DELETE FROM hosts WHERE name = ?`, name); err != nil {
 				return nil, err
 			}
-			evs = append(evs, audit.Event{Time: now, Code: audit.HostRemove, Host: name, MAC: byName[name].MAC, Actor: actor})
+			evs = append(evs, audit.Event{Time: now, Code: audit.HostRemove, Customer: byName[name].Customer, Host: name, MAC: byName[name].MAC, Actor: actor})
 			res.Removed++
 		}
 		// Addresses, MACs and circuit-ids may move between hosts within one
@@ -216,7 +234,7 @@ func (db *DB) Apply(ctx context.Context, c store.Change, actor string) (store.Ch
 			if err := writeHost(ctx, tx, h, exists, now); err != nil {
 				return nil, err
 			}
-			ev := audit.Event{Time: now, Code: audit.HostAdd, Host: h.Name, MAC: h.MAC, Actor: actor, Details: hostDetails(h)}
+			ev := audit.Event{Time: now, Code: audit.HostAdd, Customer: h.Customer, Host: h.Name, MAC: h.MAC, Actor: actor, Details: hostDetails(h)}
 			if exists {
 				ev.Code, ev.Details = audit.HostSet, diffHosts(old, h)
 				res.Updated++

@@ -135,9 +135,36 @@ func (db *DB) RemoveOperator(ctx context.Context, name, actor string) error {
 	})
 }
 
-// Operators lists the operators by name.
+// CustomerToken gives a customer an API token that reads their own audit
+// records, and returns it; a token issued before is revoked.
+func (db *DB) CustomerToken(ctx context.Context, customer, actor string) (string, error) {
+	tok := "lbc_" + store.NewSecret()
+	now := db.now().UTC()
+	err := db.change(ctx, func(tx *sql.Tx) ([]audit.Event, error) {
+		var n int
+		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM customers WHERE name = ?`, customer).Scan(&n); err != nil {
+			return nil, err
+		}
+		if n == 0 {
+			return nil, fmt.Errorf("customer %q: %w", customer, store.ErrNotFound)
+		}
+		// The name cannot clash with an operator's: ':' is not allowed there.
+		if _, err := tx.ExecContext(ctx, `INSERT INTO operators (name, token_hash, created, customer) VALUES (?, ?, ?, ?)
+			ON CONFLICT (name) DO UPDATE SET token_hash = excluded.token_hash, created = excluded.created`,
+			"customer:"+customer, hashSecret(tok), fmtTime(now), customer); err != nil {
+			return nil, err
+		}
+		return []audit.Event{{Time: now, Code: audit.CustomerToken, Customer: customer, Actor: actor}}, nil
+	})
+	if err != nil {
+		return "", err
+	}
+	return tok, nil
+}
+
+// Operators lists the operators by name (customers' tokens too).
 func (db *DB) Operators(ctx context.Context) ([]store.Operator, error) {
-	rows, err := db.sql.QueryContext(ctx, `SELECT name, created FROM operators ORDER BY name`)
+	rows, err := db.sql.QueryContext(ctx, `SELECT name, customer, created FROM operators ORDER BY name`)
 	if err != nil {
 		return nil, err
 	}
@@ -146,7 +173,7 @@ func (db *DB) Operators(ctx context.Context) ([]store.Operator, error) {
 	for rows.Next() {
 		var o store.Operator
 		var created string
-		if err := rows.Scan(&o.Name, &created); err != nil {
+		if err := rows.Scan(&o.Name, &o.Customer, &created); err != nil {
 			return nil, err
 		}
 		o.Created = parseTime(created)
@@ -155,9 +182,51 @@ func (db *DB) Operators(ctx context.Context) ([]store.Operator, error) {
 	return out, rows.Err()
 }
 
-// Authenticate returns the operator whose token this is.
-func (db *DB) Authenticate(ctx context.Context, token string) (string, bool) {
-	var name string
-	err := db.sql.QueryRowContext(ctx, `SELECT name FROM operators WHERE token_hash = ?`, hashSecret(token)).Scan(&name)
-	return name, err == nil
+// Authenticate returns the operator (or customer) whose token this is.
+func (db *DB) Authenticate(ctx context.Context, token string) (store.Operator, bool) {
+	var o store.Operator
+	var created string
+	err := db.sql.QueryRowContext(ctx, `SELECT name, customer, created FROM operators WHERE token_hash = ?`, hashSecret(token)).Scan(&o.Name, &o.Customer, &created)
+	o.Created = parseTime(created)
+	return o, err == nil
+}
+
+// IssueReportToken mints the token a checked-in agent reports b's events
+// with, valid for ttl; the store keeps only its hash.
+func (db *DB) IssueReportToken(ctx context.Context, b store.Binding, ttl time.Duration) (string, error) {
+	tok := store.NewSecret()
+	now := db.now().UTC()
+	tx, err := db.sql.BeginTx(ctx, nil)
+	if err != nil {
+		return "", fmt.Errorf("report token: %w", err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `DELETE FROM report_tokens WHERE expires < ?`, fmtTime(now)); err != nil {
+		return "", fmt.Errorf("report token: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO report_tokens (hash, mac, host, boot, expires) VALUES (?, ?, ?, ?, ?)`,
+		hashSecret(tok), b.MAC, b.Host, b.Boot, fmtTime(now.Add(ttl))); err != nil {
+		return "", fmt.Errorf("report token: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return "", fmt.Errorf("report token: %w", err)
+	}
+	return tok, nil
+}
+
+// ReportBinding returns the boot a live report token belongs to.
+func (db *DB) ReportBinding(ctx context.Context, tok string) (store.Binding, error) {
+	var b store.Binding
+	var expires string
+	err := db.sql.QueryRowContext(ctx, `SELECT mac, host, boot, expires FROM report_tokens WHERE hash = ?`, hashSecret(tok)).
+		Scan(&b.MAC, &b.Host, &b.Boot, &expires)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return store.Binding{}, store.ErrTokenUnknown
+	case err != nil:
+		return store.Binding{}, fmt.Errorf("report token: %w", err)
+	case db.now().After(parseTime(expires)):
+		return store.Binding{}, store.ErrTokenExpired
+	}
+	return b, nil
 }

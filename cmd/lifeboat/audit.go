@@ -1,0 +1,263 @@
+package main
+
+import (
+	"cmp"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/lifeboat-boot/lifeboat/pxe/api"
+	"github.com/lifeboat-boot/lifeboat/pxe/audit"
+)
+
+// errBroken is a chain that did not verify: exit 1, after the report.
+var errBroken = errors.New("the audit chain does not verify")
+
+// auditVerify reads the chain page by page and checks it here, with the
+// same code the server uses: trust in the result does not rest on the
+// server. A customer's token gets their own records in full and every other
+// record as its digest, which is enough to check every link.
+func (e *env) auditVerify(args []string) error {
+	fs := e.flags("audit verify")
+	asCustomer := fs.Bool("customer", false, "verify with a customer's token: your records in full, others by digest")
+	onServer := fs.Bool("on-server", false, "have lifeboatd check its own copy instead (operators)")
+	var receiptArgs listFlag
+	fs.Var(&receiptArgs, "receipt", "SEQ:HASH from a notice: the log must still hold that record unchanged (repeatable)")
+	if _, err := parse(fs, args, 0, "no arguments"); err != nil {
+		return err
+	}
+	var receipts []audit.Receipt
+	for _, a := range receiptArgs {
+		r, err := audit.ParseReceipt(a)
+		if err != nil {
+			return usageError{err.Error()}
+		}
+		receipts = append(receipts, r)
+	}
+	if err := e.connect(); err != nil {
+		return err
+	}
+	who, err := e.client.Whoami(e.ctx)
+	if err != nil {
+		return err
+	}
+	switch {
+	case *asCustomer && who.Customer == "":
+		return usageError{"--customer: this token is an operator's; a customer's token comes from 'lifeboat customer token NAME'"}
+	case !*asCustomer && who.Customer != "":
+		return usageError{"this token is customer " + who.Customer + "'s: add --customer"}
+	}
+	var res api.Verification
+	start := time.Now()
+	mine := 0
+	if *onServer {
+		if res, err = e.client.VerifyOnServer(e.ctx, receipts); err != nil {
+			return err
+		}
+	} else {
+		var err error
+		res.Head, res.Records, err = audit.VerifyPages(func(after int64) ([]audit.Event, error) {
+			recs, err := e.client.AuditRecords(e.ctx, after, 10000)
+			for _, r := range recs {
+				if !r.Redacted() {
+					mine++
+				}
+			}
+			return recs, err
+		}, receipts...)
+		var bad *audit.BadRecord
+		switch {
+		case errors.As(err, &bad):
+			res.BadRecord, res.Reason = bad.Seq, bad.Reason
+		case err != nil:
+			return err
+		default:
+			res.OK = true
+		}
+	}
+	if e.json {
+		if err := e.printJSON(res); err != nil {
+			return err
+		}
+	} else if res.OK {
+		fmt.Fprintf(e.out, "audit chain OK: %d records, head %s (checked in %s)\n", res.Records, res.Head, round(time.Since(start)))
+		if who.Customer != "" {
+			fmt.Fprintf(e.out, "%d of them are yours, read in full; the others were checked by digest\n", mine)
+		}
+		if len(receipts) > 0 {
+			fmt.Fprintf(e.out, "%d receipt(s) match\n", len(receipts))
+		}
+		fmt.Fprintf(e.out, "keep the head as a receipt: lifeboat audit verify --receipt %s\n", res.Head)
+	} else {
+		fmt.Fprintf(e.errw, "AUDIT CHAIN BROKEN at record %d: %s\n", res.BadRecord, clean(res.Reason))
+		fmt.Fprintf(e.errw, "hint: every record before %d verified; keep a copy of this output and tell the provider's security contact\n", res.BadRecord)
+	}
+	if !res.OK {
+		return errBroken
+	}
+	return nil
+}
+
+// auditList prints the records the token may read in full.
+func (e *env) auditList(args []string) error {
+	fs := e.flags("audit list")
+	after := fs.Int64("after", 0, "only records after this sequence number")
+	limit := fs.Int("limit", 1000, "at most this many records read")
+	if _, err := parse(fs, args, 0, "no arguments"); err != nil {
+		return err
+	}
+	if err := e.connect(); err != nil {
+		return err
+	}
+	recs, err := e.client.AuditRecords(e.ctx, *after, *limit)
+	if err != nil {
+		return err
+	}
+	enc := json.NewEncoder(e.out)
+	for _, r := range recs {
+		if r.Redacted() {
+			continue
+		}
+		if e.json {
+			if err := enc.Encode(r); err != nil {
+				return err
+			}
+			continue
+		}
+		fmt.Fprintf(e.out, "%s  receipt %d:%.16s…\n", eventLine(r), r.Seq, r.Hash)
+	}
+	return nil
+}
+
+func (e *env) customerToken(args []string) error {
+	fs := e.flags("customer token")
+	pos, err := parse(fs, args, 1, "one customer name")
+	if err != nil {
+		return err
+	}
+	if err := e.connect(); err != nil {
+		return err
+	}
+	tok, err := e.client.CustomerToken(e.ctx, pos[0])
+	if err != nil {
+		return err
+	}
+	if e.json {
+		return e.printJSON(api.Token{Token: tok})
+	}
+	fmt.Fprintln(e.out, tok)
+	fmt.Fprintf(e.errw, "this is customer %s's token; it is shown once. Hand it over privately; it reads their audit records only.\n", clean(pos[0]))
+	return nil
+}
+
+func (e *env) webhook(args []string) error {
+	sub := ""
+	if len(args) > 0 {
+		sub, args = args[0], args[1:]
+	}
+	switch sub {
+	case "add":
+		fs := e.flags("customer webhook add")
+		pos, err := parse(fs, args, 2, "a customer name and a URL")
+		if err != nil {
+			return err
+		}
+		if err := e.connect(); err != nil {
+			return err
+		}
+		res, err := e.client.AddWebhook(e.ctx, pos[0], pos[1])
+		if err != nil {
+			return err
+		}
+		if e.json {
+			return e.printJSON(res)
+		}
+		fmt.Fprintf(e.out, "webhook %s added for customer %s\nsigning secret (shown once; the receiver verifies webhook-signature with it):\n%s\n",
+			res.Webhook.ID, clean(res.Webhook.Customer), res.Secret)
+		return nil
+	case "list", "ls":
+		fs := e.flags("customer webhook list")
+		pos, err := parse(fs, args, 1, "one customer name")
+		if err != nil {
+			return err
+		}
+		if err := e.connect(); err != nil {
+			return err
+		}
+		ws, err := e.client.Webhooks(e.ctx, pos[0])
+		if err != nil {
+			return err
+		}
+		if e.json {
+			return e.printJSON(api.WebhookList{Webhooks: ws})
+		}
+		tw := tabwriter.NewWriter(e.out, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tURL\tADDED")
+		for _, w := range ws {
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", w.ID, clean(w.URL), w.Created.Local().Format(time.DateTime))
+		}
+		return tw.Flush()
+	case "remove", "rm":
+		fs := e.flags("customer webhook remove")
+		pos, err := parse(fs, args, 2, "a customer name and a webhook id")
+		if err != nil {
+			return err
+		}
+		if err := e.connect(); err != nil {
+			return err
+		}
+		if err := e.client.RemoveWebhook(e.ctx, pos[0], pos[1]); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.out, "webhook %s removed\n", clean(pos[1]))
+		return nil
+	}
+	return usageError{fmt.Sprintf("customer webhook %q: want add, list or remove", sub)}
+}
+
+func (e *env) notices(args []string) error {
+	fs := e.flags("notices")
+	customer := fs.String("customer", "", "only this customer's")
+	limit := fs.Int("limit", 50, "at most this many, newest first")
+	if _, err := parse(fs, args, 0, "no arguments"); err != nil {
+		return err
+	}
+	if err := e.connect(); err != nil {
+		return err
+	}
+	ns, err := e.client.Notices(e.ctx, *customer, *limit)
+	if err != nil {
+		return err
+	}
+	if e.json {
+		return e.printJSON(api.NoticeList{Notices: ns})
+	}
+	tw := tabwriter.NewWriter(e.out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tRECORD\tCUSTOMER\tCHANNEL\tTARGET\tSTATE\tTRIES\tLAST ERROR")
+	for _, n := range ns {
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%d\t%s\n", n.ID, n.Event.Seq, clean(n.Customer), n.Channel, clean(n.Target), n.State, n.Attempts, cmp.Or(clean(n.Error), "-"))
+	}
+	return tw.Flush()
+}
+
+// ca prints the known_hosts line; it needs no token.
+func (e *env) ca(args []string) error {
+	fs := e.flags("ca")
+	if _, err := parse(fs, args, 0, "no arguments"); err != nil {
+		return err
+	}
+	if err := e.connect(); err != nil {
+		return err
+	}
+	ca, err := e.client.CA(e.ctx)
+	if err != nil {
+		return err
+	}
+	if e.json {
+		return e.printJSON(ca)
+	}
+	fmt.Fprintln(e.out, ca.KnownHosts)
+	return nil
+}

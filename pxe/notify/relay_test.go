@@ -1,0 +1,328 @@
+package notify
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lifeboat-boot/lifeboat/pxe/audit"
+	"github.com/lifeboat-boot/lifeboat/pxe/notify/notifytest"
+	"github.com/lifeboat-boot/lifeboat/pxe/store"
+	"github.com/lifeboat-boot/lifeboat/pxe/store/sqlite"
+)
+
+const sshKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl c"
+
+type rig struct {
+	db   *sqlite.DB
+	keys *Keyring
+	rx   *notifytest.Receiver
+	mx   *notifytest.MailServer
+	smtp *SMTP
+}
+
+func newRig(t *testing.T) *rig {
+	t.Helper()
+	dir := t.TempDir()
+	ctx := context.Background()
+	db, err := sqlite.Open(ctx, filepath.Join(dir, "lifeboat.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	keys, err := LoadKeyring(filepath.Join(dir, "secret.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rx, err := notifytest.NewReceiver("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rx.Close() })
+	mx, err := notifytest.NewMailServer("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { mx.Close() })
+	caFile := filepath.Join(dir, "smtp-ca.pem")
+	if err := os.WriteFile(caFile, mx.CertPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	host, port, _ := strings.Cut(mx.Addr, ":")
+	var p int
+	fmt.Sscan(port, &p)
+	smtp := &SMTP{Host: host, Port: p, From: "lifeboat <lifeboat@provider.example>", CAFile: caFile, RequireTLS: true}
+	if err := smtp.Check(); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.AddCustomer(ctx, store.Customer{Name: "acme", Emails: []string{"ops@acme.example"}}, "op"); err != nil {
+		t.Fatal(err)
+	}
+	h := &store.Host{Name: "web-01", MAC: "52:54:00:00:00:01", IP: netip.MustParseAddr("10.0.0.11"), Customer: "acme", AuthorizedKeys: []string{sshKey}}
+	if _, err := db.Apply(ctx, store.Change{Put: []*store.Host{h}}, "op"); err != nil {
+		t.Fatal(err)
+	}
+	secret, sealed, err := keys.NewWebhookSecret()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.AddWebhook(ctx, store.Webhook{Customer: "acme", URL: rx.URL, Sealed: sealed}, "op"); err != nil {
+		t.Fatal(err)
+	}
+	if err := rx.SetSecret(secret); err != nil {
+		t.Fatal(err)
+	}
+	return &rig{db: db, keys: keys, rx: rx, mx: mx, smtp: smtp}
+}
+
+func (r *rig) relay() *Relay {
+	return &Relay{Outbox: r.db, Keys: r.keys, SMTP: r.smtp, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		MinBackoff: 50 * time.Millisecond, MaxBackoff: 200 * time.Millisecond}
+}
+
+func (r *rig) boot(t *testing.T, n int) {
+	t.Helper()
+	for i := range n {
+		for _, c := range []audit.Code{audit.BootStart, audit.AgentCheckin, audit.SSHLogin, audit.UnlockFailure, audit.UnlockSuccess, audit.Handoff} {
+			if err := r.db.Emit(context.Background(), audit.Event{Code: c, Host: "web-01", MAC: "52:54:00:00:00:01", Boot: fmt.Sprintf("boot-%d", i),
+				Actor: "SHA256:abc", Details: map[string]string{"host_key": "SHA256:hostkey", "remote": "192.0.2.7:50000", "volumes": "/dev/vda2",
+					"failed_tries": "1", "tries_left": "4", "entry": "Debian GNU/Linux"}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+func waitFor(t *testing.T, what string, d time.Duration, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Every notice reaches the webhook (signed) and the mailbox (over
+// STARTTLS), with its receipt, even though the receiver is down at first.
+func TestRelayDeliversThroughOutage(t *testing.T) {
+	r := newRig(t)
+	r.rx.SetDown(true)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.relay().Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	r.boot(t, 3)
+	// 3 boots × 5 notified codes (boot.start is not told).
+	waitFor(t, "mail", 10*time.Second, func() bool { return len(r.mx.Messages()) == 15 })
+	time.Sleep(300 * time.Millisecond) // a few failed webhook attempts
+	if len(r.rx.Deliveries()) != 0 {
+		t.Fatal("deliveries while the receiver was down")
+	}
+	r.rx.SetDown(false)
+	waitFor(t, "webhooks", 10*time.Second, func() bool { return len(r.rx.Deliveries()) == 15 })
+	if bad := r.rx.Refused(); len(bad) > 0 {
+		t.Fatalf("receiver refused signatures: %v", bad)
+	}
+	recs, _ := r.db.AuditRecords(context.Background(), "", 0, 0)
+	hashOf := map[int64]string{}
+	for _, e := range recs {
+		hashOf[e.Seq] = e.Hash
+	}
+	ids := map[string]bool{}
+	for _, d := range r.rx.Deliveries() {
+		if ids[d.ID] {
+			t.Fatalf("webhook-id %s delivered twice", d.ID)
+		}
+		ids[d.ID] = true
+		if hashOf[d.Receipt.Seq] != d.Receipt.Hash {
+			t.Fatalf("delivery %s: receipt %d:%s does not match the log", d.ID, d.Receipt.Seq, d.Receipt.Hash)
+		}
+	}
+	for _, m := range r.mx.Messages() {
+		if !m.TLS {
+			t.Fatal("mail sent without STARTTLS")
+		}
+		if m.To != "ops@acme.example" || !strings.Contains(m.Header.Get("Content-Type"), "text/plain") {
+			t.Fatalf("mail to %s, %s", m.To, m.Header.Get("Content-Type"))
+		}
+		if !strings.Contains(m.Body, "lifeboat audit verify --customer --receipt ") || !strings.HasPrefix(m.Header.Get("Subject"), "[lifeboat] ") || !strings.Contains(m.Header.Get("Subject"), "web-01") {
+			t.Fatalf("mail without receipt or subject:\n%s\n%s", m.Header.Get("Subject"), m.Body)
+		}
+	}
+	ns, _ := r.db.Notices(context.Background(), "acme", 100)
+	for _, n := range ns {
+		if n.State != "delivered" {
+			t.Fatalf("notice %s is %s", n.ID, n.State)
+		}
+	}
+}
+
+// A notice that cannot be delivered before GiveUp is given up, with a
+// record saying so.
+func TestRelayGivesUp(t *testing.T) {
+	r := newRig(t)
+	r.rx.SetDown(true)
+	rl := r.relay()
+	rl.GiveUp = 300 * time.Millisecond
+	rl.SMTP = nil // e-mail cannot go out either
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- rl.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	r.boot(t, 1)
+	waitFor(t, "notices to fail", 10*time.Second, func() bool {
+		ns, _ := r.db.Notices(context.Background(), "acme", 100)
+		for _, n := range ns {
+			if n.State != "failed" {
+				return false
+			}
+		}
+		return len(ns) == 10
+	})
+	evs, _ := r.db.Events(context.Background(), store.EventFilter{})
+	failed := 0
+	for _, e := range evs {
+		if e.Code == audit.NoticeFailed {
+			failed++
+		}
+	}
+	if failed != 10 {
+		t.Fatalf("%d notice.failed records, want 10", failed)
+	}
+	ns, _ := r.db.Notices(context.Background(), "acme", 100)
+	for _, n := range ns {
+		if n.Attempts < 2 || n.Error == "" {
+			t.Fatalf("notice %+v given up after %d attempts", n, n.Attempts)
+		}
+	}
+}
+
+func TestBackoff(t *testing.T) {
+	r := &Relay{MinBackoff: 10 * time.Second, MaxBackoff: time.Hour}
+	for attempts, want := range []time.Duration{10 * time.Second, 20 * time.Second, 40 * time.Second, 80 * time.Second} {
+		if d := r.backoff(attempts); d > want || d < want*4/5 {
+			t.Errorf("backoff(%d) = %s, want %s less up to a fifth", attempts, d, want)
+		}
+	}
+	if d := r.backoff(50); d > time.Hour || d < 48*time.Minute {
+		t.Errorf("backoff(50) = %s, want about an hour", d)
+	}
+}
+
+func TestKeyring(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "secret.key")
+	k, err := LoadKeyring(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret, sealed, err := k.NewWebhookSecret()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(sealed, strings.TrimPrefix(secret, "whsec_")) {
+		t.Fatal("sealed form holds the secret")
+	}
+	k2, err := LoadKeyring(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := k2.Unseal(sealed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := SecretKey(secret)
+	if string(raw) != string(want) {
+		t.Fatal("unsealed key differs")
+	}
+	other, _ := LoadKeyring(filepath.Join(t.TempDir(), "other.key"))
+	if _, err := other.Unseal(sealed); err == nil || !strings.Contains(err.Error(), "key file replaced") {
+		t.Fatalf("Unseal with another key = %v", err)
+	}
+	for _, bad := range []string{"", "!!", "AAAA"} {
+		if _, err := k.Unseal(bad); err == nil {
+			t.Errorf("Unseal(%q) passed", bad)
+		}
+	}
+	os.Chmod(path, 0o640)
+	if _, err := LoadKeyring(path); err == nil {
+		t.Fatal("a group-readable key file was accepted")
+	}
+}
+
+// Notices say what happened in plain words, carry the receipt, and cannot
+// be made to carry forged lines.
+func TestRender(t *testing.T) {
+	e := audit.Event{Seq: 42, Hash: strings.Repeat("ab", 32), Time: time.Date(2026, 11, 23, 3, 0, 0, 0, time.UTC), Code: audit.SSHLogin,
+		Customer: "acme", Host: "web-01", MAC: "52:54:00:00:00:01", Boot: "b1", Actor: "SHA256:key",
+		Details: map[string]string{"remote": "192.0.2.7:5000\r\nBcc: evil@example.com", "user": "root"}}
+	m := Render(e, "")
+	if !strings.Contains(m.Subject, "logged in to web-01") || strings.ContainsAny(m.Subject, "\r\n") {
+		t.Fatalf("subject %q", m.Subject)
+	}
+	if strings.Contains(m.Text, "\r") || strings.Contains(m.Text, "\nBcc:") {
+		t.Fatalf("text carries a forged line:\n%s", m.Text)
+	}
+	if !strings.Contains(m.Text, "--receipt 42:"+e.Hash) || !strings.Contains(string(m.JSON), `"receipt":{"seq":42`) {
+		t.Fatalf("no receipt:\n%s\n%s", m.Text, m.JSON)
+	}
+	if Render(e, "").Text != m.Text || string(Render(e, "").JSON) != string(m.JSON) {
+		t.Fatal("rendering is not deterministic: retries would differ")
+	}
+}
+
+// A grant that waits for its customer is announced with its approval link,
+// signed for that grant; one approved at once is not.
+func TestGrantNoticesCarryApprovalLink(t *testing.T) {
+	r := newRig(t)
+	rl := r.relay()
+	rl.ApprovalURL = func(id string) string {
+		return "https://rescue.example.net/approve/" + id + "?sig=" + r.keys.ApprovalSig(id)
+	}
+	ctx := context.Background()
+	req := store.GrantRequest{Host: "web-01", Scope: store.ScopeShell, Ticket: "SUP-9", Reason: "disk errors", TTL: time.Hour, StaffKey: sshKey}
+	shell, err := r.db.RequestGrant(ctx, req, "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Scope = store.ScopePasswordReset
+	if _, err := r.db.RequestGrant(ctx, req, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	rl.Now = time.Now
+	if _, err := rl.Pass(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "grant notices", 10*time.Second, func() bool { return len(r.rx.Deliveries()) == 3 && len(r.mx.Messages()) == 3 })
+	link := "https://rescue.example.net/approve/" + shell.ID + "?sig=" + r.keys.ApprovalSig(shell.ID)
+	links := 0
+	for _, d := range r.rx.Deliveries() {
+		var p Payload
+		if err := json.Unmarshal(d.Body, &p); err != nil {
+			t.Fatal(err)
+		}
+		if p.Data.ApproveURL != "" {
+			links++
+			if p.Data.ApproveURL != link || p.Type != string(audit.RescueRequest) || p.Data.Details["grant"] != shell.ID {
+				t.Errorf("link %q on %s of %s", p.Data.ApproveURL, p.Type, p.Data.Details["grant"])
+			}
+		}
+	}
+	for _, m := range r.mx.Messages() {
+		if strings.Contains(m.Body, "/approve/") && !strings.Contains(m.Body, link) {
+			t.Errorf("mail with another link:\n%s", m.Body)
+		}
+	}
+	if links != 1 {
+		t.Fatalf("%d notices carry a link, want 1 (the shell grant's request)", links)
+	}
+}

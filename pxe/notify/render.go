@@ -1,0 +1,159 @@
+package notify
+
+import (
+	"cmp"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/lifeboat-boot/lifeboat/pxe/audit"
+)
+
+// Payload is the JSON body of a webhook, in the Standard Webhooks shape.
+type Payload struct {
+	Type      string    `json:"type"` // the audit code
+	Timestamp time.Time `json:"timestamp"`
+	Data      Data      `json:"data"`
+}
+
+// Data is what a notice says.
+type Data struct {
+	Summary  string            `json:"summary"`
+	Customer string            `json:"customer"`
+	Host     string            `json:"host,omitempty"`
+	MAC      string            `json:"mac,omitempty"`
+	Boot     string            `json:"boot,omitempty"`
+	Actor    string            `json:"actor,omitempty"`
+	Details  map[string]string `json:"details,omitempty"`
+	Receipt  audit.Receipt     `json:"receipt"`
+	// ApproveURL is the one-time page where the customer approves or
+	// denies a rescue grant that waits for them.
+	ApproveURL string `json:"approve_url,omitempty"`
+}
+
+// Message is a notice as the channels send it. It depends on the record
+// only, so every attempt sends the same bytes.
+type Message struct {
+	Subject string
+	Text    string // the e-mail body, plain text
+	JSON    []byte // the webhook body
+}
+
+// summary says in one line what happened.
+func summary(e audit.Event) string {
+	d := e.Details
+	switch e.Code {
+	case audit.AgentCheckin:
+		return fmt.Sprintf("%s booted into lifeboat; its host key this boot is %s", e.Host, cmp.Or(d["host_key"], "unknown"))
+	case audit.CheckinRefused:
+		return fmt.Sprintf("a check-in for %s was refused (%s) from %s", e.Host, d["reason"], cmp.Or(d["peer"], "an unknown address"))
+	case audit.SSHLogin:
+		return fmt.Sprintf("someone logged in to %s's unlock prompt with key %s from %s", e.Host, e.Actor, cmp.Or(d["remote"], "an unknown address"))
+	case audit.UnlockSuccess:
+		return fmt.Sprintf("%s: the disk was unlocked (%s)", e.Host, d["volumes"])
+	case audit.UnlockFailure:
+		return fmt.Sprintf("%s: a wrong passphrase was typed (%s in a row; %s tries left before a lockout)", e.Host, cmp.Or(d["failed_tries"], "?"), cmp.Or(d["tries_left"], "?"))
+	case audit.UnlockLockout:
+		return fmt.Sprintf("%s: too many wrong passphrases; the prompt is locked for %s", e.Host, d["lockout"])
+	case audit.Handoff:
+		return fmt.Sprintf("%s is booting its own operating system (%s)", e.Host, cmp.Or(d["entry"], "default entry"))
+	case audit.HandoffFailed:
+		return fmt.Sprintf("%s could not boot its own operating system: %s", e.Host, d["reason"])
+	case audit.RescueRequest:
+		if d["state"] == "requested" {
+			return fmt.Sprintf("%s asks for a %s grant on %s (ticket %s): it waits for your approval", d["staff"], d["scope"], e.Host, d["ticket"])
+		}
+		return fmt.Sprintf("%s was given a %s grant on %s (ticket %s) under your notify policy", d["staff"], d["scope"], e.Host, d["ticket"])
+	case audit.RescueApprove:
+		return fmt.Sprintf("the %s grant on %s for %s is approved (by %s), valid until %s", d["scope"], e.Host, d["staff"], e.Actor, d["until"])
+	case audit.RescueDeny:
+		return fmt.Sprintf("the %s grant on %s for %s was denied", d["scope"], e.Host, d["staff"])
+	case audit.RescueRevoke:
+		return fmt.Sprintf("the %s grant on %s for %s was revoked by %s", d["scope"], e.Host, d["staff"], e.Actor)
+	case audit.RescueExpire:
+		return fmt.Sprintf("the %s grant on %s for %s has expired", d["scope"], e.Host, d["staff"])
+	case audit.RescuePolicy:
+		return fmt.Sprintf("your policy for %s grants is now %q", d["scope"], d["policy"])
+	}
+	return fmt.Sprintf("%s: %s", cmp.Or(e.Host, e.Customer), e.Code)
+}
+
+// Render makes the notice for a record; approveURL, if set, is the
+// approval page of the grant it asks about.
+func Render(e audit.Event, approveURL string) Message {
+	// Fields come partly from the RAM image: none may start a line of its own.
+	e.Host, e.MAC, e.Boot, e.Actor, e.Customer = oneLine(e.Host), oneLine(e.MAC), oneLine(e.Boot), oneLine(e.Actor), oneLine(e.Customer)
+	if len(e.Details) > 0 {
+		d := make(map[string]string, len(e.Details))
+		for k, v := range e.Details {
+			d[oneLine(k)] = oneLine(v)
+		}
+		e.Details = d
+	}
+	sum := summary(e)
+	receipt := audit.Receipt{Seq: e.Seq, Hash: e.Hash}
+	body, _ := json.Marshal(Payload{Type: string(e.Code), Timestamp: e.Time.UTC(), Data: Data{Summary: sum, Customer: e.Customer,
+		Host: e.Host, MAC: e.MAC, Boot: e.Boot, Actor: e.Actor, Details: e.Details, Receipt: receipt, ApproveURL: approveURL}})
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s.\n\n", upperFirst(sum))
+	if approveURL != "" {
+		fmt.Fprintf(&b, "To approve or deny it, open this page (the link works once, for this grant only):\n  %s\n\n", approveURL)
+	}
+	fmt.Fprintf(&b, "%-14s%s\n", "What:", e.Code)
+	fmt.Fprintf(&b, "%-14s%s\n", "When:", e.Time.UTC().Format("2006-01-02 15:04:05 MST"))
+	if e.Host != "" {
+		fmt.Fprintf(&b, "%-14s%s (%s)\n", "Host:", e.Host, e.MAC)
+	}
+	if e.Boot != "" {
+		fmt.Fprintf(&b, "%-14s%s\n", "Boot:", e.Boot)
+	}
+	if e.Actor != "" {
+		fmt.Fprintf(&b, "%-14s%s\n", "Who:", e.Actor)
+	}
+	keys := make([]string, 0, len(e.Details))
+	for k := range e.Details {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		fmt.Fprintf(&b, "%-14s%s\n", k+":", e.Details[k])
+	}
+	if e.Code == audit.AgentCheckin {
+		b.WriteString("\nThe host key is certified by your provider's SSH certificate authority: with its\n" +
+			"@cert-authority line in known_hosts, ssh checks it for you. To check by hand, compare\n" +
+			"the fingerprint above with the one ssh shows.\n")
+	}
+	fmt.Fprintf(&b, "\nAudit receipt: record %d, chain hash %s\n", receipt.Seq, receipt.Hash)
+	fmt.Fprintf(&b, "Keep it. To check later that the provider's log still holds this record unchanged:\n")
+	fmt.Fprintf(&b, "  lifeboat audit verify --customer --receipt %s\n", receipt)
+	fmt.Fprintf(&b, "\nYou get this because this address is on file for customer %s.\n", e.Customer)
+	subject := "[lifeboat] " + sum
+	if len(subject) > 150 {
+		subject = subject[:150] + "…"
+	}
+	return Message{Subject: printable(subject), Text: printable(b.String()), JSON: body}
+}
+
+// printable replaces control characters but newlines: details come partly
+// from the RAM image, which must not be able to forge lines of a mail.
+func printable(s string) string {
+	return strings.Map(func(r rune) rune {
+		if (r < 0x20 && r != '\n') || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+			return '?'
+		}
+		return r
+	}, s)
+}
+
+var lineBreaks = strings.NewReplacer("\r", " ", "\n", " ")
+
+func oneLine(s string) string { return lineBreaks.Replace(s) }
+
+func upperFirst(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}

@@ -1,0 +1,135 @@
+package sqlite
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/lifeboat-boot/lifeboat/pxe/audit"
+	"github.com/lifeboat-boot/lifeboat/pxe/store"
+)
+
+const staffKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl staff@provider"
+
+func grantReq(scope string) store.GrantRequest {
+	return store.GrantRequest{Host: "web-01", Scope: scope, Ticket: "SUP-77", Reason: "root password forgotten", TTL: time.Hour, StaffKey: staffKey}
+}
+
+func TestGrantsLifecycle(t *testing.T) {
+	db, _ := openDB(t)
+	ctx := context.Background()
+	fleet(t, db)
+	now := time.Date(2026, 11, 23, 3, 0, 0, 0, time.UTC)
+	db.now = func() time.Time { return now }
+
+	// Notify policy (password-reset's default): approved at once.
+	g, err := db.RequestGrant(ctx, grantReq(store.ScopePasswordReset), "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g.State != store.GrantApproved || g.Policy != store.PolicyNotify || g.Customer != "acme" || g.DecidedBy != "policy:notify" || !g.Live(now) {
+		t.Fatalf("notify grant = %+v", g)
+	}
+	// Approve policy (shell's default): waits, then the customer decides once.
+	s, err := db.RequestGrant(ctx, grantReq(store.ScopeShell), "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.State != store.GrantRequested || s.Live(now) {
+		t.Fatalf("shell grant = %+v", s)
+	}
+	if s, err = db.DecideGrant(ctx, s.ID, true, "customer:acme"); err != nil || s.State != store.GrantApproved || s.DecidedBy != "customer:acme" {
+		t.Fatalf("approve = %+v, %v", s, err)
+	}
+	if _, err := db.DecideGrant(ctx, s.ID, false, "customer:acme"); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("second decision = %v, want a conflict", err)
+	}
+	// A customer's own policy wins over the default.
+	if err := db.SetPolicy(ctx, "acme", store.ScopePasswordReset, store.PolicyApprove, "op"); err != nil {
+		t.Fatal(err)
+	}
+	p, err := db.RequestGrant(ctx, grantReq(store.ScopePasswordReset), "bob")
+	if err != nil || p.State != store.GrantRequested || p.Policy != store.PolicyApprove {
+		t.Fatalf("grant under the customer's policy = %+v, %v", p, err)
+	}
+	if p, err = db.DecideGrant(ctx, p.ID, false, "customer:acme"); err != nil || p.State != store.GrantDenied {
+		t.Fatalf("deny = %+v, %v", p, err)
+	}
+	pols, _ := db.Policies(ctx, "acme")
+	if len(pols) != 3 || pols[0].Policy != store.PolicyApprove || pols[0].Default || !pols[1].Default {
+		t.Fatalf("policies = %+v", pols)
+	}
+	// Revoke, then expiry of what is left open.
+	if g, err = db.RevokeGrant(ctx, g.ID, "bob"); err != nil || g.State != store.GrantRevoked {
+		t.Fatalf("revoke = %+v, %v", g, err)
+	}
+	if _, err := db.RevokeGrant(ctx, g.ID, "bob"); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("revoking twice = %v", err)
+	}
+	now = now.Add(2 * time.Hour)
+	if n, err := db.ExpireGrants(ctx); err != nil || n != 1 {
+		t.Fatalf("ExpireGrants = %d, %v (the approved shell grant)", n, err)
+	}
+	if s, _ = db.Grant(ctx, s.ID); s.State != store.GrantExpired {
+		t.Fatalf("shell grant after its window = %s", s.State)
+	}
+	// Every change is a record of acme's, and told to acme.
+	want := []audit.Code{audit.RescueRequest, audit.RescueApprove, audit.RescueRequest, audit.RescueApprove, audit.RescuePolicy,
+		audit.RescueRequest, audit.RescueDeny, audit.RescueRevoke, audit.RescueExpire}
+	recs, _ := db.AuditRecords(ctx, "acme", 0, 0)
+	var got []audit.Code
+	for _, r := range recs {
+		if r.Code != "" && r.Code[:7] == "rescue." {
+			got = append(got, r.Code)
+			if r.Host == "" && r.Code != audit.RescuePolicy || r.Details["reason"] != "" && r.Code != audit.RescueRequest {
+				t.Errorf("record %+v", r)
+			}
+		}
+	}
+	if len(got) != len(want) {
+		t.Fatalf("records %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("records %v, want %v", got, want)
+		}
+	}
+	due, _ := db.DueNotices(ctx, now, 1000)
+	told := 0
+	for _, n := range due {
+		if n.Event.Code[:7] == "rescue." {
+			told++
+		}
+	}
+	if told != 2*len(want) { // a webhook and an address each
+		t.Fatalf("%d rescue notices, want %d", told, 2*len(want))
+	}
+	if _, _, err := db.VerifyChain(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestGrantRefusals(t *testing.T) {
+	db, _ := openDB(t)
+	ctx := context.Background()
+	fleet(t, db)
+	bad := grantReq("root")
+	if _, err := db.RequestGrant(ctx, bad, "bob"); !errors.Is(err, store.ErrInvalid) {
+		t.Errorf("bad scope: %v", err)
+	}
+	r := grantReq(store.ScopeShell)
+	r.Host = "nope"
+	if _, err := db.RequestGrant(ctx, r, "bob"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("unknown host: %v", err)
+	}
+	if _, err := db.DecideGrant(ctx, "g-none", true, "x"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("unknown grant: %v", err)
+	}
+	if err := db.SetPolicy(ctx, "acme", "shell", "always", "op"); !errors.Is(err, store.ErrInvalid) {
+		t.Errorf("bad policy: %v", err)
+	}
+	if err := db.SetPolicy(ctx, "nobody", "shell", "notify", "op"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("unknown customer: %v", err)
+	}
+}
