@@ -26,6 +26,13 @@ var BootModules = []string{"e1000", "e1000e", "virtio_pci", "virtio_net", "virti
 var StorageModules = []string{"virtio_blk", "virtio_scsi", "sd_mod", "dm_mod", "dm_crypt", "ecb", "xts", "aesni_intel",
 	"crc32c_generic", "crc32c_intel", "ext4"}
 
+// RescueCommands are the u-root core commands of the RAM image's shell,
+// which only a shell grant's staff member reaches: a shell and the tools
+// to look at a broken host's disks, drivers and network.
+var RescueCommands = []string{"gosh", "ls", "cat", "cp", "mv", "rm", "mkdir", "ln", "chmod", "chroot", "dmesg", "mount", "umount",
+	"blkid", "df", "du", "free", "ps", "kill", "ip", "ping", "uname", "grep", "head", "tail", "more", "hexdump", "lsmod",
+	"lsdrivers", "find", "sync", "date", "echo", "wc", "uptime"}
+
 // QEMUModules are all the drivers of the RAM image for QEMU test machines.
 var QEMUModules = append(slices.Clone(BootModules), StorageModules...)
 

@@ -240,6 +240,10 @@ func (s *Session) unsealWithProgress(ctx context.Context, out *lineWriter, v Vol
 	return u, err
 }
 
+// NewLineWriter returns a writer that turns \n into \r\n when crlf is set
+// (output to a terminal the SSH server drives without a line discipline).
+func NewLineWriter(w io.Writer, crlf bool) io.Writer { return &lineWriter{w: w, crlf: crlf} }
+
 // lineWriter turns \n into \r\n on a terminal and serialises writers.
 type lineWriter struct {
 	w    io.Writer

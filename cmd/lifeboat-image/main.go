@@ -51,11 +51,15 @@ func run(out, cache, kernelPkg string) error {
 		return err
 	}
 	initramfs := filepath.Join(out, "initramfs.cpio")
-	cmd := exec.Command("go", "tool", "mkuimage", "-o", initramfs,
-		"-initcmd=init", "-uinitcmd=lifeboat-init", "-defaultsh=",
-		"-files", filepath.Join(stage, "lib")+":lib",
-		"-files", filepath.Join(stage, "etc", "lifeboat")+":etc/lifeboat",
-		"github.com/u-root/u-root/cmds/core/init", "./cmd/lifeboat-init")
+	args := []string{"tool", "mkuimage", "-o", initramfs,
+		"-initcmd=init", "-uinitcmd=lifeboat-init", "-defaultsh=", "-go-build-tags=goshsmall",
+		"-files", filepath.Join(stage, "lib") + ":lib",
+		"-files", filepath.Join(stage, "etc", "lifeboat") + ":etc/lifeboat",
+		"github.com/u-root/u-root/cmds/core/init", "./cmd/lifeboat-init"}
+	for _, c := range images.RescueCommands {
+		args = append(args, "github.com/u-root/u-root/cmds/core/"+c)
+	}
+	cmd := exec.Command("go", args...)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOAMD64=v1")
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {

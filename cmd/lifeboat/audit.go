@@ -148,7 +148,7 @@ func (e *env) customerToken(args []string) error {
 		return e.printJSON(api.Token{Token: tok})
 	}
 	fmt.Fprintln(e.out, tok)
-	fmt.Fprintf(e.errw, "this is customer %s's token; it is shown once. Hand it over privately; it reads their audit records only.\n", clean(pos[0]))
+	fmt.Fprintf(e.errw, "this is customer %s's token; it is shown once. Hand it over privately; it reads their audit records and recordings only.\n", clean(pos[0]))
 	return nil
 }
 

@@ -45,7 +45,7 @@ commands:
   host import FILE                add or replace the hosts of an inventory file (- for stdin), all or none
   customer add NAME [--display-name S] [--email ADDR]...
   customer list
-  customer token NAME             issue the customer's own API token (audit records only); revokes the old one
+  customer token NAME             issue the customer's own API token (audit records, recordings); revokes the old one
   customer webhook add NAME URL   add a notice webhook; prints its signing secret once
   customer webhook list NAME
   customer webhook remove NAME ID
@@ -54,6 +54,9 @@ commands:
   rescue request HOST --scope S --ticket T --reason R --key-file FILE [--ttl 2h]
                                   ask for a rescue grant (password-reset, shell, console) as yourself
   rescue list [--host H] [--state S] | rescue show ID | rescue revoke ID
+  recording list                  rescue shells' recordings (a customer: those of your hosts)
+  recording play ID [--speed 1]   replay one in this terminal
+  recording get ID [-o FILE]      download one (asciicast v2)
   audit verify [--customer] [--receipt SEQ:HASH]... [--on-server]
                                   check the tamper-evident audit chain; exit 1 if broken
   audit list [--after SEQ]        the audit records you may read (a customer: your own)
@@ -221,6 +224,8 @@ func (e *env) dispatch(args []string) error {
 		return usageError{fmt.Sprintf("customer %q: want list, add, token, webhook or policy", sub)}
 	case "rescue":
 		return e.rescue(rest)
+	case "recording", "recordings":
+		return e.recording(rest)
 	case "audit":
 		switch sub {
 		case "verify":

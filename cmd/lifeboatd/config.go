@@ -55,10 +55,11 @@ type Config struct {
 	APITLSKey     string     `json:"api_tls_key"`    // its PEM private key (a file path: the key is never in the config)
 	TokenTTL      Duration   `json:"token_ttl"`
 	LeaseTime     Duration   `json:"lease_time"`
-	SSHCAKey      string     `json:"ssh_ca_key"`    // the host-certificate CA's private key, made at first start (default: beside the database)
-	SSHCAHosts    string     `json:"ssh_ca_hosts"`  // known_hosts pattern of the @cert-authority line customers get, e.g. "*.example.net,10.1.*"
-	HostCertTTL   Duration   `json:"host_cert_ttl"` // validity of a boot's host certificate
-	SecretKey     string     `json:"secret_key"`    // seals webhook secrets in the database, made at first start (default: beside the database)
+	SSHCAKey      string     `json:"ssh_ca_key"`     // the host-certificate CA's private key, made at first start (default: beside the database)
+	SSHCAHosts    string     `json:"ssh_ca_hosts"`   // known_hosts pattern of the @cert-authority line customers get, e.g. "*.example.net,10.1.*"
+	HostCertTTL   Duration   `json:"host_cert_ttl"`  // validity of a boot's host certificate
+	SecretKey     string     `json:"secret_key"`     // seals webhook secrets in the database, made at first start (default: beside the database)
+	RecordingsDir string     `json:"recordings_dir"` // rescue shells' recordings (default: "recordings" beside the database)
 	SMTP          struct {
 		Host         string `json:"host"` // "" leaves e-mail notices waiting in the outbox
 		Port         int    `json:"port"`
@@ -139,6 +140,9 @@ func loadConfig(path string, env []string, flags []override) (*Config, error) {
 	}
 	if c.SecretKey == "" {
 		c.SecretKey = filepath.Join(filepath.Dir(c.Database), "secret.key")
+	}
+	if c.RecordingsDir == "" {
+		c.RecordingsDir = filepath.Join(filepath.Dir(c.Database), "recordings")
 	}
 	if c.CustomerURL == "" && c.CustomerListen != "" {
 		scheme := "http"

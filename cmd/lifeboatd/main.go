@@ -32,6 +32,7 @@ import (
 	"github.com/lifeboat-boot/lifeboat/pxe/httpboot"
 	"github.com/lifeboat-boot/lifeboat/pxe/metrics"
 	"github.com/lifeboat-boot/lifeboat/pxe/notify"
+	"github.com/lifeboat-boot/lifeboat/pxe/recordings"
 	"github.com/lifeboat-boot/lifeboat/pxe/sshca"
 	"github.com/lifeboat-boot/lifeboat/pxe/store"
 	"github.com/lifeboat-boot/lifeboat/pxe/store/sqlite"
@@ -248,13 +249,14 @@ func run(ctx context.Context, cfg *Config) error {
 		return err
 	}
 	base := fmt.Sprintf("http://%s", netip.AddrPortFrom(cfg.ServerIP, uint16(cfg.HTTPPort)))
+	recs := &recordings.Store{Dir: cfg.RecordingsDir}
 
 	hb := &httpboot.Server{
 		BaseURL: base, Inventory: db, Boots: boots, Events: db, Tokens: db, Log: log, StartBoots: cfg.DHCPMode == "off",
 		Image:    httpboot.Image{Dir: cfg.ImageDir, Kernel: "vmlinuz", Initramfs: "initramfs.cpio", Cmdline: cfg.KernelCmdline},
 		TokenTTL: time.Duration(cfg.TokenTTL),
 		Unlock:   agentapi.UnlockPolicy{MaxTries: cfg.Unlock.MaxTries, Lockout: time.Duration(cfg.Unlock.Lockout)},
-		CA:       ca, CertTTL: time.Duration(cfg.HostCertTTL), Grants: db,
+		CA:       ca, CertTTL: time.Duration(cfg.HostCertTTL), Grants: db, Recordings: recs,
 	}
 	handler, err := hb.Handler()
 	if err != nil {
@@ -352,7 +354,7 @@ func run(ctx context.Context, cfg *Config) error {
 	g.Go(func() error { return relay.Run(gctx) })
 	g.Go(func() error { return expireGrants(gctx, db, log) })
 	if apiLn != nil {
-		as := &apiserver.Server{Store: db, Log: log, Metrics: metrics.Handler(), Secrets: keys,
+		as := &apiserver.Server{Store: db, Log: log, Metrics: metrics.Handler(), Secrets: keys, Recordings: recs,
 			CA: api.CA{PublicKey: strings.TrimSpace(string(ssh.MarshalAuthorizedKey(ca.PublicKey()))), KnownHosts: knownHosts}}
 		g.Go(func() error { return serveHTTP(gctx, apiLn, as.Handler(), log) })
 		log.Info("api serving", "addr", cfg.APIListen, "tls", cfg.APITLSCert != "")

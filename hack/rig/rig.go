@@ -41,7 +41,18 @@ type Options struct {
 	// DHCP server: dnsmasq in a second namespace on the same bridge, which
 	// hands every host its reserved address.
 	Proxy bool
+	// API turns on the operator API (APIAddr) and the customer listener
+	// (CustomerAddr), and gives operator "e2e" a token (TokenFile) for
+	// the lifeboat CLI (CLI).
+	API bool
 }
+
+// Addresses of the API rig's listeners: the namespace's loopback (lifeboatd
+// refuses plain HTTP elsewhere), reached by clients run in the namespace.
+const (
+	APIAddr      = "127.0.0.1:8081"
+	CustomerAddr = "127.0.0.1:8082"
+)
 
 // Rig is a running site: namespace + lifeboatd.
 type Rig struct {
@@ -57,6 +68,26 @@ type Rig struct {
 	dnsmasq    *exec.Cmd
 	// SiteLog is dnsmasq's output (proxy rigs).
 	SiteLog *SyncBuffer
+	// TokenFile holds operator e2e's API token; cli is the lifeboat CLI
+	// (API rigs).
+	TokenFile string
+	cli       string
+}
+
+// CLI runs the lifeboat CLI in the namespace as operator e2e (or with the
+// token in tokenFile, if set) and returns its standard output; an error
+// carries the standard error and the exit status.
+func (r *Rig) CLI(ctx context.Context, tokenFile string, args ...string) (string, error) {
+	if tokenFile == "" {
+		tokenFile = r.TokenFile
+	}
+	cmd := r.NS.Command(ctx, r.cli, append([]string{"--server", "http://" + APIAddr, "--token-file", tokenFile}, args...)...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		return out.String(), fmt.Errorf("lifeboat %s: %w\n%s", strings.Join(args, " "), err, errb.String())
+	}
+	return out.String(), nil
 }
 
 // SyncBuffer is a bytes.Buffer safe for one writer and many readers.
@@ -138,12 +169,17 @@ func Start(o Options) (r *Rig, err error) {
 		return nil, err
 	}
 	cfg := filepath.Join(o.Dir, "lifeboatd.json")
-	if err := writeJSON(cfg, map[string]any{
+	conf := map[string]any{
 		"interface": "br0", "server_ip": ServerIP, "http_port": 8080, "dhcp_mode": dhcpMode,
 		"image_dir": img, "inventory": filepath.Join(o.Dir, "hosts.json"), "database": r.EventLog,
 		"kernel_cmdline": "console=ttyS0,115200 panic=-1", "log_level": o.LogLevel, "ssh_ca_key": filepath.Join(o.Dir, "ssh_ca_key"),
 		"unlock": map[string]any{"max_tries": 5, "lockout": o.Lockout},
-	}); err != nil {
+	}
+	if o.API {
+		conf["api_listen"], conf["customer_listen"] = APIAddr, CustomerAddr
+		conf["notice_retry"] = "1s"
+	}
+	if err := writeJSON(cfg, conf); err != nil {
 		return nil, err
 	}
 	// The CA key lifeboatd will use, made here so that the customer's
@@ -161,6 +197,25 @@ func Start(o Options) (r *Rig, err error) {
 	build.Dir = o.Root
 	if out, err := build.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("build lifeboatd: %v\n%s", err, out)
+	}
+	if o.API {
+		r.cli = filepath.Join(o.Dir, "lifeboat")
+		build := exec.Command("go", "build", "-o", r.cli, "./cmd/lifeboat")
+		build.Dir = o.Root
+		if out, err := build.CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("build lifeboat: %v\n%s", err, out)
+		}
+		r.TokenFile = filepath.Join(o.Dir, "token")
+		var errb bytes.Buffer
+		add := exec.Command(bin, "-config", cfg, "operator", "add", "e2e")
+		add.Stderr = &errb
+		tok, err := add.Output()
+		if err != nil {
+			return nil, fmt.Errorf("lifeboatd operator add: %w: %s", err, errb.String())
+		}
+		if err := os.WriteFile(r.TokenFile, tok, 0o600); err != nil {
+			return nil, err
+		}
 	}
 	ns, err := vm.NewNS("lb-"+RandHex(3), ServerIP+"/24")
 	if err != nil {

@@ -3,8 +3,12 @@ package vm
 import (
 	"context"
 	"fmt"
+	"net"
 	"os/exec"
+	"runtime"
 	"strings"
+
+	"github.com/vishvananda/netns"
 )
 
 // NS is a network namespace holding a bridge with the server's address.
@@ -109,3 +113,31 @@ func (p *Peer) Command(ctx context.Context, name string, args ...string) *exec.C
 
 // Close deletes the peer namespace.
 func (p *Peer) Close() error { return ip("netns", "del", p.Name) }
+
+// Listen opens a TCP listener inside the namespace (on one of its
+// addresses, or 127.0.0.1 there), for a test server that lifeboatd in the
+// namespace must reach. The socket stays in the namespace; the calling
+// goroutine's thread is switched there and back.
+func (n *NS) Listen(addr string) (net.Listener, error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		return nil, err
+	}
+	defer orig.Close()
+	h, err := netns.GetFromName(n.Name)
+	if err != nil {
+		return nil, err
+	}
+	defer h.Close()
+	if err := netns.Set(h); err != nil {
+		return nil, err
+	}
+	ln, lerr := net.Listen("tcp", addr)
+	if err := netns.Set(orig); err != nil {
+		// The thread is in the wrong namespace: never hand it back.
+		runtime.Goexit()
+	}
+	return ln, lerr
+}

@@ -19,7 +19,8 @@ type Host struct {
 	Name     string
 	Firmware string // "bios", "uefi" (OVMF + iPXE option ROM) or "uefi-pxe" (OVMF's own PXE, no iPXE ROM)
 	MAC      string
-	Disk     string // raw disk image, opened with snapshot=on (never changed)
+	Disk     string // raw disk image, opened with snapshot=on (never changed) unless Writable
+	Writable bool   // the host's writes reach Disk (a rescue test reads them back)
 	MemMiB   int
 	Dir      string // for the UEFI variable store copy and the console log
 }
@@ -43,7 +44,11 @@ func (h *Host) Args(tap string) ([]string, error) {
 	// The network first, the disk second, as a provider sets up its
 	// servers: OVMF would otherwise try a bootable disk before the NIC.
 	if h.Disk != "" {
-		args = append(args, "-drive", "file="+h.Disk+",if=none,id=d0,format=raw,snapshot=on", "-device", "virtio-blk-pci,drive=d0,bootindex=1")
+		snap := ",snapshot=on"
+		if h.Writable {
+			snap = ""
+		}
+		args = append(args, "-drive", "file="+h.Disk+",if=none,id=d0,format=raw"+snap, "-device", "virtio-blk-pci,drive=d0,bootindex=1")
 	}
 	rom := ""
 	if h.Firmware == "uefi-pxe" {

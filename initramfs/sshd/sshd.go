@@ -7,35 +7,69 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
 	"golang.org/x/crypto/ssh"
 )
 
-// Handler runs one session's dialog and returns its exit status. Its ctx
+// Roles of a login: the customer (the keys on file for the host), or the
+// staff member of the rescue grant this boot serves.
+const (
+	RoleCustomer = "customer"
+	RoleStaff    = "staff"
+)
+
+// WinSize is a terminal's size.
+type WinSize struct{ Cols, Rows uint32 }
+
+// Request is one session's command and its streams.
+type Request struct {
+	RW      io.ReadWriter // stdin and stdout
+	Stderr  io.Writer
+	PTY     bool
+	Term    string
+	Size    WinSize        // at the pty request
+	Resize  <-chan WinSize // later window changes (dropped if not read)
+	Actor   string         // the key's SHA-256 fingerprint
+	Role    string         // RoleCustomer or RoleStaff
+	Command string         // "" for a login shell, else the exec command
+}
+
+// Handler runs one session's command and returns its exit status. Its ctx
 // is cancelled when the client has closed the connection, that is, once it
 // has received everything including the exit status: work that must wait for
-// the customer to be gone (the kexec) waits on it.
-type Handler func(ctx context.Context, rw io.ReadWriter, pty bool, actor string) int
+// the customer to be gone (the kexec) waits on it. For a staff session it is
+// cancelled too when the grant ends.
+type Handler func(ctx context.Context, r *Request) int
 
-// Server is the unlock SSH server.
+// Server is the RAM image's SSH server.
 type Server struct {
 	HostKey      ssh.Signer
-	Authorized   []ssh.PublicKey
-	LoginTimeout time.Duration // default 30s
-	MaxConns     int           // default 8
+	Authorized   []ssh.PublicKey // the customer's keys
+	LoginTimeout time.Duration   // default 30s
+	MaxConns     int             // default 8
 	Log          *slog.Logger
+	// Staff is the key of the rescue grant's staff member, nil without a
+	// grant; StaffDone is closed when the grant ends: from then on the key
+	// is refused and its connections are closed.
+	Staff     ssh.PublicKey
+	StaffDone <-chan struct{}
 	// OnLogin records a login; if it fails the connection is closed.
-	OnLogin func(ctx context.Context, user, fingerprint, remote string) error
-	Session Handler
-
-	cfg *ssh.ServerConfig
+	OnLogin func(ctx context.Context, role, user, fingerprint, remote string) error
+	// OnRefused records a connection that offered only keys not let in.
+	OnRefused func(fingerprints []string, remote string)
+	Session   Handler
 }
 
 const fpExt = "pubkey-fp"
 
-func (s *Server) config() *ssh.ServerConfig {
+const roleExt = "role"
+
+// config is made per connection: refused is that connection's list of keys
+// offered and turned away.
+func (s *Server) config(refused *[]string) *ssh.ServerConfig {
 	allowed := map[string]bool{}
 	for _, k := range s.Authorized {
 		allowed[string(k.Marshal())] = true
@@ -43,13 +77,26 @@ func (s *Server) config() *ssh.ServerConfig {
 	cfg := &ssh.ServerConfig{
 		MaxAuthTries: 3,
 		PublicKeyCallback: func(c ssh.ConnMetadata, k ssh.PublicKey) (*ssh.Permissions, error) {
-			if !allowed[string(k.Marshal())] {
+			fp := ssh.FingerprintSHA256(k)
+			role := ""
+			switch {
+			case allowed[string(k.Marshal())]:
+				role = RoleCustomer
+			case s.Staff != nil && string(k.Marshal()) == string(s.Staff.Marshal()) && !closed(s.StaffDone):
+				role = RoleStaff
+			default:
+				if len(*refused) < 8 && !slices.Contains(*refused, fp) {
+					*refused = append(*refused, fp)
+				}
 				return nil, errors.New("key not authorised for this host")
 			}
-			return &ssh.Permissions{Extensions: map[string]string{fpExt: ssh.FingerprintSHA256(k)}}, nil
+			return &ssh.Permissions{Extensions: map[string]string{fpExt: fp, roleExt: role}}, nil
 		},
 		ServerVersion: "SSH-2.0-lifeboat",
 		BannerCallback: func(ssh.ConnMetadata) string {
+			if s.Staff != nil {
+				return "lifeboat: rescue environment under a time-limited grant. Every login is recorded and the customer is told.\n"
+			}
 			return "lifeboat: unlock environment. Log in with the key your provider has on file.\n"
 		},
 	}
@@ -57,9 +104,20 @@ func (s *Server) config() *ssh.ServerConfig {
 	return cfg
 }
 
+func closed(c <-chan struct{}) bool {
+	if c == nil {
+		return false
+	}
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}
+
 // Serve accepts connections until ctx is done.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	s.cfg = s.config()
 	if s.LoginTimeout == 0 {
 		s.LoginTimeout = 30 * time.Second
 	}
@@ -101,16 +159,20 @@ func (s *Server) conn(ctx context.Context, nc net.Conn) {
 	// The whole handshake, authentication included, must finish in time:
 	// a client that stalls cannot hold a slot.
 	_ = nc.SetDeadline(time.Now().Add(s.LoginTimeout))
-	sc, chans, reqs, err := ssh.NewServerConn(nc, s.cfg)
+	var refused []string
+	sc, chans, reqs, err := ssh.NewServerConn(nc, s.config(&refused))
 	if err != nil {
-		log.Info("ssh: login failed", "err", err)
+		log.Info("ssh: login failed", "err", err, "refused_keys", refused)
+		if len(refused) > 0 && s.OnRefused != nil {
+			s.OnRefused(refused, remote)
+		}
 		return
 	}
 	defer sc.Close()
 	_ = nc.SetDeadline(time.Time{})
-	fp := sc.Permissions.Extensions[fpExt]
-	log = log.With("user", sc.User(), "key", fp)
-	if err := s.OnLogin(ctx, sc.User(), fp, remote); err != nil {
+	fp, role := sc.Permissions.Extensions[fpExt], sc.Permissions.Extensions[roleExt]
+	log = log.With("user", sc.User(), "key", fp, "role", role)
+	if err := s.OnLogin(ctx, role, sc.User(), fp, remote); err != nil {
 		log.Error("ssh: login not recorded, closing", "err", err)
 		return
 	}
@@ -118,6 +180,18 @@ func (s *Server) conn(ctx context.Context, nc net.Conn) {
 	// Ends when the connection does (the loop below returns).
 	cctx, gone := context.WithCancel(ctx)
 	defer gone()
+	if role == RoleStaff {
+		// The grant's end closes the staff member's connection, whatever
+		// runs in it.
+		go func() {
+			select {
+			case <-s.StaffDone:
+				log.Info("ssh: grant ended, closing the staff connection")
+				sc.Close()
+			case <-cctx.Done():
+			}
+		}()
+	}
 	go ssh.DiscardRequests(reqs)
 	for nch := range chans {
 		if nch.ChannelType() != "session" {
@@ -128,38 +202,48 @@ func (s *Server) conn(ctx context.Context, nc net.Conn) {
 		if err != nil {
 			continue
 		}
-		go s.session(cctx, ch, creqs, fp)
+		go s.session(cctx, ch, creqs, fp, role)
 	}
 }
 
-func (s *Server) session(ctx context.Context, ch ssh.Channel, reqs <-chan *ssh.Request, actor string) {
+func (s *Server) session(ctx context.Context, ch ssh.Channel, reqs <-chan *ssh.Request, actor, role string) {
 	defer ch.Close()
-	pty := false
+	r := &Request{RW: ch, Stderr: ch.Stderr(), Actor: actor, Role: role}
+	resize := make(chan WinSize, 4)
+	r.Resize = resize
 	for req := range reqs {
 		switch req.Type {
 		case "pty-req":
-			pty = true
+			var p struct {
+				Term             string
+				Cols, Rows, W, H uint32
+				Modes            string
+			}
+			if err := ssh.Unmarshal(req.Payload, &p); err != nil {
+				_ = req.Reply(false, nil)
+				continue
+			}
+			r.PTY, r.Term, r.Size = true, p.Term, WinSize{Cols: p.Cols, Rows: p.Rows}
 			_ = req.Reply(true, nil)
-		case "window-change", "env":
-			_ = req.Reply(req.Type == "window-change", nil)
+		case "window-change":
+			if ws, ok := winSize(req.Payload); ok {
+				r.Size = ws
+			}
+			_ = req.Reply(true, nil)
+		case "env":
+			_ = req.Reply(false, nil) // nothing from the client's environment
 		case "shell", "exec":
-			cmd := ""
 			if req.Type == "exec" {
 				var p struct{ Command string }
 				if err := ssh.Unmarshal(req.Payload, &p); err != nil {
 					_ = req.Reply(false, nil)
 					return
 				}
-				cmd = p.Command
+				r.Command = p.Command
 			}
 			_ = req.Reply(true, nil)
-			code := 127
-			if cmd == "" || cmd == "unlock" {
-				go discard(reqs)
-				code = s.Session(ctx, ch, pty, actor)
-			} else {
-				fmt.Fprintf(ch.Stderr(), "lifeboat: unknown command %q; the only command here is \"unlock\"\n", cmd)
-			}
+			go later(reqs, resize)
+			code := s.Session(ctx, r)
 			_, _ = ch.SendRequest("exit-status", false, ssh.Marshal(struct{ C uint32 }{uint32(code)}))
 			_ = ch.Close()
 			return
@@ -169,8 +253,26 @@ func (s *Server) session(ctx context.Context, ch ssh.Channel, reqs <-chan *ssh.R
 	}
 }
 
-func discard(reqs <-chan *ssh.Request) {
+func winSize(payload []byte) (WinSize, bool) {
+	var p struct{ Cols, Rows, W, H uint32 }
+	if ssh.Unmarshal(payload, &p) != nil {
+		return WinSize{}, false
+	}
+	return WinSize{Cols: p.Cols, Rows: p.Rows}, true
+}
+
+// later answers the requests that come once the command runs, passing
+// window changes on.
+func later(reqs <-chan *ssh.Request, resize chan<- WinSize) {
 	for r := range reqs {
+		if r.Type == "window-change" {
+			if ws, ok := winSize(r.Payload); ok {
+				select {
+				case resize <- ws:
+				default:
+				}
+			}
+		}
 		if r.WantReply {
 			_ = r.Reply(r.Type == "window-change", nil)
 		}

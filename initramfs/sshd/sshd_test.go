@@ -21,12 +21,14 @@ import (
 )
 
 type rig struct {
-	addr             *net.TCPAddr
-	dir, auth, other string
-	authFP           string
-	mu               sync.Mutex
-	logins           []string
-	ended            int
+	addr                    *net.TCPAddr
+	dir, auth, other, staff string
+	authFP, staffFP         string
+	staffDone               chan struct{}
+	mu                      sync.Mutex
+	logins                  []string
+	refused                 []string
+	ended                   int
 }
 
 func keygen(t *testing.T, path string) ssh.PublicKey {
@@ -49,20 +51,36 @@ func start(t *testing.T) *rig {
 
 func startWith(t *testing.T, hk ssh.Signer) *rig {
 	r := &rig{dir: t.TempDir()}
-	r.auth, r.other = filepath.Join(r.dir, "auth"), filepath.Join(r.dir, "other")
+	r.auth, r.other, r.staff = filepath.Join(r.dir, "auth"), filepath.Join(r.dir, "other"), filepath.Join(r.dir, "staff")
 	authPub := keygen(t, r.auth)
 	keygen(t, r.other)
-	r.authFP = ssh.FingerprintSHA256(authPub)
+	staffPub := keygen(t, r.staff)
+	r.authFP, r.staffFP = ssh.FingerprintSHA256(authPub), ssh.FingerprintSHA256(staffPub)
+	r.staffDone = make(chan struct{})
 	s := &Server{HostKey: hk, Authorized: []ssh.PublicKey{authPub}, LoginTimeout: time.Second, Log: slog.New(slog.DiscardHandler),
-		OnLogin: func(_ context.Context, user, fp, _ string) error {
+		Staff: staffPub, StaffDone: r.staffDone,
+		OnLogin: func(_ context.Context, role, user, fp, _ string) error {
 			r.mu.Lock()
-			r.logins = append(r.logins, user+" "+fp)
+			r.logins = append(r.logins, role+" "+user+" "+fp)
 			r.mu.Unlock()
 			return nil
 		},
-		Session: func(ctx context.Context, rw io.ReadWriter, pty bool, actor string) int {
-			line, _ := bufio.NewReader(rw).ReadString('\n')
-			fmt.Fprintf(rw, "actor=%s pty=%v got=%s", actor, pty, line)
+		OnRefused: func(fps []string, _ string) {
+			r.mu.Lock()
+			r.refused = append(r.refused, fps...)
+			r.mu.Unlock()
+		},
+		Session: func(ctx context.Context, q *Request) int {
+			if q.Command == "wait" {
+				<-ctx.Done()
+				return 0
+			}
+			if q.Command != "unlock" {
+				fmt.Fprintf(q.Stderr, "unknown command %q\n", q.Command)
+				return 127
+			}
+			line, _ := bufio.NewReader(q.RW).ReadString('\n')
+			fmt.Fprintf(q.RW, "actor=%s role=%s pty=%v got=%s", q.Actor, q.Role, q.PTY, line)
 			go func() {
 				<-ctx.Done() // the session's end is signalled, as the hand-off needs
 				r.mu.Lock()
@@ -109,7 +127,7 @@ func (r *rig) sshStrict(hostKeyOpts []string, stdin string, args ...string) (str
 func TestOpenSSHClient(t *testing.T) {
 	r := start(t)
 	out, code := r.ssh("hello\n", "-i", r.auth, "root@127.0.0.1", "unlock")
-	if code != 7 || !strings.Contains(out, "actor="+r.authFP+" pty=false got=hello") {
+	if code != 7 || !strings.Contains(out, "actor="+r.authFP+" role=customer pty=false got=hello") {
 		t.Fatalf("unlock: exit %d\n%s", code, out)
 	}
 
@@ -126,7 +144,7 @@ func TestOpenSSHClient(t *testing.T) {
 	if out, code = r.ssh("", "-o", "PreferredAuthentications=password,keyboard-interactive", "root@127.0.0.1"); code != 255 {
 		t.Errorf("password login: exit %d, want 255\n%s", code, out)
 	}
-	if out, code = r.ssh("", "-i", r.auth, "root@127.0.0.1", "cat /etc/shadow"); code != 127 || !strings.Contains(out, `only command here is "unlock"`) {
+	if out, code = r.ssh("", "-i", r.auth, "root@127.0.0.1", "cat /etc/shadow"); code != 127 || !strings.Contains(out, `unknown command "cat /etc/shadow"`) {
 		t.Errorf("other command: exit %d\n%s", code, out)
 	}
 	time.Sleep(200 * time.Millisecond)
@@ -139,10 +157,56 @@ func TestOpenSSHClient(t *testing.T) {
 		t.Errorf("logins recorded = %v, want 3 (the refused ones are not logins)", r.logins)
 	}
 	for _, l := range r.logins {
-		if l != "root "+r.authFP {
+		if l != "customer root "+r.authFP {
 			t.Errorf("login recorded as %q", l)
 		}
 	}
+}
+
+// TestStaffKey: the grant's key logs in as staff while the grant lasts; its
+// end closes the connection and refuses the key from then on, and a refused
+// key is reported.
+func TestStaffKey(t *testing.T) {
+	r := start(t)
+	out, code := r.ssh("hi\n", "-i", r.staff, "root@127.0.0.1", "unlock")
+	if code != 7 || !strings.Contains(out, "role=staff") || !strings.Contains(out, "actor="+r.staffFP) {
+		t.Fatalf("staff login: exit %d\n%s", code, out)
+	}
+	waiting := make(chan int)
+	go func() { _, code := r.ssh("", "-i", r.staff, "root@127.0.0.1", "wait"); waiting <- code }()
+	time.Sleep(500 * time.Millisecond)
+	close(r.staffDone)
+	select {
+	case code := <-waiting:
+		if code == 0 {
+			t.Errorf("session at the grant's end exited 0, want the connection cut")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the grant's end did not close the staff connection")
+	}
+	if out, code = r.ssh("", "-i", r.staff, "root@127.0.0.1", "unlock"); code != 255 {
+		t.Errorf("staff key after the grant: exit %d\n%s", code, out)
+	}
+	if _, code = r.ssh("x\n", "-i", r.auth, "root@127.0.0.1", "unlock"); code != 7 {
+		t.Errorf("customer after the grant: exit %d", code)
+	}
+	r.ssh("", "-i", r.other, "root@127.0.0.1", "unlock")
+	time.Sleep(100 * time.Millisecond)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	want := []string{r.staffFP, ssh.FingerprintSHA256(mustPub(t, r.other))}
+	if fmt.Sprint(r.refused) != fmt.Sprint(want) {
+		t.Errorf("refused keys reported %v, want %v", r.refused, want)
+	}
+}
+
+func mustPub(t *testing.T, path string) ssh.PublicKey {
+	b, _ := os.ReadFile(path + ".pub")
+	k, _, _, _, err := ssh.ParseAuthorizedKey(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
 }
 
 func TestLoginDeadline(t *testing.T) {

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
+	"strconv"
 	"time"
 
 	"github.com/lifeboat-boot/lifeboat/pxe/audit"
@@ -17,6 +19,11 @@ import (
 const (
 	CheckinPath = "/agent/v1/checkin"
 	EventsPath  = "/agent/v1/events"
+	// GrantsPath + ID: the state of this boot's rescue grant (GET).
+	GrantsPath = "/agent/v1/grants/"
+	// RecordingsPath + NAME + "?offset=N": a piece of a rescue shell's
+	// recording (PUT).
+	RecordingsPath = "/agent/v1/recordings/"
 	// BootFile is where the per-boot archive places the agent's boot
 	// parameters inside the RAM image. The agent removes it once read.
 	BootFile = "etc/lifeboat/boot.json"
@@ -68,6 +75,16 @@ type RescueGrant struct {
 	StaffKey string    `json:"staff_key"`
 	Ticket   string    `json:"ticket"`
 	Until    time.Time `json:"until"`
+	// Left is how long the grant still runs at check-in: the agent counts
+	// it down on its own clock, which may not agree with the server's.
+	Left time.Duration `json:"left_ns"`
+}
+
+// GrantStatus is the server's view of a rescue grant, polled by the agent
+// so that a revocation ends the session at once.
+type GrantStatus struct {
+	State string        `json:"state"`
+	Left  time.Duration `json:"left_ns"`
 }
 
 // UnlockPolicy limits passphrase guessing at the prompt.
@@ -114,17 +131,42 @@ func (c *Client) Report(ctx context.Context, reportToken string, ev EventReport)
 	return nil
 }
 
+// Grant returns the server's view of this boot's rescue grant.
+func (c *Client) Grant(ctx context.Context, reportToken, id string) (*GrantStatus, error) {
+	var st GrantStatus
+	if err := c.do(ctx, http.MethodGet, GrantsPath+url.PathEscape(id), reportToken, "", nil, &st); err != nil {
+		return nil, fmt.Errorf("grant status: %w", err)
+	}
+	return &st, nil
+}
+
+// Record stores a piece of a recording that starts off bytes into it; it
+// returns once the server has it on disk.
+func (c *Client) Record(ctx context.Context, reportToken, name string, off int64, data []byte) error {
+	path := RecordingsPath + url.PathEscape(name) + "?offset=" + strconv.FormatInt(off, 10)
+	if err := c.do(ctx, http.MethodPut, path, reportToken, "application/x-asciicast", data, nil); err != nil {
+		return fmt.Errorf("recording: %w", err)
+	}
+	return nil
+}
+
 func (c *Client) post(ctx context.Context, path, bearer string, in, out any) error {
 	body, err := json.Marshal(in)
 	if err != nil {
 		return err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.Base+path, bytes.NewReader(body))
+	return c.do(ctx, http.MethodPost, path, bearer, "application/json", body, out)
+}
+
+func (c *Client) do(ctx context.Context, method, path, bearer, ctype string, body []byte, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, c.Base+path, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
 	req.Header.Set("Authorization", "Bearer "+bearer)
-	req.Header.Set("Content-Type", "application/json")
+	if ctype != "" {
+		req.Header.Set("Content-Type", ctype)
+	}
 	hc := c.HTTP
 	if hc == nil {
 		hc = http.DefaultClient

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/lifeboat-boot/lifeboat/pxe/audit"
+	"github.com/lifeboat-boot/lifeboat/pxe/recordings"
 	"github.com/lifeboat-boot/lifeboat/pxe/store"
 )
 
@@ -81,6 +82,10 @@ type (
 	// GrantList answers GET /v1/grants.
 	GrantList struct {
 		Grants []*store.Grant `json:"grants"`
+	}
+	// RecordingList answers GET /v1/recordings.
+	RecordingList struct {
+		Recordings []recordings.Info `json:"recordings"`
 	}
 	// PolicyList answers GET /v1/customers/{name}/policies.
 	PolicyList struct {
@@ -434,6 +439,22 @@ func (c *Client) RevokeGrant(ctx context.Context, id string) (*store.Grant, erro
 	var g store.Grant
 	err := c.do(ctx, "POST", "/v1/grants/"+url.PathEscape(id)+"/revoke", struct{}{}, &g)
 	return &g, err
+}
+
+// Recordings lists the rescue shells' recordings the token may read.
+func (c *Client) Recordings(ctx context.Context) ([]recordings.Info, error) {
+	var l RecordingList
+	err := c.do(ctx, "GET", "/v1/recordings", nil, &l)
+	return l.Recordings, err
+}
+
+// Recording opens one recording (asciicast v2); the caller closes it.
+func (c *Client) Recording(ctx context.Context, id string) (io.ReadCloser, error) {
+	resp, err := c.send(ctx, "GET", "/v1/recordings/"+url.PathEscape(id), nil)
+	if err != nil {
+		return nil, err
+	}
+	return resp.Body, nil
 }
 
 // Policies returns a customer's grant policies.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/lifeboat-boot/lifeboat/pxe/api"
 	"github.com/lifeboat-boot/lifeboat/pxe/audit"
+	"github.com/lifeboat-boot/lifeboat/pxe/recordings"
 	"github.com/lifeboat-boot/lifeboat/pxe/store"
 )
 
@@ -63,6 +64,8 @@ type Server struct {
 	// CA is the SSH certificate authority customers trust for host keys,
 	// as served at /v1/ca.
 	CA api.CA
+	// Recordings are the rescue shells' recordings; nil serves none.
+	Recordings *recordings.Store
 }
 
 type ctxKey struct{}
@@ -89,6 +92,15 @@ func (s *Server) Handler() http.Handler {
 		writeJSON(w, http.StatusOK, s.CA)
 	})
 	mux.Handle("GET /v1/audit/records", anyone(s.auditRecords))
+	mux.Handle("GET /v1/recordings", anyone(func(w http.ResponseWriter, r *http.Request) {
+		list, err := s.recordings(r)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, api.RecordingList{Recordings: nonNil(list)})
+	}))
+	mux.Handle("GET /v1/recordings/{id}", anyone(s.recording))
 	mux.Handle("GET /v1/audit/verify", anyone(s.auditVerify))
 	mux.Handle("POST /v1/customers/{name}/token", auth(func(w http.ResponseWriter, r *http.Request) {
 		tok, err := s.Store.CustomerToken(r.Context(), r.PathValue("name"), operator(r))
@@ -247,6 +259,55 @@ func (s *Server) Handler() http.Handler {
 	return mux
 }
 
+// recordings lists what the caller may read: everything for an operator,
+// the recordings of their own hosts for a customer.
+func (s *Server) recordings(r *http.Request) ([]recordings.Info, error) {
+	if s.Recordings == nil {
+		return nil, nil
+	}
+	all, err := s.Recordings.List()
+	if err != nil {
+		return nil, err
+	}
+	cust := principal(r).Customer
+	if cust == "" {
+		return all, nil
+	}
+	var mine []recordings.Info
+	for _, in := range all {
+		if h, err := s.Store.Host(in.Host); err == nil && h.Customer == cust {
+			mine = append(mine, in)
+		}
+	}
+	return mine, nil
+}
+
+// recording serves one recording as asciicast v2, if the caller may read it.
+func (s *Server) recording(w http.ResponseWriter, r *http.Request) {
+	list, err := s.recordings(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	id := r.PathValue("id")
+	for _, in := range list {
+		if in.ID != id {
+			continue
+		}
+		f, _, err := s.Recordings.Open(id)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		defer f.Close()
+		w.Header().Set("Content-Type", "application/x-asciicast")
+		w.Header().Set("Content-Disposition", fmt.Sprintf("attachment; filename=%q", in.Host+"-"+id+".cast"))
+		http.ServeContent(w, r, "", in.Modified, f)
+		return
+	}
+	writeJSON(w, http.StatusNotFound, api.Error{Message: fmt.Sprintf("no recording %q that you may read", id), Hint: "lifeboat recording list"})
+}
+
 func nonNil[T any](s []T) []T {
 	if s == nil {
 		return []T{}
@@ -273,7 +334,7 @@ func (s *Server) auth(next http.HandlerFunc, customers bool) http.Handler {
 		}
 		if p.Customer != "" && !customers {
 			s.Log.Warn("api: customer token used for an operator call", "customer", p.Customer, "path", r.URL.Path)
-			writeJSON(w, http.StatusForbidden, api.Error{Message: "a customer's token reads that customer's audit records only",
+			writeJSON(w, http.StatusForbidden, api.Error{Message: "a customer's token reads that customer's audit records and recordings only",
 				Hint: "lifeboat audit verify --customer"})
 			return
 		}

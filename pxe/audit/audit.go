@@ -46,6 +46,15 @@ const (
 	RescueActive  Code = "rescue.active"  // the host checked in for a rescue boot under the grant
 	RescuePolicy  Code = "rescue.policy"  // a customer's policy for a scope was set
 
+	// Reported by the RAM image during a rescue boot, with the key's
+	// fingerprint as the actor.
+	SSHRefused          Code = "ssh.refused"           // keys offered that may not log in (details: keys, remote)
+	RescuePasswordReset Code = "rescue.password_reset" // a user's password is about to be reset (details: user, shadow digests before and after; never a hash)
+	RescueResetRefused  Code = "rescue.reset_refused"  // a reset was refused: the root is still encrypted
+	RescueShell         Code = "rescue.shell"          // a recorded shell began (details: recording)
+	RescueShellEnd      Code = "rescue.shell_end"      // a recorded shell ended (details: recording, bytes, exit status)
+	RescueEnd           Code = "rescue.end"            // the rescue session ended; the host reboots into its default mode
+
 	// The notice relay.
 	NoticeFailed Code = "notice.failed" // a notice could not be delivered for three days; the relay gave up
 )
@@ -56,6 +65,7 @@ const (
 var AgentCodes = map[Code]bool{
 	SSHLogin: true, UnlockSuccess: true, UnlockFailure: true, UnlockLockout: true,
 	Handoff: true, HandoffFailed: true,
+	SSHRefused: true, RescuePasswordReset: true, RescueResetRefused: true, RescueShell: true, RescueShellEnd: true, RescueEnd: true,
 }
 
 // Notify are the codes the customer who owns the host is told about. A
@@ -64,6 +74,7 @@ var Notify = map[Code]bool{
 	AgentCheckin: true, CheckinRefused: true, SSHLogin: true, UnlockSuccess: true, UnlockFailure: true,
 	UnlockLockout: true, Handoff: true, HandoffFailed: true,
 	RescueRequest: true, RescueApprove: true, RescueActive: true, RescueDeny: true, RescueRevoke: true, RescueExpire: true, RescuePolicy: true,
+	SSHRefused: true, RescuePasswordReset: true, RescueResetRefused: true, RescueShell: true, RescueShellEnd: true, RescueEnd: true,
 }
 
 // Event is one record of the event log. Details never hold a secret.

@@ -72,6 +72,13 @@ type Server struct {
 	// Grants activates a rescue boot's grant at check-in; nil: no rescue.
 	Grants interface {
 		ActivateGrant(ctx context.Context, host, boot string) (*store.Grant, error)
+		Grant(ctx context.Context, id string) (*store.Grant, error)
+		EndGrant(ctx context.Context, host, boot, actor string, details map[string]string) (*store.Grant, error)
+	}
+	// Recordings keeps the rescue shells' recordings; nil refuses them
+	// (and with that, every rescue shell).
+	Recordings interface {
+		Append(host, boot, name string, off int64, data []byte) (int64, error)
 	}
 	// CA certifies each boot's host key for CertTTL; nil leaves host keys
 	// uncertified (tests only: customers would have to trust on first use).
@@ -104,6 +111,8 @@ func (s *Server) Handler() (http.Handler, error) {
 	mux.HandleFunc("GET /loaders/{file}", s.loader)
 	mux.HandleFunc("POST "+agentapi.CheckinPath, s.checkin)
 	mux.HandleFunc("POST "+agentapi.EventsPath, s.report)
+	mux.HandleFunc("GET "+agentapi.GrantsPath+"{id}", s.grantStatus)
+	mux.HandleFunc("PUT "+agentapi.RecordingsPath+"{name}", s.recording)
 	return s.accessLog(mux), nil
 }
 
@@ -432,7 +441,8 @@ func (s *Server) checkin(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if g != nil {
-			grant = &agentapi.RescueGrant{ID: g.ID, Scope: g.Scope, Staff: g.Staff, StaffKey: g.StaffKey, Ticket: g.Ticket, Until: g.Until}
+			grant = &agentapi.RescueGrant{ID: g.ID, Scope: g.Scope, Staff: g.Staff, StaffKey: g.StaffKey, Ticket: g.Ticket, Until: g.Until,
+				Left: time.Until(g.Until)}
 		}
 	}
 	metrics.Checkins.WithLabelValues("ok").Inc()
@@ -457,15 +467,74 @@ var unlockOutcome = map[audit.Code]string{
 	audit.Handoff: "handoff", audit.HandoffFailed: "handoff_failed",
 }
 
-func (s *Server) report(w http.ResponseWriter, r *http.Request) {
+// binding authenticates an agent's report token; on failure it has
+// answered.
+func (s *Server) binding(w http.ResponseWriter, r *http.Request) (store.Binding, bool) {
 	b, err := s.Tokens.ReportBinding(r.Context(), bearer(r))
 	if err != nil {
 		if !errors.Is(err, store.ErrTokenUnknown) && !errors.Is(err, store.ErrTokenExpired) {
-			s.Log.Error("report: token store failed", "err", err)
+			s.Log.Error("agent: token store failed", "err", err)
 			httpError(w, http.StatusServiceUnavailable, "store unavailable")
-			return
+			return store.Binding{}, false
 		}
 		httpError(w, http.StatusUnauthorized, "unknown report token")
+		return store.Binding{}, false
+	}
+	return b, true
+}
+
+// grantStatus tells a rescue boot's agent its grant's state, so that a
+// revocation ends the session within a poll.
+func (s *Server) grantStatus(w http.ResponseWriter, r *http.Request) {
+	b, ok := s.binding(w, r)
+	if !ok {
+		return
+	}
+	if s.Grants == nil {
+		httpError(w, http.StatusNotFound, "no rescue grants here")
+		return
+	}
+	g, err := s.Grants.Grant(r.Context(), r.PathValue("id"))
+	if err != nil || g.Host != b.Host {
+		httpError(w, http.StatusNotFound, "no such grant for this host")
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(agentapi.GrantStatus{State: g.State, Left: time.Until(g.Until)})
+}
+
+// recording stores a piece of a rescue shell's recording. Only a boot
+// serving an active grant may send one.
+func (s *Server) recording(w http.ResponseWriter, r *http.Request) {
+	b, ok := s.binding(w, r)
+	if !ok {
+		return
+	}
+	if s.Recordings == nil {
+		httpError(w, http.StatusNotFound, "this lifeboatd keeps no recordings")
+		return
+	}
+	off, err := strconv.ParseInt(r.URL.Query().Get("offset"), 10, 64)
+	if err != nil || off < 0 {
+		httpError(w, http.StatusBadRequest, "offset: want the piece's byte offset")
+		return
+	}
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 4<<20))
+	if err != nil {
+		httpError(w, http.StatusRequestEntityTooLarge, "a piece is 4 MiB at most")
+		return
+	}
+	if _, err := s.Recordings.Append(b.Host, b.Boot, r.PathValue("name"), off, data); err != nil {
+		s.Log.Warn("agent: recording piece refused", "host", b.Host, "boot", b.Boot, "err", err)
+		httpError(w, http.StatusConflict, err.Error())
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) report(w http.ResponseWriter, r *http.Request) {
+	b, ok := s.binding(w, r)
+	if !ok {
 		return
 	}
 	var ev agentapi.EventReport
@@ -487,9 +556,22 @@ func (s *Server) report(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if err := s.Events.Emit(r.Context(), audit.Event{Code: ev.Code, MAC: b.MAC, Host: b.Host, Boot: b.Boot, Actor: ev.Actor, Details: ev.Details}); err != nil {
-		httpError(w, http.StatusServiceUnavailable, "event log unavailable")
-		return
+	// The end of a rescue session ends its grant, and that move is the
+	// record; other codes are recorded as reported.
+	recorded := false
+	if ev.Code == audit.RescueEnd && s.Grants != nil {
+		g, err := s.Grants.EndGrant(r.Context(), b.Host, b.Boot, cmp.Or(ev.Actor, "agent"), ev.Details)
+		if err != nil {
+			httpError(w, http.StatusServiceUnavailable, "grant store unavailable")
+			return
+		}
+		recorded = g != nil
+	}
+	if !recorded {
+		if err := s.Events.Emit(r.Context(), audit.Event{Code: ev.Code, MAC: b.MAC, Host: b.Host, Boot: b.Boot, Actor: ev.Actor, Details: ev.Details}); err != nil {
+			httpError(w, http.StatusServiceUnavailable, "event log unavailable")
+			return
+		}
 	}
 	if o, ok := unlockOutcome[ev.Code]; ok {
 		metrics.Unlocks.WithLabelValues(o).Inc()

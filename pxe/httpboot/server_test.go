@@ -27,6 +27,7 @@ import (
 
 	"github.com/lifeboat-boot/lifeboat/pxe/agentapi"
 	"github.com/lifeboat-boot/lifeboat/pxe/audit"
+	"github.com/lifeboat-boot/lifeboat/pxe/recordings"
 	"github.com/lifeboat-boot/lifeboat/pxe/sshca"
 	"github.com/lifeboat-boot/lifeboat/pxe/store"
 	"github.com/lifeboat-boot/lifeboat/pxe/store/sqlite"
@@ -35,6 +36,8 @@ import (
 const custKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl c"
 
 type rig struct {
+	db     *sqlite.DB
+	recs   *recordings.Store
 	srv    *httptest.Server
 	events string
 	boots  *store.Boots
@@ -73,9 +76,10 @@ func newRig(t testing.TB) *rig {
 	}
 	r.boot, _ = r.boots.OnDiscover("52:54:00:00:00:01", "web1", store.ClientIPXE, "bios")
 	r.boots.OnDiscover("52:54:00:00:00:02", "db1", store.ClientIPXE, "uefi")
+	r.db, r.recs = el, &recordings.Store{Dir: filepath.Join(dir, "recordings")}
 	s := &Server{Image: Image{Loaders: []string{"ipxe.efi"}, Dir: dir, Kernel: "vmlinuz", Initramfs: "initramfs.cpio", Cmdline: "console=ttyS0"},
 		Inventory: el, Boots: r.boots, Events: el, Tokens: el, Log: slog.New(slog.NewTextHandler(r.logBuf, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Unlock: agentapi.UnlockPolicy{MaxTries: 5, Lockout: time.Minute}}
+		Unlock: agentapi.UnlockPolicy{MaxTries: 5, Lockout: time.Minute}, Grants: el, Recordings: r.recs}
 	if s.CA, err = sshca.Load(filepath.Join(dir, "ssh_ca_key")); err != nil {
 		t.Fatal(err)
 	}
@@ -319,5 +323,94 @@ func TestDiskModeAndLoaders(t *testing.T) {
 		if code, _ := get(t, r.srv.URL+p); code == 200 {
 			t.Errorf("GET %s = 200", p)
 		}
+	}
+}
+
+// TestRescueBoot: a host with an approved grant checks in for a rescue boot
+// and gets the grant; the agent polls it, streams a recording, and its
+// rescue.end ends the grant. Another host's boot may not read the grant.
+func TestRescueBoot(t *testing.T) {
+	r := newRig(t)
+	ctx := context.Background()
+	if err := r.db.AddCustomer(ctx, store.Customer{Name: "acme"}, "test"); err != nil {
+		t.Fatal(err)
+	}
+	h, _ := r.db.Host("web1")
+	h.Customer = "acme"
+	if _, err := r.db.Apply(ctx, store.Change{Put: []*store.Host{h}}, "test"); err != nil {
+		t.Fatal(err)
+	}
+	g, err := r.db.RequestGrant(ctx, store.GrantRequest{Host: "web1", Scope: store.ScopePasswordReset, Ticket: "T-1", Reason: "forgot it",
+		TTL: time.Hour, StaffKey: custKey}, "bob")
+	if err != nil || g.State != store.GrantApproved {
+		t.Fatalf("grant: %+v %v", g, err)
+	}
+	_, script := get(t, r.srv.URL+"/boot/52:54:00:00:00:01.ipxe")
+	token := tokenRE.FindStringSubmatch(string(script))[1]
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	signer, _ := ssh.NewSignerFromKey(priv)
+	c := &agentapi.Client{Base: r.srv.URL}
+	cfg, err := c.Checkin(ctx, token, agentapi.CheckinRequest{Boot: r.boot.ID, MAC: "52:54:00:00:00:01", HostKey: string(ssh.MarshalAuthorizedKey(signer.PublicKey()))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Mode != store.ModeRescue || cfg.Grant == nil || cfg.Grant.ID != g.ID || cfg.Grant.Left < 59*time.Minute || cfg.Grant.StaffKey != custKey {
+		t.Fatalf("check-in = mode %s grant %+v", cfg.Mode, cfg.Grant)
+	}
+	st, err := c.Grant(ctx, cfg.ReportToken, g.ID)
+	if err != nil || st.State != store.GrantActive {
+		t.Fatalf("grant status = %+v, %v", st, err)
+	}
+	if _, err := c.Grant(ctx, cfg.ReportToken, "g-other"); !errors.Is(err, agentapi.ErrRefused) {
+		t.Errorf("status of a grant not this host's: %v", err)
+	}
+	if _, err := c.Grant(ctx, "forged", g.ID); !errors.Is(err, agentapi.ErrRefused) {
+		t.Errorf("status with a forged token: %v", err)
+	}
+	// Pieces of a recording: in order, a retry accepted, a gap refused.
+	for i, step := range []struct {
+		off  int64
+		data string
+		ok   bool
+	}{{0, "head\n", true}, {5, "ev1\n", true}, {5, "ev1\n", true}, {20, "gap\n", false}, {9, "ev2\n", true}} {
+		err := c.Record(ctx, cfg.ReportToken, "shell-1", step.off, []byte(step.data))
+		if (err == nil) != step.ok {
+			t.Errorf("piece %d: %v", i, err)
+		}
+	}
+	if err := c.Record(ctx, cfg.ReportToken, "../x", 0, []byte("x")); err == nil {
+		t.Error("recording name with a path accepted")
+	}
+	if err := c.Record(ctx, "forged", "shell-2", 0, []byte("x")); err == nil {
+		t.Error("recording with a forged token accepted")
+	}
+	f, in, err := r.recs.Open(recordings.ID(r.boot.ID, "shell-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(f)
+	f.Close()
+	if string(b) != "head\nev1\nev2\n" || in.Host != "web1" {
+		t.Errorf("recording = %q (%+v)", b, in)
+	}
+	// The end of the session ends the grant, recorded once.
+	if err := c.Report(ctx, cfg.ReportToken, agentapi.EventReport{Code: audit.RescueEnd, Actor: "agent", Details: map[string]string{"reason": "the staff member ended it"}}); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := c.Grant(ctx, cfg.ReportToken, g.ID); st == nil || st.State != store.GrantEnded {
+		t.Errorf("grant after rescue.end: %+v", st)
+	}
+	evs, _ := sqlite.ReadEvents(r.events)
+	n := 0
+	for _, e := range evs {
+		if e.Code == audit.RescueEnd {
+			n++
+			if e.Details["grant"] != g.ID || e.Details["reason"] != "the staff member ended it" || e.Boot != r.boot.ID || e.Customer != "acme" {
+				t.Errorf("rescue.end record: %+v", e)
+			}
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d rescue.end records, want 1", n)
 	}
 }

@@ -76,6 +76,20 @@ func summary(e audit.Event) string {
 		return fmt.Sprintf("the %s grant on %s for %s has expired", d["scope"], e.Host, d["staff"])
 	case audit.RescuePolicy:
 		return fmt.Sprintf("your policy for %s grants is now %q", d["scope"], d["policy"])
+	case audit.RescueActive:
+		return fmt.Sprintf("%s booted into rescue for the %s grant of %s (ticket %s), until %s", e.Host, d["scope"], d["staff"], d["ticket"], d["until"])
+	case audit.RescuePasswordReset:
+		return fmt.Sprintf("support is resetting the password of user %s on %s (/etc/shadow sha256 %s -> %s)", d["user"], e.Host, short(d["shadow_before"]), short(d["shadow_after"]))
+	case audit.RescueResetRefused:
+		return fmt.Sprintf("support could not reset the password of %s on %s: its disk is encrypted and locked (unlock it if you want the reset)", d["user"], e.Host)
+	case audit.RescueShell:
+		return fmt.Sprintf("support opened a recorded shell on %s (grant %s, recording %s)", e.Host, d["grant"], d["recording"])
+	case audit.RescueShellEnd:
+		return fmt.Sprintf("the recorded shell on %s ended (recording %s, %s bytes)", e.Host, d["recording"], d["bytes"])
+	case audit.RescueEnd:
+		return fmt.Sprintf("the rescue session on %s is over (%s); it reboots into its own system", e.Host, cmp.Or(d["reason"], "grant ended"))
+	case audit.SSHRefused:
+		return fmt.Sprintf("a login to %s with a key that may not log in was refused (%s from %s)", e.Host, d["keys"], cmp.Or(d["remote"], "an unknown address"))
 	}
 	return fmt.Sprintf("%s: %s", cmp.Or(e.Host, e.Customer), e.Code)
 }
@@ -157,3 +171,5 @@ func upperFirst(s string) string {
 	}
 	return strings.ToUpper(s[:1]) + s[1:]
 }
+
+func short(digest string) string { return digest[:min(len(digest), 16)] }

@@ -119,7 +119,7 @@ type Binding struct {
 }
 
 // Operator is a person allowed to use the operator API, or, with Customer
-// set, a customer's token that reads that customer's audit records only.
+// set, a customer's token that reads that customer's audit records and recordings only.
 type Operator struct {
 	Name     string    `json:"name"`
 	Customer string    `json:"customer,omitempty"`

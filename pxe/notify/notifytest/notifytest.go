@@ -65,10 +65,15 @@ func NewReceiver(addr string) (*Receiver, error) {
 	if err != nil {
 		return nil, err
 	}
+	return NewReceiverOn(ln), nil
+}
+
+// NewReceiverOn serves on ln (one opened in a test's network namespace).
+func NewReceiverOn(ln net.Listener) *Receiver {
 	r := &Receiver{URL: "http://" + ln.Addr().String() + "/hooks/lifeboat", ln: ln}
 	r.srv = &http.Server{Handler: r, ReadHeaderTimeout: 5 * time.Second}
 	go r.srv.Serve(ln)
-	return r, nil
+	return r
 }
 
 // SetSecret sets the secret to verify with.

@@ -128,7 +128,7 @@ func (db *DB) ActivateGrant(ctx context.Context, host, boot string) (*store.Gran
 	if g == nil {
 		return nil, nil
 	}
-	out, err := db.moveGrant(ctx, g.ID, store.GrantActive, audit.RescueActive, "agent", boot, nil)
+	out, err := db.moveGrant(ctx, g.ID, store.GrantActive, audit.RescueActive, "agent", boot, nil, nil)
 	if errors.Is(err, store.ErrConflict) {
 		return nil, nil // revoked or expired meanwhile: no grant
 	}
@@ -168,9 +168,9 @@ func (db *DB) Grants(ctx context.Context, f store.GrantFilter) ([]*store.Grant, 
 }
 
 // moveGrant changes a grant's state, checked against the state machine, and
-// records it (for boot, if set) in the same transaction. check, if set, may
+// records it (for boot, if set, with extra details) in the same transaction. check, if set, may
 // refuse.
-func (db *DB) moveGrant(ctx context.Context, id, to string, code audit.Code, actor, boot string, check func(*store.Grant) error) (*store.Grant, error) {
+func (db *DB) moveGrant(ctx context.Context, id, to string, code audit.Code, actor, boot string, extra map[string]string, check func(*store.Grant) error) (*store.Grant, error) {
 	now := db.now().UTC()
 	var g *store.Grant
 	err := db.change(ctx, func(tx *sql.Tx) ([]audit.Event, error) {
@@ -202,6 +202,11 @@ func (db *DB) moveGrant(ctx context.Context, id, to string, code audit.Code, act
 		}
 		ev := grantEvent(code, g, actor, now)
 		ev.Boot = boot
+		for k, v := range extra {
+			if _, taken := ev.Details[k]; !taken {
+				ev.Details[k] = v
+			}
+		}
 		return []audit.Event{ev}, nil
 	})
 	if err != nil {
@@ -216,7 +221,7 @@ func (db *DB) DecideGrant(ctx context.Context, id string, approve bool, actor st
 	if approve {
 		to, code = store.GrantApproved, audit.RescueApprove
 	}
-	return db.moveGrant(ctx, id, to, code, actor, "", func(g *store.Grant) error {
+	return db.moveGrant(ctx, id, to, code, actor, "", nil, func(g *store.Grant) error {
 		if g.State != store.GrantRequested {
 			return fmt.Errorf("grant %s: %w: it is %s already; a decision is made once", g.ID, store.ErrConflict, g.State)
 		}
@@ -226,7 +231,7 @@ func (db *DB) DecideGrant(ctx context.Context, id string, approve bool, actor st
 
 // RevokeGrant withdraws a grant that has not ended.
 func (db *DB) RevokeGrant(ctx context.Context, id, actor string) (*store.Grant, error) {
-	return db.moveGrant(ctx, id, store.GrantRevoked, audit.RescueRevoke, actor, "", nil)
+	return db.moveGrant(ctx, id, store.GrantRevoked, audit.RescueRevoke, actor, "", nil, nil)
 }
 
 // ExpireGrants ends every open grant whose window closed by now, each with
@@ -249,7 +254,7 @@ func (db *DB) ExpireGrants(ctx context.Context) (int, error) {
 	rows.Close()
 	n := 0
 	for _, id := range ids {
-		if _, err := db.moveGrant(ctx, id, store.GrantExpired, audit.RescueExpire, "system", "", nil); err != nil {
+		if _, err := db.moveGrant(ctx, id, store.GrantExpired, audit.RescueExpire, "system", "", nil, nil); err != nil {
 			if errors.Is(err, store.ErrConflict) {
 				continue // decided or revoked meanwhile
 			}
@@ -317,4 +322,22 @@ func (db *DB) Policies(ctx context.Context, customer string) ([]store.Policy, er
 		out = append(out, store.Policy{Scope: s, Policy: p, Default: !ok})
 	}
 	return out, rows.Err()
+}
+
+// EndGrant ends host's active grant when its rescue session on boot is over
+// (the agent reports why), with its record. A grant that ended otherwise
+// meanwhile (expired, revoked) is left as it is: that record was written.
+func (db *DB) EndGrant(ctx context.Context, host, boot, actor string, details map[string]string) (*store.Grant, error) {
+	gs, err := db.Grants(ctx, store.GrantFilter{Host: host, State: store.GrantActive, Limit: 10})
+	if err != nil {
+		return nil, err
+	}
+	if len(gs) == 0 {
+		return nil, nil
+	}
+	g, err := db.moveGrant(ctx, gs[0].ID, store.GrantEnded, audit.RescueEnd, actor, boot, details, nil)
+	if errors.Is(err, store.ErrConflict) {
+		return nil, nil
+	}
+	return g, err
 }

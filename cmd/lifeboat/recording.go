@@ -1,0 +1,155 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"text/tabwriter"
+	"time"
+
+	"github.com/lifeboat-boot/lifeboat/pxe/recordings"
+)
+
+func (e *env) recording(args []string) error {
+	sub := ""
+	if len(args) > 0 {
+		sub, args = args[0], args[1:]
+	}
+	switch sub {
+	case "list", "ls":
+		return e.recordingList(args)
+	case "play":
+		return e.recordingPlay(args)
+	case "get":
+		return e.recordingGet(args)
+	}
+	return usageError{fmt.Sprintf("recording %q: want list, play or get", sub)}
+}
+
+func (e *env) recordingList(args []string) error {
+	fs := e.flags("recording list")
+	if _, err := parse(fs, args, 0, "no arguments"); err != nil {
+		return err
+	}
+	if err := e.connect(); err != nil {
+		return err
+	}
+	list, err := e.client.Recordings(e.ctx)
+	if err != nil {
+		return err
+	}
+	if e.json {
+		return e.printJSON(nonNilList(list))
+	}
+	tw := tabwriter.NewWriter(e.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tHOST\tSIZE\tLAST WRITTEN")
+	for _, in := range list {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", in.ID, clean(in.Host), in.Size, in.Modified.Local().Format(time.DateTime))
+	}
+	return tw.Flush()
+}
+
+func nonNilList(l []recordings.Info) []recordings.Info {
+	if l == nil {
+		return []recordings.Info{}
+	}
+	return l
+}
+
+func (e *env) recordingGet(args []string) error {
+	fs := e.flags("recording get")
+	out := fs.String("o", "", "write to this file instead of standard output")
+	pos, err := parse(fs, args, 1, "one recording ID")
+	if err != nil {
+		return err
+	}
+	if err := e.connect(); err != nil {
+		return err
+	}
+	body, err := e.client.Recording(e.ctx, pos[0])
+	if err != nil {
+		return err
+	}
+	defer body.Close()
+	w := e.out
+	if *out != "" {
+		f, err := os.OpenFile(*out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		w = f
+	}
+	_, err = io.Copy(w, body)
+	return err
+}
+
+// recordingPlay replays an asciicast v2 recording's output in the
+// terminal, at its own pace (or faster), with long pauses cut short.
+func (e *env) recordingPlay(args []string) error {
+	fs := e.flags("recording play")
+	speed := fs.Float64("speed", 1, "playback speed; 0 prints everything at once")
+	idle := fs.Duration("idle-limit", 2*time.Second, "longest pause shown")
+	pos, err := parse(fs, args, 1, "one recording ID")
+	if err != nil {
+		return err
+	}
+	if err := e.connect(); err != nil {
+		return err
+	}
+	body, err := e.client.Recording(e.ctx, pos[0])
+	if err != nil {
+		return err
+	}
+	defer body.Close()
+	return play(e, body, *speed, *idle)
+}
+
+func play(e *env, r io.Reader, speed float64, idle time.Duration) error {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(nil, 16<<20)
+	if !sc.Scan() {
+		return fmt.Errorf("recording: empty")
+	}
+	var h struct {
+		Version int    `json:"version"`
+		Title   string `json:"title"`
+	}
+	if err := json.Unmarshal(sc.Bytes(), &h); err != nil || h.Version != 2 {
+		return fmt.Errorf("recording: not asciicast v2 (header %q)", truncate(sc.Text(), 80))
+	}
+	last := 0.0
+	for n := 2; sc.Scan(); n++ {
+		var ev []json.RawMessage
+		var t float64
+		var kind, data string
+		if json.Unmarshal(sc.Bytes(), &ev) != nil || len(ev) != 3 || json.Unmarshal(ev[0], &t) != nil ||
+			json.Unmarshal(ev[1], &kind) != nil || json.Unmarshal(ev[2], &data) != nil {
+			return fmt.Errorf("recording: line %d is not an event: %q", n, truncate(sc.Text(), 80))
+		}
+		if speed > 0 {
+			wait := min(time.Duration((t-last)*float64(time.Second)/speed), idle)
+			select {
+			case <-e.ctx.Done():
+				return e.ctx.Err()
+			case <-time.After(wait):
+			}
+		}
+		last = t
+		if kind == "o" {
+			if _, err := io.WriteString(e.out, data); err != nil {
+				return err
+			}
+		}
+	}
+	return sc.Err()
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "..."
+	}
+	return s
+}

@@ -1,0 +1,500 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lifeboat-boot/lifeboat/hack/fixture"
+	"github.com/lifeboat-boot/lifeboat/hack/rig"
+	"github.com/lifeboat-boot/lifeboat/hack/vm"
+	"github.com/lifeboat-boot/lifeboat/images"
+	"github.com/lifeboat-boot/lifeboat/pxe/audit"
+	"github.com/lifeboat-boot/lifeboat/pxe/notify/notifytest"
+	"github.com/lifeboat-boot/lifeboat/pxe/store/sqlite"
+	"github.com/lifeboat-boot/lifeboat/rescue/shadow"
+)
+
+// The installed system's files on the rescue test disks. Every byte of
+// shadow but alice's hash must survive a reset.
+const (
+	shadowFile = "root:$y$j9T$9yDZkbHN0rTAAwz5h8vZu1$FeaRNRDiaUD3Itbf4qmg5Sb3hnNB3I9FwwDHWajMuL/:19700:0:99999:7:::\n" +
+		"daemon:*:19700:0:99999:7:::\n" +
+		"alice:$6$k0Dm1m6yAqJQzq0L$sCgPGvzJ7WzY5zq8p3rS0K2tYt7Jq7Zs0lKqZ8wPAb9dA8q1t3fQ1wU0pG1cC0fOQm7xHn2xqvC0VvS6lU5eT.:19701:0:99999:7:::\n" +
+		"bob:!:19702::::::\n"
+	passwdFile = "root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\nalice:x:1000:1000::/home/alice:/bin/bash\nbob:x:1001:1001::/home/bob:/bin/bash\n"
+	loginDefs  = "# from the installed system\nENCRYPT_METHOD YESCRYPT\n"
+)
+
+var rescueHosts = []rig.Host{
+	{Name: "rescue-plain", Firmware: "bios", MAC: "52:54:00:4c:42:40", IP: "10.77.0.40"},
+	{Name: "rescue-enc", Firmware: "uefi", MAC: "52:54:00:4c:42:50", IP: "10.77.0.50"},
+}
+
+type rescueRig struct {
+	*rig.Rig
+	t          *testing.T
+	dir        string
+	passphrase string
+	recv       *notifytest.Receiver
+	disks      map[string]*fixture.Disk
+}
+
+// TestRescue runs the rescue grants end to end: a password reset on a plain
+// root under a notify policy, on an encrypted root (refused until the
+// customer unlocks, then revoked mid-session), a recorded shell approved by
+// the customer, and keys without a grant refused.
+func TestRescue(t *testing.T) {
+	t.Parallel()
+	r := setupRescue(t)
+
+	t.Run("hosts", func(t *testing.T) {
+		t.Run("plain-reset-then-shell", func(t *testing.T) { t.Parallel(); r.plainFlows(t) })
+		t.Run("encrypted-reset-revoked", func(t *testing.T) { t.Parallel(); r.encryptedFlow(t) })
+	})
+	t.Run("audit", func(t *testing.T) {
+		evs, err := sqlite.ReadEvents(r.EventLog)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := audit.Verify(evs, audit.Start()); err != nil {
+			t.Errorf("the audit chain does not verify: %v", err)
+		}
+		for _, e := range evs {
+			for k, v := range e.Details {
+				if strings.Contains(v, "$y$") || strings.Contains(v, "$6$") || strings.Contains(v, "new-password") || strings.Contains(v, r.passphrase) {
+					t.Errorf("secret in record %d (%s) detail %s: %q", e.Seq, e.Code, k, v)
+				}
+			}
+		}
+		log := r.ServerLog.String()
+		for _, s := range []string{"new-password", r.passphrase, "$y$j9T$"} {
+			if strings.Contains(log, s) {
+				t.Errorf("lifeboatd's log holds %q", s)
+			}
+		}
+	})
+}
+
+func setupRescue(t *testing.T) *rescueRig {
+	root := repoRoot(t)
+	r := &rescueRig{t: t, dir: t.TempDir(), passphrase: "canary-" + rig.RandHex(12), disks: map[string]*fixture.Disk{}}
+	k, err := images.FetchKernel(filepath.Join(root, "build", "cache"), "linux-image-amd64")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]fixture.File{
+		"etc/shadow":     {Data: []byte(shadowFile), Mode: 0o640, GID: 42},
+		"etc/passwd":     {Data: []byte(passwdFile), Mode: 0o644},
+		"etc/login.defs": {Data: []byte(loginDefs), Mode: 0o644},
+		"etc/os-release": {Data: []byte("PRETTY_NAME=\"Lifeboat Test Linux\"\n"), Mode: 0o644},
+	}
+	for _, h := range rescueHosts {
+		r.disks[h.Name], err = fixture.Build(fixture.Options{Kernel: k, Dir: filepath.Join(r.dir, h.Name), Passphrase: []byte(r.passphrase),
+			Marker: "rescue", PBKDFMemoryKiB: 32 * 1024, PBKDFTime: 4, RootFiles: files, Plain: h.Name == "rescue-plain"})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.Rig, err = rig.Start(rig.Options{Root: root, Dir: r.dir, Hosts: rescueHosts, API: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if r.recv != nil {
+			r.recv.Close()
+		}
+		if err := r.Close(); err != nil {
+			t.Error(err)
+		}
+		if t.Failed() {
+			t.Logf("lifeboatd log:\n%s", r.ServerLog.String())
+		}
+	})
+	ctx := context.Background()
+	waitFor(t, 10*time.Second, func() bool { _, err := r.CLI(ctx, "", "whoami"); return err == nil })
+	r.cli(t, "customer", "add", "acme")
+	for _, h := range rescueHosts {
+		r.cli(t, "host", "set", h.Name, "--customer", "acme")
+	}
+	ln, err := r.NS.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.recv = notifytest.NewReceiverOn(ln)
+	out := r.cli(t, "customer", "webhook", "add", "acme", r.recv.URL)
+	secret := regexp.MustCompile(`whsec_\S+`).FindString(out)
+	if secret == "" {
+		t.Fatalf("no secret in %q", out)
+	}
+	if err := r.recv.SetSecret(secret); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func waitFor(t *testing.T, d time.Duration, ok func() bool) {
+	t.Helper()
+	for end := time.Now().Add(d); !ok(); time.Sleep(200 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("gave up after %s", d)
+		}
+	}
+}
+
+func (r *rescueRig) cli(t *testing.T, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := r.CLI(ctx, "", args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func (r *rescueRig) keygen(t *testing.T, name string) string {
+	p := filepath.Join(r.dir, name)
+	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", p).CombinedOutput(); err != nil {
+		t.Fatalf("ssh-keygen: %v\n%s", err, out)
+	}
+	return p
+}
+
+// request asks for a grant and returns its ID and state.
+func (r *rescueRig) request(t *testing.T, host, scope, ticket, key string) (string, string) {
+	out := r.cli(t, "rescue", "request", host, "--scope", scope, "--ticket", ticket, "--reason", "customer asked on "+ticket,
+		"--ttl", "30m", "--key-file", key+".pub", "--json")
+	var g struct{ ID, State string }
+	if err := json.Unmarshal([]byte(out), &g); err != nil {
+		t.Fatalf("rescue request: %v\n%s", err, out)
+	}
+	return g.ID, g.State
+}
+
+// staffSSH runs the OpenSSH client with a key in the namespace; it returns
+// the output and exit status.
+func (r *rescueRig) staffSSH(ctx context.Context, key, ip, stdin string, args ...string) (string, int) {
+	base := []string{"-i", key, "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-o", "UserKnownHostsFile=" + r.KnownHosts,
+		"-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR", "root@" + ip}
+	cmd := r.NS.Command(ctx, "ssh", append(base, args...)...)
+	cmd.Stdin = strings.NewReader(stdin)
+	out, err := cmd.CombinedOutput()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		code = -1
+	}
+	return string(out), code
+}
+
+func (r *rescueRig) boot(t *testing.T, ctx context.Context, h rig.Host, want string) *vm.Running {
+	tap, err := r.NS.AddTap()
+	if err != nil {
+		t.Fatal(err)
+	}
+	host := &vm.Host{Name: h.Name, Firmware: h.Firmware, MAC: h.MAC, Disk: r.disks[h.Name].Path, Writable: true, MemMiB: 1536, Dir: r.dir}
+	run, err := host.Start(ctx, r.NS, tap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		run.Kill()
+		if t.Failed() {
+			t.Logf("%s console:\n%s", h.Name, run.Console.Text())
+		}
+	})
+	line, err := run.Console.WaitFor(ctx, 8*time.Minute, want, "FATAL")
+	if err != nil || strings.Contains(line, "FATAL") {
+		t.Fatalf("%s: not %q: %v %s", h.Name, want, err, line)
+	}
+	return run
+}
+
+// waitNotice waits until the customer's receiver has a notice of code for
+// the host, and returns every notice's code so far.
+func (r *rescueRig) waitNotice(t *testing.T, host string, code audit.Code) []string {
+	t.Helper()
+	var codes []string
+	waitFor(t, time.Minute, func() bool {
+		codes = codes[:0]
+		found := false
+		for _, d := range r.recv.Deliveries() {
+			var n struct {
+				Type string `json:"type"`
+				Data struct {
+					Host string `json:"host"`
+				} `json:"data"`
+			}
+			_ = json.Unmarshal(d.Body, &n)
+			if n.Data.Host != host {
+				continue
+			}
+			codes = append(codes, n.Type)
+			found = found || n.Type == string(code)
+		}
+		return found
+	})
+	if bad := r.recv.Refused(); len(bad) > 0 {
+		t.Errorf("receiver refused deliveries: %v", bad)
+	}
+	return codes
+}
+
+func (r *rescueRig) shadowOnDisk(t *testing.T, host string) []byte {
+	img := filepath.Join(r.dir, host+"-root.img")
+	if err := r.disks[host].RootImage(img); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("debugfs", "-R", "cat /etc/shadow", img).Output()
+	if err != nil {
+		t.Fatalf("debugfs: %v", err)
+	}
+	st, err := exec.Command("debugfs", "-R", "stat /etc/shadow", img).Output()
+	if err != nil {
+		t.Fatalf("debugfs: %v", err)
+	}
+	if !regexp.MustCompile(`Mode:\s+0640`).Match(st) || !regexp.MustCompile(`Group:\s+42\b`).Match(st) {
+		t.Errorf("%s: /etc/shadow lost its owner or mode:\n%s", host, st)
+	}
+	return out
+}
+
+// checkReset: alice's new hash verifies the password, with the method
+// login.defs names, and every other byte is as it was.
+func checkReset(t *testing.T, got []byte, password string) {
+	t.Helper()
+	var hash string
+	for _, l := range strings.Split(string(got), "\n") {
+		if f := strings.Split(l, ":"); f[0] == "alice" && len(f) > 1 {
+			hash = f[1]
+		}
+	}
+	if !strings.HasPrefix(hash, "$y$") {
+		t.Fatalf("alice's hash %q is not yescrypt (login.defs says YESCRYPT)", hash)
+	}
+	if ok, err := shadow.Verify(hash, []byte(password)); !ok || err != nil {
+		t.Errorf("alice's new hash does not verify the new password: %v", err)
+	}
+	// The system's own libcrypt agrees.
+	cmd := exec.Command("perl", "-e", `my $p = <STDIN>; chomp $p; print crypt($p, $ARGV[0]) eq $ARGV[0] ? "ok" : "bad"`, hash)
+	cmd.Stdin = strings.NewReader(password + "\n")
+	if out, err := cmd.Output(); err != nil || string(out) != "ok" {
+		t.Errorf("libcrypt does not accept alice's new hash: %s %v", out, err)
+	}
+	want := strings.Replace(shadowFile, "$6$k0Dm1m6yAqJQzq0L$sCgPGvzJ7WzY5zq8p3rS0K2tYt7Jq7Zs0lKqZ8wPAb9dA8q1t3fQ1wU0pG1cC0fOQm7xHn2xqvC0VvS6lU5eT.", hash, 1)
+	if !bytes.Equal(got, []byte(want)) {
+		t.Errorf("/etc/shadow changed beyond alice's hash:\n%s\nwant\n%s", got, want)
+	}
+}
+
+// plainFlows: (1) a password reset under the notify policy, (6) keys
+// without a grant refused, then (3) a shell grant that waits for the
+// customer's approval, recorded and replayed.
+func (r *rescueRig) plainFlows(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	h := rescueHosts[0]
+	staff := r.keygen(t, "staff-plain")
+	stranger := r.keygen(t, "stranger")
+
+	id, state := r.request(t, h.Name, "password-reset", "SUP-100", staff)
+	if state != "approved" {
+		t.Fatalf("password-reset grant under the notify policy is %s", state)
+	}
+	before := r.waitNotice(t, h.Name, audit.RescueApprove)
+	t.Logf("notices before the boot: %v", before)
+
+	start := time.Now()
+	run := r.boot(t, ctx, h, "is in RESCUE under grant "+id)
+	t.Logf("%s: power-on to rescue SSH: %s", h.Name, time.Since(start).Round(100*time.Millisecond))
+
+	// (6) A key without a grant, and the customer's key for a staff command.
+	if out, code := r.staffSSH(ctx, stranger, h.IP, "", "reset-password", "alice"); code != 255 {
+		t.Errorf("stranger's key: exit %d\n%s", code, out)
+	}
+	if out, code := r.staffSSH(ctx, r.Key, h.IP, "", "reset-password alice"); code != 127 {
+		t.Errorf("customer key running reset-password: exit %d\n%s", code, out)
+	}
+	// Outside the scope.
+	if out, code := r.staffSSH(ctx, staff, h.IP, "", "shell"); code != 127 || !strings.Contains(out, "not allowed under a password-reset grant") {
+		t.Errorf("shell under a password-reset grant: exit %d\n%s", code, out)
+	}
+
+	// (1) The reset.
+	out, code := r.staffSSH(ctx, staff, h.IP, "new-password-for-alice\n", "reset-password", "alice")
+	t.Logf("staff member's view of reset-password:\n%s", out)
+	if code != 0 || !strings.Contains(out, "one line of /etc/shadow changed") || !strings.Contains(out, "Lifeboat Test Linux") {
+		t.Fatalf("reset-password: exit %d\n%s", code, out)
+	}
+	if strings.Contains(out, "new-password-for-alice") {
+		t.Error("the typed password was echoed")
+	}
+	if out, code := r.staffSSH(ctx, staff, h.IP, "", "end"); code != 0 {
+		t.Errorf("end: exit %d\n%s", code, out)
+	}
+	if _, err := run.Console.WaitFor(ctx, time.Minute, "is over: the staff member ended it. Rebooting."); err != nil {
+		t.Fatal(err)
+	}
+	if err := run.Wait(time.Minute); err != nil {
+		t.Logf("qemu: %v", err)
+	}
+	checkReset(t, r.shadowOnDisk(t, h.Name), "new-password-for-alice")
+	after := r.waitNotice(t, h.Name, audit.RescueEnd)
+	t.Logf("notices of the reset: %v", after)
+	for _, want := range []audit.Code{audit.RescueActive, audit.RescuePasswordReset, audit.SSHRefused} {
+		if !strings.Contains(strings.Join(after, " "), string(want)) {
+			t.Errorf("no %s notice: %v", want, after)
+		}
+	}
+	if out := r.cli(t, "rescue", "show", id); !strings.Contains(out, "ended") {
+		t.Errorf("grant after the session:\n%s", out)
+	}
+	evs, _ := sqlite.ReadEvents(r.EventLog)
+	found := false
+	for _, e := range evs {
+		if e.Code == audit.RescuePasswordReset && e.Host == h.Name {
+			found = e.Details["user"] == "alice" && len(e.Details["shadow_after"]) == 64
+		}
+		if e.Code == audit.SSHRefused && e.Host == h.Name && !strings.Contains(e.Details["keys"], "SHA256:") {
+			t.Errorf("refusal without the key: %+v", e)
+		}
+	}
+	if !found {
+		t.Error("no rescue.password_reset record naming alice and the file digests")
+	}
+
+	// (3) A shell waits for the customer, who approves it from the link
+	// in their notice.
+	id, state = r.request(t, h.Name, "shell", "SUP-101", staff)
+	if state != "requested" {
+		t.Fatalf("shell grant is %s, want requested (policy approve)", state)
+	}
+	link := ""
+	waitFor(t, time.Minute, func() bool {
+		for _, d := range r.recv.Deliveries() {
+			var n struct {
+				Data struct {
+					ApproveURL string `json:"approve_url"`
+				} `json:"data"`
+			}
+			_ = json.Unmarshal(d.Body, &n)
+			if strings.Contains(n.Data.ApproveURL, id) {
+				link = n.Data.ApproveURL
+			}
+		}
+		return link != ""
+	})
+	u, _ := url.Parse(link)
+	page, err := r.NS.Command(ctx, "curl", "-sf", link).Output()
+	if err != nil || !bytes.Contains(page, []byte("SUP-101")) {
+		t.Fatalf("approval page: %v\n%s", err, page)
+	}
+	res, err := r.NS.Command(ctx, "curl", "-sf", "--data-urlencode", "sig="+u.Query().Get("sig"), "--data", "decision=approve",
+		"http://"+rig.CustomerAddr+u.Path).Output()
+	if err != nil || !bytes.Contains(res, []byte("approved")) {
+		t.Fatalf("approve: %v\n%s", err, res)
+	}
+	run = r.boot(t, ctx, h, "is in RESCUE under grant "+id)
+	// A session on a pty, as a person has it; what is typed is not
+	// recorded, what is shown is.
+	out, code = r.staffSSH(ctx, staff, h.IP, "echo rescue-$((6*7))\nls /etc/lifeboat\n", "-tt", "shell")
+	if code != 0 || !strings.Contains(out, "rescue-42") || !strings.Contains(out, "recorded") {
+		t.Fatalf("shell: exit %d\n%s", code, out)
+	}
+	if out, code := r.staffSSH(ctx, staff, h.IP, "", "end"); code != 0 {
+		t.Errorf("end: exit %d\n%s", code, out)
+	}
+	if _, err := run.Console.WaitFor(ctx, time.Minute, "Rebooting."); err != nil {
+		t.Fatal(err)
+	}
+	list := r.cli(t, "recording", "list", "--json")
+	var recs []struct{ ID, Host string }
+	if err := json.Unmarshal([]byte(list), &recs); err != nil || len(recs) != 1 || recs[0].Host != h.Name {
+		t.Fatalf("recordings: %v\n%s", err, list)
+	}
+	play := r.cli(t, "recording", "play", recs[0].ID, "--speed", "0")
+	t.Logf("the recording, replayed:\n%s", play)
+	if !strings.Contains(play, "rescue-42") || !strings.Contains(play, "SUP-101") {
+		t.Errorf("replay lacks the session")
+	}
+	// The customer reads it with their own token.
+	tok := filepath.Join(r.dir, "acme-token")
+	if err := os.WriteFile(tok, []byte(r.cli(t, "customer", "token", "acme")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cctx, ccancel := context.WithTimeout(ctx, time.Minute)
+	defer ccancel()
+	if got, err := r.CLI(cctx, tok, "recording", "play", recs[0].ID, "--speed", "0"); err != nil || !strings.Contains(got, "rescue-42") {
+		t.Errorf("the customer cannot replay their recording: %v", err)
+	}
+	codes := r.waitNotice(t, h.Name, audit.RescueShellEnd)
+	t.Logf("all notices for %s: %v", h.Name, codes)
+}
+
+// encryptedFlow: (2) a reset is refused until the customer unlocks in this
+// boot, then (5) the grant is revoked mid-session: the host reboots into its
+// default mode, where the staff key is refused.
+func (r *rescueRig) encryptedFlow(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	h := rescueHosts[1]
+	staff := r.keygen(t, "staff-enc")
+	id, _ := r.request(t, h.Name, "password-reset", "SUP-200", staff)
+	run := r.boot(t, ctx, h, "is in RESCUE under grant "+id)
+
+	out, code := r.staffSSH(ctx, staff, h.IP, "", "reset-password", "alice")
+	if code != 4 || !strings.Contains(out, "ask the customer") {
+		t.Fatalf("reset on a locked root: exit %d\n%s", code, out)
+	}
+	out, code = r.staffSSH(ctx, r.Key, h.IP, r.passphrase+"\n", "unlock")
+	if code != 0 || !strings.Contains(out, "opened in place") {
+		t.Fatalf("customer unlock in a rescue boot: exit %d\n%s", code, out)
+	}
+	if strings.Contains(out, r.passphrase) {
+		t.Error("passphrase echoed")
+	}
+	out, code = r.staffSSH(ctx, staff, h.IP, "new-password-enc\n", "reset-password", "alice")
+	if code != 0 {
+		t.Fatalf("reset after the unlock: exit %d\n%s", code, out)
+	}
+	// (5) Revoked while the host is in rescue: the agent sees it at its
+	// next poll and reboots.
+	r.cli(t, "rescue", "revoke", id)
+	if _, err := run.Console.WaitFor(ctx, time.Minute, "the grant ended on the server (revoked). Rebooting."); err != nil {
+		t.Fatal(err)
+	}
+	if err := run.Wait(time.Minute); err != nil {
+		t.Logf("qemu: %v", err)
+	}
+	checkReset(t, r.shadowOnDisk(t, h.Name), "new-password-enc")
+	// Back in its default mode: the unlock prompt, and the staff key is
+	// refused (and the refusal recorded).
+	run = r.boot(t, ctx, h, "is ready for unlock")
+	if out, code := r.staffSSH(ctx, staff, h.IP, "", "reset-password", "alice"); code != 255 {
+		t.Errorf("staff key after the revocation: exit %d\n%s", code, out)
+	}
+	fp, _ := exec.Command("ssh-keygen", "-lf", staff+".pub").Output()
+	waitFor(t, 30*time.Second, func() bool {
+		evs, _ := sqlite.ReadEvents(r.EventLog)
+		for _, e := range evs {
+			if e.Code == audit.SSHRefused && e.Host == h.Name && strings.Contains(string(fp), e.Details["keys"]) {
+				return true
+			}
+		}
+		return false
+	})
+	run.Kill()
+	t.Logf("%s: notices %v", h.Name, r.waitNotice(t, h.Name, audit.SSHRefused))
+}
