@@ -205,11 +205,18 @@ func rescueSession(ctx context.Context, a *agent.Agent, srv *sshd.Server, disksR
 			}
 		},
 	}
+	gctx, endGrant := context.WithCancel(ctx)
+	if g.Scope == "console" {
+		c := &rescue.Console{Host: a.Config.Host, Grant: g, Staff: staff, Devices: rescue.ActiveConsoles("/sys/class/tty/console/active")}
+		go c.Run(gctx)
+	}
 	go func() {
 		why := guard.Wait(ctx)
 		if why == "" {
+			endGrant()
 			return
 		}
+		endGrant()  // the console shell, if any, is killed
 		close(done) // staff connections close; the key is refused from now on
 		fmt.Printf("lifeboat: the rescue session of grant %s is over: %s. Rebooting.\n", g.ID, why)
 		rctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)

@@ -51,12 +51,16 @@ commands:
   customer webhook remove NAME ID
   customer policy NAME [SCOPE approve|notify]
                                   how the customer's grants are handled, per scope (defaults: shell approve, others notify)
+  customer age-recipient NAME age1...|--remove
+                                  seal the rescue recordings of the customer's hosts to their age key
   rescue request HOST --scope S --ticket T --reason R --key-file FILE [--ttl 2h]
                                   ask for a rescue grant (password-reset, shell, console) as yourself
   rescue list [--host H] [--state S] | rescue show ID | rescue revoke ID
   recording list                  rescue shells' recordings (a customer: those of your hosts)
-  recording play ID [--speed 1]   replay one in this terminal
-  recording get ID [-o FILE]      download one (asciicast v2)
+  recording play ID [--speed 1] [--identity FILE]
+                                  replay one in this terminal (a sealed one with the customer's age key)
+  recording get ID [-o FILE] [--identity FILE]
+                                  download one (asciicast v2; sealed as stored without --identity)
   audit verify [--customer] [--receipt SEQ:HASH]... [--on-server]
                                   check the tamper-evident audit chain; exit 1 if broken
   audit list [--after SEQ]        the audit records you may read (a customer: your own)
@@ -220,8 +224,10 @@ func (e *env) dispatch(args []string) error {
 			return e.webhook(rest[1:])
 		case "policy", "policies":
 			return e.customerPolicy(rest[1:])
+		case "age-recipient":
+			return e.customerAge(rest[1:])
 		}
-		return usageError{fmt.Sprintf("customer %q: want list, add, token, webhook or policy", sub)}
+		return usageError{fmt.Sprintf("customer %q: want list, add, token, webhook, policy or age-recipient", sub)}
 	case "rescue":
 		return e.rescue(rest)
 	case "recording", "recordings":

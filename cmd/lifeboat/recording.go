@@ -2,12 +2,16 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"text/tabwriter"
 	"time"
+
+	"filippo.io/age"
 
 	"github.com/lifeboat-boot/lifeboat/pxe/recordings"
 )
@@ -44,9 +48,13 @@ func (e *env) recordingList(args []string) error {
 		return e.printJSON(nonNilList(list))
 	}
 	tw := tabwriter.NewWriter(e.out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tHOST\tSIZE\tLAST WRITTEN")
+	fmt.Fprintln(tw, "ID\tHOST\tSIZE\tLAST WRITTEN\tSEALED")
 	for _, in := range list {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", in.ID, clean(in.Host), in.Size, in.Modified.Local().Format(time.DateTime))
+		sealed := "no"
+		if in.Sealed {
+			sealed = "yes (customer's age key)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", in.ID, clean(in.Host), in.Size, in.Modified.Local().Format(time.DateTime), sealed)
 	}
 	return tw.Flush()
 }
@@ -58,18 +66,93 @@ func nonNilList(l []recordings.Info) []recordings.Info {
 	return l
 }
 
-func (e *env) recordingGet(args []string) error {
-	fs := e.flags("recording get")
-	out := fs.String("o", "", "write to this file instead of standard output")
-	pos, err := parse(fs, args, 1, "one recording ID")
+// customerAge sets the age key a customer's recordings are sealed to.
+func (e *env) customerAge(args []string) error {
+	fs := e.flags("customer age-recipient")
+	remove := fs.Bool("remove", false, "remove it: recordings from now on are stored in the clear")
+	pos, err := parse(fs, args, -1, "NAME and an age recipient (age1...), or NAME --remove")
 	if err != nil {
 		return err
+	}
+	recipient := ""
+	switch {
+	case len(pos) == 2 && !*remove:
+		recipient = pos[1]
+	case len(pos) == 1 && *remove:
+	default:
+		return usageError{"customer age-recipient: want NAME age1..., or NAME --remove"}
 	}
 	if err := e.connect(); err != nil {
 		return err
 	}
-	body, err := e.client.Recording(e.ctx, pos[0])
+	if err := e.client.SetAgeRecipient(e.ctx, pos[0], recipient); err != nil {
+		return err
+	}
+	if recipient == "" {
+		fmt.Fprintf(e.out, "customer %s: new recordings are stored in the clear\n", clean(pos[0]))
+	} else {
+		fmt.Fprintf(e.out, "customer %s: new recordings of their hosts are sealed to %s; only their key reads them\n", clean(pos[0]), recipient)
+	}
+	return nil
+}
+
+// openRecording fetches a recording, unsealed with the age identity file if
+// one is given.
+func (e *env) openRecording(id, identity string) (io.ReadCloser, error) {
+	if err := e.connect(); err != nil {
+		return nil, err
+	}
+	body, err := e.client.Recording(e.ctx, id)
 	if err != nil {
+		return nil, err
+	}
+	br := bufio.NewReader(body)
+	head, _ := br.Peek(len(recordings.SealedMagic))
+	if !recordings.IsSealed(head) {
+		if identity != "" {
+			body.Close()
+			return nil, fmt.Errorf("recording %s is not sealed: drop --identity", id)
+		}
+		return struct {
+			io.Reader
+			io.Closer
+		}{br, body}, nil
+	}
+	if identity == "" {
+		return struct {
+			io.Reader
+			io.Closer
+		}{br, body}, errSealed
+	}
+	defer body.Close()
+	f, err := os.Open(identity)
+	if err != nil {
+		return nil, err
+	}
+	ids, err := age.ParseIdentities(f)
+	f.Close()
+	if err != nil {
+		return nil, fmt.Errorf("identity file %s: %w", identity, err)
+	}
+	var plain bytes.Buffer
+	if err := recordings.Unseal(&plain, br, ids...); err != nil {
+		return nil, fmt.Errorf("recording %s: %w", id, err)
+	}
+	return io.NopCloser(&plain), nil
+}
+
+var errSealed = errors.New("this recording is sealed to the customer's age key: give --identity FILE (their age identity)")
+
+func (e *env) recordingGet(args []string) error {
+	fs := e.flags("recording get")
+	out := fs.String("o", "", "write to this file instead of standard output")
+	identity := fs.String("identity", "", "age identity file to unseal a sealed recording with")
+	pos, err := parse(fs, args, 1, "one recording ID")
+	if err != nil {
+		return err
+	}
+	body, err := e.openRecording(pos[0], *identity)
+	if err != nil && !errors.Is(err, errSealed) {
 		return err
 	}
 	defer body.Close()
@@ -92,14 +175,12 @@ func (e *env) recordingPlay(args []string) error {
 	fs := e.flags("recording play")
 	speed := fs.Float64("speed", 1, "playback speed; 0 prints everything at once")
 	idle := fs.Duration("idle-limit", 2*time.Second, "longest pause shown")
+	identity := fs.String("identity", "", "age identity file to unseal a sealed recording with")
 	pos, err := parse(fs, args, 1, "one recording ID")
 	if err != nil {
 		return err
 	}
-	if err := e.connect(); err != nil {
-		return err
-	}
-	body, err := e.client.Recording(e.ctx, pos[0])
+	body, err := e.openRecording(pos[0], *identity)
 	if err != nil {
 		return err
 	}

@@ -66,6 +66,9 @@ func (e *env) rescueRequest(args []string) error {
 		fmt.Fprintf(e.out, "grant %s %s: %s on %s for ticket %s, until %s\ncustomer %s has been told (policy %q)\n",
 			g.ID, g.State, g.Scope, clean(g.Host), clean(g.Ticket), g.Until.Local().Format(time.DateTime), clean(g.Customer), g.Policy)
 	}
+	if g.ConsoleCode != "" {
+		fmt.Fprintf(e.out, "one-time console code: %s\n(shown this once: give it to the technician at the host; typed at its console, it opens one recorded shell)\n", g.ConsoleCode)
+	}
 	return nil
 }
 

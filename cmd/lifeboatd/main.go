@@ -249,7 +249,7 @@ func run(ctx context.Context, cfg *Config) error {
 		return err
 	}
 	base := fmt.Sprintf("http://%s", netip.AddrPortFrom(cfg.ServerIP, uint16(cfg.HTTPPort)))
-	recs := &recordings.Store{Dir: cfg.RecordingsDir}
+	recs := &recordings.Store{Dir: cfg.RecordingsDir, Recipient: db.HostAgeRecipient}
 
 	hb := &httpboot.Server{
 		BaseURL: base, Inventory: db, Boots: boots, Events: db, Tokens: db, Log: log, StartBoots: cfg.DHCPMode == "off",

@@ -452,6 +452,7 @@ func (r *rescueRig) encryptedFlow(t *testing.T) {
 	h := rescueHosts[1]
 	staff := r.keygen(t, "staff-enc")
 	id, _ := r.request(t, h.Name, "password-reset", "SUP-200", staff)
+	var out string
 	run := r.boot(t, ctx, h, "is in RESCUE under grant "+id)
 
 	out, code := r.staffSSH(ctx, staff, h.IP, "", "reset-password", "alice")
@@ -497,4 +498,68 @@ func (r *rescueRig) encryptedFlow(t *testing.T) {
 	})
 	run.Kill()
 	t.Logf("%s: notices %v", h.Name, r.waitNotice(t, h.Name, audit.SSHRefused))
+
+	// (4) Remote hands at the serial console with the grant's one-time code.
+	out = r.cli(t, "rescue", "request", h.Name, "--scope", "console", "--ticket", "DC-300", "--reason", "check the disk lights",
+		"--ttl", "30m", "--key-file", staff+".pub")
+	t.Logf("support's view of a console request:\n%s", out)
+	code4 := regexp.MustCompile(`one-time console code: (\d{4}-\d{4})`).FindStringSubmatch(out)
+	if code4 == nil {
+		t.Fatalf("no console code in:\n%s", out)
+	}
+	id = regexp.MustCompile(`grant (g-[0-9a-f]+)`).FindStringSubmatch(out)[1]
+	run = r.boot(t, ctx, h, "is in RESCUE under grant "+id)
+	if _, err := run.Console.WaitFor(ctx, time.Minute, "type the grant's one-time code"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second) // the prompt is up
+	if err := run.Type("0000-0000\r"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := run.Console.WaitFor(ctx, time.Minute, "wrong code; 4 tries left"); err != nil {
+		t.Fatal(err)
+	}
+	if err := run.Type(code4[1] + "\r"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := run.Console.WaitFor(ctx, time.Minute, "Input is not recorded"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	if err := run.Type("echo console-$((40+2))\r"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := run.Console.WaitFor(ctx, time.Minute, "console-42"); err != nil {
+		t.Fatal(err)
+	}
+	if err := run.Type("exit\r"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := run.Console.WaitFor(ctx, time.Minute, "the code is used up"); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(run.Console.Text(), code4[1]) {
+		t.Error("the console code was echoed on the console")
+	}
+	if out, code := r.staffSSH(ctx, staff, h.IP, "", "end"); code != 0 {
+		t.Errorf("end: exit %d\n%s", code, out)
+	}
+	if _, err := run.Console.WaitFor(ctx, time.Minute, "Rebooting."); err != nil {
+		t.Fatal(err)
+	}
+	var recs []struct{ ID, Host string }
+	_ = json.Unmarshal([]byte(r.cli(t, "recording", "list", "--json")), &recs)
+	found := ""
+	for _, rc := range recs {
+		if rc.Host == h.Name && strings.Contains(rc.ID, "console-") {
+			found = rc.ID
+		}
+	}
+	if found == "" {
+		t.Fatalf("no console recording: %v", recs)
+	}
+	if play := r.cli(t, "recording", "play", found, "--speed", "0"); !strings.Contains(play, "console-42") {
+		t.Errorf("console recording lacks the session:\n%s", play)
+	}
+	t.Logf("%s: notices %v", h.Name, r.waitNotice(t, h.Name, audit.RescueConsoleRefused))
 }

@@ -28,6 +28,7 @@ type Host struct {
 // Running is a started host.
 type Running struct {
 	Console *Console
+	in      io.WriteCloser
 	cmd     *exec.Cmd
 	done    chan struct{}
 	err     error
@@ -89,11 +90,15 @@ func (h *Host) Start(ctx context.Context, ns *NS, tap string) (*Running, error) 
 		return nil, err
 	}
 	cmd.Stderr = cmd.Stdout
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
 	logf, err := os.Create(filepath.Join(h.Dir, h.Name+"-console.log"))
 	if err != nil {
 		return nil, err
 	}
-	r := &Running{Console: NewConsole(), cmd: cmd, done: make(chan struct{})}
+	r := &Running{Console: NewConsole(), cmd: cmd, done: make(chan struct{}), in: in}
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return nil, fmt.Errorf("qemu: %w", err)
@@ -106,6 +111,18 @@ func (h *Host) Start(ctx context.Context, ns *NS, tap string) (*Running, error) 
 		close(r.done)
 	}()
 	return r, nil
+}
+
+// Type sends keystrokes to the host's serial console, slowly enough for a
+// 16550 UART without flow control.
+func (r *Running) Type(s string) error {
+	for i := 0; i < len(s); i += 8 {
+		if _, err := io.WriteString(r.in, s[i:min(i+8, len(s))]); err != nil {
+			return err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return nil
 }
 
 // Wait waits for QEMU to exit.

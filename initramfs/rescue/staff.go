@@ -72,6 +72,8 @@ func (s *Staff) Run(ctx context.Context, q *sshd.Request) int {
 		fmt.Fprintf(out, "Run: ssh ... reset-password USER   (then: ssh ... end)\n")
 	case "shell":
 		fmt.Fprintf(out, "Run: ssh -t ... shell   (recorded; then: ssh ... end)\n")
+	case "console":
+		fmt.Fprintf(out, "The technician types the grant's one-time code at the host's console. Over SSH: ssh ... end\n")
 	}
 	if cmd != "" {
 		return 127
@@ -82,15 +84,21 @@ func (s *Staff) Run(ctx context.Context, q *sshd.Request) int {
 func (s *Staff) left() time.Duration { return max(time.Until(s.Grant.Until), 0) }
 
 func (s *Staff) shell(ctx context.Context, q *sshd.Request) int {
+	return s.runShell(ctx, q, audit.RescueShell, "shell")
+}
+
+// runShell runs a recorded shell for q, with code recording its start and
+// kind naming the recording ("shell-1", "console-1").
+func (s *Staff) runShell(ctx context.Context, q *sshd.Request, code audit.Code, kind string) int {
 	if s.Sink == nil {
-		fmt.Fprintf(q.Stderr, "error: recordings cannot be stored; no shell without a recording\n")
+		fmt.Fprintf(q.Stderr, "error: recordings cannot be stored; no shell without a recording\r\n")
 		return 1
 	}
-	name := fmt.Sprintf("shell-%d", s.shells.Add(1))
+	name := fmt.Sprintf("%s-%d", kind, s.shells.Add(1))
 	g := s.Grant
 	d := map[string]string{"grant": g.ID, "recording": name, "pty": fmt.Sprint(q.PTY)}
-	if err := s.Report(ctx, audit.RescueShell, d); err != nil {
-		fmt.Fprintf(q.Stderr, "error: the server did not record the shell's start (%v); no shell\n", err)
+	if err := s.Report(ctx, code, d); err != nil {
+		fmt.Fprintf(q.Stderr, "error: the server did not record the shell's start (%v); no shell\r\n", err)
 		return 1
 	}
 	rctx, cancel := context.WithCancel(context.Background())
@@ -101,14 +109,14 @@ func (s *Staff) shell(ctx context.Context, q *sshd.Request) int {
 	rec := &Recorder{Sink: s.Sink(name)}
 	rec.Start(rctx, Header{Width: q.Size.Cols, Height: q.Size.Rows, Title: fmt.Sprintf("%s grant %s ticket %s", s.Host, g.ID, g.Ticket),
 		Env: map[string]string{"TERM": q.Term}})
-	banner := fmt.Sprintf("lifeboat rescue shell on %s: grant %s for %s, ticket %s, until %s.\r\nThis session's output is recorded and the customer can watch it. Input is not recorded.\r\n",
-		s.Host, g.ID, g.Staff, g.Ticket, g.Until.UTC().Format(time.RFC3339))
-	code := Shell(ctx, q, rec, banner)
+	banner := fmt.Sprintf("lifeboat rescue %s on %s: grant %s for %s, ticket %s, until %s.\r\nThis session's output is recorded and the customer can watch it. Input is not recorded.\r\n",
+		kind, s.Host, g.ID, g.Staff, g.Ticket, g.Until.UTC().Format(time.RFC3339))
+	exit := Shell(ctx, q, rec, banner)
 	n, err := rec.Close(10 * time.Second)
-	d["bytes"], d["exit"] = fmt.Sprint(n), fmt.Sprint(code)
+	d["bytes"], d["exit"] = fmt.Sprint(n), fmt.Sprint(exit)
 	if err != nil {
 		d["error"] = err.Error()
 	}
 	_ = s.Report(context.Background(), audit.RescueShellEnd, d)
-	return code
+	return exit
 }

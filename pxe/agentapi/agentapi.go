@@ -3,13 +3,18 @@ package agentapi
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/lifeboat-boot/lifeboat/pxe/audit"
@@ -75,9 +80,37 @@ type RescueGrant struct {
 	StaffKey string    `json:"staff_key"`
 	Ticket   string    `json:"ticket"`
 	Until    time.Time `json:"until"`
+	// ConsoleCodeHash checks the one-time code a console grant's
+	// technician types at the host (ConsoleCodeHash).
+	ConsoleCodeHash string `json:"console_code_hash,omitempty"`
 	// Left is how long the grant still runs at check-in: the agent counts
 	// it down on its own clock, which may not agree with the server's.
 	Left time.Duration `json:"left_ns"`
+}
+
+// NewConsoleCode makes a console grant's one-time code: 8 digits, to be
+// read out over a phone and typed at a server's console.
+func NewConsoleCode() string {
+	n, err := rand.Int(rand.Reader, big.NewInt(100_000_000))
+	if err != nil {
+		n = big.NewInt(0) // crypto/rand does not fail on Linux
+	}
+	s := fmt.Sprintf("%08d", n.Int64())
+	return s[:4] + "-" + s[4:]
+}
+
+// ConsoleCodeHash is what the server keeps and the agent checks of a
+// console code, salted with the grant's ID. Spaces and dashes typed with the
+// code do not count.
+func ConsoleCodeHash(grantID, code string) string {
+	code = strings.Map(func(r rune) rune {
+		if r == ' ' || r == '-' {
+			return -1
+		}
+		return r
+	}, code)
+	sum := sha256.Sum256([]byte("lifeboat-console-code\x00" + grantID + "\x00" + code))
+	return hex.EncodeToString(sum[:])
 }
 
 // GrantStatus is the server's view of a rescue grant, polled by the agent

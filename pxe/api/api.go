@@ -87,6 +87,10 @@ type (
 	RecordingList struct {
 		Recordings []recordings.Info `json:"recordings"`
 	}
+	// AgeRecipient is the body of PUT /v1/customers/{name}/age-recipient.
+	AgeRecipient struct {
+		Recipient string `json:"age_recipient"` // "" removes it
+	}
 	// PolicyList answers GET /v1/customers/{name}/policies.
 	PolicyList struct {
 		Policies []store.Policy `json:"policies"`
@@ -455,6 +459,12 @@ func (c *Client) Recording(ctx context.Context, id string) (io.ReadCloser, error
 		return nil, err
 	}
 	return resp.Body, nil
+}
+
+// SetAgeRecipient sets (or with "" removes) the age key a customer's
+// recordings are sealed to.
+func (c *Client) SetAgeRecipient(ctx context.Context, customer, recipient string) error {
+	return c.do(ctx, "PUT", "/v1/customers/"+url.PathEscape(customer)+"/age-recipient", AgeRecipient{Recipient: recipient}, nil)
 }
 
 // Policies returns a customer's grant policies.

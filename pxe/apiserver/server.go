@@ -44,6 +44,7 @@ type Store interface {
 	RevokeGrant(ctx context.Context, id, actor string) (*store.Grant, error)
 	SetPolicy(ctx context.Context, customer, scope, policy, actor string) error
 	Policies(ctx context.Context, customer string) ([]store.Policy, error)
+	SetAgeRecipient(ctx context.Context, customer, recipient, actor string) error
 }
 
 // Secrets makes webhook signing secrets; notify.Keyring is one.
@@ -101,6 +102,28 @@ func (s *Server) Handler() http.Handler {
 		writeJSON(w, http.StatusOK, api.RecordingList{Recordings: nonNil(list)})
 	}))
 	mux.Handle("GET /v1/recordings/{id}", anyone(s.recording))
+	// A customer sets their own age key (the stronger promise: nobody at
+	// the provider chose it); an operator may set it for them.
+	mux.Handle("PUT /v1/customers/{name}/age-recipient", anyone(func(w http.ResponseWriter, r *http.Request) {
+		name := r.PathValue("name")
+		if c := principal(r).Customer; c != "" && c != name {
+			writeJSON(w, http.StatusForbidden, api.Error{Message: "a customer's token sets that customer's age recipient only"})
+			return
+		}
+		var body api.AgeRecipient
+		if !s.decode(w, r, &body) {
+			return
+		}
+		actor := operator(r)
+		if c := principal(r).Customer; c != "" {
+			actor = "customer:" + c
+		}
+		if err := s.Store.SetAgeRecipient(r.Context(), name, body.Recipient, actor); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
 	mux.Handle("GET /v1/audit/verify", anyone(s.auditVerify))
 	mux.Handle("POST /v1/customers/{name}/token", auth(func(w http.ResponseWriter, r *http.Request) {
 		tok, err := s.Store.CustomerToken(r.Context(), r.PathValue("name"), operator(r))

@@ -27,15 +27,16 @@ const (
 	HandoffFailed   Code = "handoff.failed"        // no boot entry, or the kexec load failed
 
 	// Operator changes, with the operator's name as the actor.
-	HostAdd        Code = "host.add"        // a host was added to the inventory
-	HostSet        Code = "host.set"        // a host's entry was changed
-	HostRemove     Code = "host.remove"     // a host was removed
-	CustomerAdd    Code = "customer.add"    // a customer was added
-	OperatorAdd    Code = "operator.add"    // an operator was given an API token
-	OperatorRemove Code = "operator.remove" // an operator's token was revoked
-	WebhookAdd     Code = "webhook.add"     // a customer's webhook was added
-	WebhookRemove  Code = "webhook.remove"  // a customer's webhook was removed
-	CustomerToken  Code = "customer.token"  // a customer was given (or re-given) an API token
+	HostAdd              Code = "host.add"               // a host was added to the inventory
+	HostSet              Code = "host.set"               // a host's entry was changed
+	HostRemove           Code = "host.remove"            // a host was removed
+	CustomerAdd          Code = "customer.add"           // a customer was added
+	OperatorAdd          Code = "operator.add"           // an operator was given an API token
+	OperatorRemove       Code = "operator.remove"        // an operator's token was revoked
+	WebhookAdd           Code = "webhook.add"            // a customer's webhook was added
+	WebhookRemove        Code = "webhook.remove"         // a customer's webhook was removed
+	CustomerToken        Code = "customer.token"         // a customer was given (or re-given) an API token
+	CustomerAgeRecipient Code = "customer.age_recipient" // the age key recordings are sealed to was set or removed
 
 	// Rescue grants, with the acting operator, customer or "system".
 	RescueRequest Code = "rescue.request" // support asked for a grant (details: scope, ticket, reason, window, policy)
@@ -48,12 +49,14 @@ const (
 
 	// Reported by the RAM image during a rescue boot, with the key's
 	// fingerprint as the actor.
-	SSHRefused          Code = "ssh.refused"           // keys offered that may not log in (details: keys, remote)
-	RescuePasswordReset Code = "rescue.password_reset" // a user's password is about to be reset (details: user, shadow digests before and after; never a hash)
-	RescueResetRefused  Code = "rescue.reset_refused"  // a reset was refused: the root is still encrypted
-	RescueShell         Code = "rescue.shell"          // a recorded shell began (details: recording)
-	RescueShellEnd      Code = "rescue.shell_end"      // a recorded shell ended (details: recording, bytes, exit status)
-	RescueEnd           Code = "rescue.end"            // the rescue session ended; the host reboots into its default mode
+	SSHRefused           Code = "ssh.refused"            // keys offered that may not log in (details: keys, remote)
+	RescuePasswordReset  Code = "rescue.password_reset"  // a user's password is about to be reset (details: user, shadow digests before and after; never a hash)
+	RescueResetRefused   Code = "rescue.reset_refused"   // a reset was refused: the root is still encrypted
+	RescueShell          Code = "rescue.shell"           // a recorded shell began (details: recording)
+	RescueShellEnd       Code = "rescue.shell_end"       // a recorded shell ended (details: recording, bytes, exit status)
+	RescueConsole        Code = "rescue.console"         // the console code was typed right: a recorded console shell began
+	RescueConsoleRefused Code = "rescue.console_refused" // a wrong console code (details: console, tries left)
+	RescueEnd            Code = "rescue.end"             // the rescue session ended; the host reboots into its default mode
 
 	// The notice relay.
 	NoticeFailed Code = "notice.failed" // a notice could not be delivered for three days; the relay gave up
@@ -66,6 +69,7 @@ var AgentCodes = map[Code]bool{
 	SSHLogin: true, UnlockSuccess: true, UnlockFailure: true, UnlockLockout: true,
 	Handoff: true, HandoffFailed: true,
 	SSHRefused: true, RescuePasswordReset: true, RescueResetRefused: true, RescueShell: true, RescueShellEnd: true, RescueEnd: true,
+	RescueConsole: true, RescueConsoleRefused: true,
 }
 
 // Notify are the codes the customer who owns the host is told about. A
@@ -75,6 +79,7 @@ var Notify = map[Code]bool{
 	UnlockLockout: true, Handoff: true, HandoffFailed: true,
 	RescueRequest: true, RescueApprove: true, RescueActive: true, RescueDeny: true, RescueRevoke: true, RescueExpire: true, RescuePolicy: true,
 	SSHRefused: true, RescuePasswordReset: true, RescueResetRefused: true, RescueShell: true, RescueShellEnd: true, RescueEnd: true,
+	RescueConsole: true, RescueConsoleRefused: true, CustomerAgeRecipient: true,
 }
 
 // Event is one record of the event log. Details never hold a secret.

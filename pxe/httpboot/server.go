@@ -442,7 +442,7 @@ func (s *Server) checkin(w http.ResponseWriter, r *http.Request) {
 		}
 		if g != nil {
 			grant = &agentapi.RescueGrant{ID: g.ID, Scope: g.Scope, Staff: g.Staff, StaffKey: g.StaffKey, Ticket: g.Ticket, Until: g.Until,
-				Left: time.Until(g.Until)}
+				Left: time.Until(g.Until), ConsoleCodeHash: g.ConsoleCodeHash}
 		}
 	}
 	metrics.Checkins.WithLabelValues("ok").Inc()

@@ -88,6 +88,10 @@ func summary(e audit.Event) string {
 		return fmt.Sprintf("the recorded shell on %s ended (recording %s, %s bytes)", e.Host, d["recording"], d["bytes"])
 	case audit.RescueEnd:
 		return fmt.Sprintf("the rescue session on %s is over (%s); it reboots into its own system", e.Host, cmp.Or(d["reason"], "grant ended"))
+	case audit.RescueConsole:
+		return fmt.Sprintf("someone typed the right one-time code at %s's console (grant %s): a recorded console shell began (recording %s)", e.Host, d["grant"], d["recording"])
+	case audit.RescueConsoleRefused:
+		return fmt.Sprintf("a wrong one-time code was typed at %s's console %s (%s tries left)", e.Host, d["console"], d["tries_left"])
 	case audit.SSHRefused:
 		return fmt.Sprintf("a login to %s with a key that may not log in was refused (%s from %s)", e.Host, d["keys"], cmp.Or(d["remote"], "an unknown address"))
 	}

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"filippo.io/age"
 )
 
 // MaxSize bounds one recording: a shell that prints more is cut off by the
@@ -33,14 +35,21 @@ type Info struct {
 	ID       string    `json:"id"`
 	Host     string    `json:"host"`
 	Boot     string    `json:"boot"`
-	Size     int64     `json:"size"`
+	Size     int64     `json:"size"` // bytes stored (sealed: with the encryption's overhead)
 	Modified time.Time `json:"modified"`
+	// Sealed: encrypted to the customer's age recipient; only their key
+	// reads it.
+	Sealed bool `json:"sealed,omitempty"`
 }
 
-// Store keeps recordings under Dir/HOST/BOOT.NAME.cast.
+// Store keeps recordings under Dir/HOST/BOOT.NAME.cast, or .cast.age when
+// sealed.
 type Store struct {
 	Dir string
-	mu  sync.Mutex
+	// Recipient returns the age recipient of the host's customer ("" for
+	// none); a recording begun while there is one is sealed to it.
+	Recipient func(host string) (string, error)
+	mu        sync.Mutex
 }
 
 // ID names a recording.
@@ -51,6 +60,18 @@ func (s *Store) path(host, boot, name string) (string, error) {
 		return "", fmt.Errorf("recording %s/%s.%s: bad name (want lower-case letters, digits and dashes)", host, boot, name)
 	}
 	return filepath.Join(s.Dir, host, ID(boot, name)+".cast"), nil
+}
+
+// recipient returns host's customer's recipient, nil for none.
+func (s *Store) recipient(host string) (age.Recipient, error) {
+	if s.Recipient == nil {
+		return nil, nil
+	}
+	r, err := s.Recipient(host)
+	if err != nil || r == "" {
+		return nil, err
+	}
+	return age.ParseX25519Recipient(r)
 }
 
 // Append stores data at offset off of the recording and returns its size.
@@ -64,6 +85,25 @@ func (s *Store) Append(host, boot, name string, off int64, data []byte) (int64, 
 	defer s.mu.Unlock()
 	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
 		return 0, err
+	}
+	if _, err := os.Stat(p + ".age"); err == nil {
+		to, err := s.recipient(host)
+		if err == nil && to == nil {
+			err = errors.New("the customer's age recipient was removed during the recording")
+		}
+		if err != nil {
+			return 0, err
+		}
+		return s.appendSealed(p+".age", off, data, to)
+	}
+	if _, err := os.Stat(p); errors.Is(err, fs.ErrNotExist) {
+		to, err := s.recipient(host)
+		if err != nil {
+			return 0, fmt.Errorf("the customer's age recipient: %w", err)
+		}
+		if to != nil {
+			return s.appendSealed(p+".age", off, data, to)
+		}
 	}
 	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
@@ -98,6 +138,63 @@ func (s *Store) Append(host, boot, name string, off int64, data []byte) (int64, 
 	return size + int64(len(data)), nil
 }
 
+// appendSealed adds a piece to a sealed recording, made (sealed to to) if
+// new. Its size is in plaintext bytes, as the agent counts.
+func (s *Store) appendSealed(p string, off int64, data []byte, to age.Recipient) (int64, error) {
+	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	if fi.Size() == 0 {
+		if to == nil {
+			return 0, errors.New("sealed recording without a recipient")
+		}
+		if _, err := f.WriteAt([]byte(SealedMagic), 0); err != nil {
+			return 0, err
+		}
+		fi, _ = f.Stat()
+	}
+	segs, err := segments(f, fi.Size())
+	if err != nil {
+		return 0, err
+	}
+	var size int64
+	if n := len(segs); n > 0 {
+		size = segs[n-1].off + int64(segs[n-1].plain)
+	}
+	switch {
+	case off == size:
+	case off < size:
+		for _, sg := range segs {
+			if sg.off == off && int(sg.plain) == len(data) {
+				return size, nil // a retry of a piece stored (its bytes cannot be compared: sealed)
+			}
+		}
+		return size, fmt.Errorf("%w: a different piece at %d is stored already", ErrOffset, off)
+	default:
+		return size, fmt.Errorf("%w: offset %d, the recording holds %d bytes", ErrOffset, off, size)
+	}
+	if fi.Size()+int64(len(data)) > MaxSize {
+		return size, fmt.Errorf("recording would pass %d MiB", MaxSize>>20)
+	}
+	seg, err := seal(off, data, to)
+	if err != nil {
+		return size, err
+	}
+	if _, err := f.WriteAt(seg, fi.Size()); err != nil {
+		return size, err
+	}
+	if err := f.Sync(); err != nil {
+		return size, err
+	}
+	return size + int64(len(data)), nil
+}
+
 // List returns every recording, newest first.
 func (s *Store) List() ([]Info, error) {
 	var out []Info
@@ -108,16 +205,17 @@ func (s *Store) List() ([]Info, error) {
 			}
 			return err
 		}
-		if d.IsDir() || !strings.HasSuffix(p, ".cast") {
+		sealed := strings.HasSuffix(p, ".cast.age")
+		if d.IsDir() || (!strings.HasSuffix(p, ".cast") && !sealed) {
 			return nil
 		}
 		fi, err := d.Info()
 		if err != nil {
 			return err
 		}
-		id := strings.TrimSuffix(d.Name(), ".cast")
+		id := strings.TrimSuffix(strings.TrimSuffix(d.Name(), ".age"), ".cast")
 		boot, _, _ := strings.Cut(id, ".")
-		out = append(out, Info{ID: id, Host: filepath.Base(filepath.Dir(p)), Boot: boot, Size: fi.Size(), Modified: fi.ModTime().UTC()})
+		out = append(out, Info{ID: id, Host: filepath.Base(filepath.Dir(p)), Boot: boot, Size: fi.Size(), Modified: fi.ModTime().UTC(), Sealed: sealed})
 		return nil
 	})
 	sort.Slice(out, func(i, j int) bool { return out[i].Modified.After(out[j].Modified) })
@@ -136,6 +234,9 @@ func (s *Store) Open(id string) (io.ReadSeekCloser, Info, error) {
 			p, err := s.path(in.Host, boot, name)
 			if err != nil {
 				return nil, Info{}, err
+			}
+			if in.Sealed {
+				p += ".age"
 			}
 			f, err := os.Open(p)
 			return f, in, err

@@ -121,6 +121,10 @@ type Grant struct {
 	Created   time.Time `json:"created"`
 	Decided   time.Time `json:"decided,omitzero"`
 	DecidedBy string    `json:"decided_by,omitempty"`
+	// ConsoleCode is a console grant's one-time code, set only in the
+	// answer to its request; ConsoleCodeHash is what is kept of it.
+	ConsoleCode     string `json:"console_code,omitempty"`
+	ConsoleCodeHash string `json:"-"`
 }
 
 // Can says whether g may go to state to at now, and why not.

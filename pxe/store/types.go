@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
+	"filippo.io/age"
 	"fmt"
 	"strings"
 	"time"
@@ -46,6 +47,9 @@ type Customer struct {
 	Name        string   `json:"name"`
 	DisplayName string   `json:"display_name,omitempty"`
 	Emails      []string `json:"emails,omitempty"`
+	// AgeRecipient (age1...): the rescue shells' recordings of the
+	// customer's hosts are sealed to it; only their key reads them.
+	AgeRecipient string `json:"age_recipient,omitempty"`
 }
 
 // Check validates a customer entry.
@@ -55,6 +59,11 @@ func (c *Customer) Check() error {
 	}
 	if len(c.DisplayName) > 200 || strings.ContainsFunc(c.DisplayName, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
 		return fmt.Errorf("display name: at most 200 printable characters")
+	}
+	if c.AgeRecipient != "" {
+		if _, err := age.ParseX25519Recipient(c.AgeRecipient); err != nil {
+			return fmt.Errorf("age recipient: want an age public key (age1..., from age-keygen): %v", err)
+		}
 	}
 	for _, e := range c.Emails {
 		if at := strings.IndexByte(e, '@'); at < 1 || at == len(e)-1 || len(e) > 254 ||

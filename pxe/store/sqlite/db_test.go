@@ -42,7 +42,7 @@ func TestMigrations(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if v, err := db.SchemaVersion(ctx); err != nil || v != 3 {
+		if v, err := db.SchemaVersion(ctx); err != nil || v != 5 {
 			t.Fatalf("schema version = %d, %v", v, err)
 		}
 		db.Close()

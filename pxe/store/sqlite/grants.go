@@ -9,17 +9,18 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/lifeboat-boot/lifeboat/pxe/agentapi"
 	"github.com/lifeboat-boot/lifeboat/pxe/audit"
 	"github.com/lifeboat-boot/lifeboat/pxe/store"
 )
 
-const grantCols = `id, host, customer, staff, staff_key, ticket, reason, scope, policy, state, valid_from, valid_until, created, decided, decided_by`
+const grantCols = `id, host, customer, staff, staff_key, ticket, reason, scope, policy, state, valid_from, valid_until, created, decided, decided_by, console_code_hash`
 
 func scanGrant(row interface{ Scan(...any) error }) (*store.Grant, error) {
 	var g store.Grant
 	var from, until, created, decided string
 	if err := row.Scan(&g.ID, &g.Host, &g.Customer, &g.Staff, &g.StaffKey, &g.Ticket, &g.Reason, &g.Scope, &g.Policy, &g.State,
-		&from, &until, &created, &decided, &g.DecidedBy); err != nil {
+		&from, &until, &created, &decided, &g.DecidedBy, &g.ConsoleCodeHash); err != nil {
 		return nil, err
 	}
 	g.From, g.Until, g.Created = parseTime(from), parseTime(until), parseTime(created)
@@ -60,6 +61,12 @@ func (db *DB) RequestGrant(ctx context.Context, r store.GrantRequest, staff stri
 	now := db.now().UTC()
 	g := &store.Grant{ID: randomID("g-"), Host: h.Name, Customer: h.Customer, Staff: staff, StaffKey: r.StaffKey, Ticket: r.Ticket,
 		Reason: r.Reason, Scope: r.Scope, From: now, Until: now.Add(r.TTL), Created: now}
+	if g.Scope == store.ScopeConsole {
+		// Shown once, in this answer, to the staff member who passes it
+		// to the technician at the host; only its hash is kept.
+		g.ConsoleCode = agentapi.NewConsoleCode()
+		g.ConsoleCodeHash = agentapi.ConsoleCodeHash(g.ID, g.ConsoleCode)
+	}
 	err = db.change(ctx, func(tx *sql.Tx) ([]audit.Event, error) {
 		g.Policy = store.DefaultPolicy(r.Scope)
 		switch err := tx.QueryRowContext(ctx, `SELECT policy FROM policies WHERE customer = ? AND scope = ?`, g.Customer, g.Scope).Scan(&g.Policy); {
@@ -81,9 +88,9 @@ func (db *DB) RequestGrant(ctx context.Context, r store.GrantRequest, staff stri
 		if !g.Decided.IsZero() {
 			decided = fmtTime(g.Decided)
 		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO grants (`+grantCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		_, err := tx.ExecContext(ctx, `INSERT INTO grants (`+grantCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			g.ID, g.Host, g.Customer, g.Staff, g.StaffKey, g.Ticket, g.Reason, g.Scope, g.Policy, g.State,
-			fmtTime(g.From), fmtTime(g.Until), fmtTime(g.Created), decided, g.DecidedBy)
+			fmtTime(g.From), fmtTime(g.Until), fmtTime(g.Created), decided, g.DecidedBy, g.ConsoleCodeHash)
 		return evs, err
 	})
 	if err != nil {

@@ -3,9 +3,12 @@ package sqlite
 import (
 	"context"
 	"errors"
+	"regexp"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/lifeboat-boot/lifeboat/pxe/agentapi"
 	"github.com/lifeboat-boot/lifeboat/pxe/audit"
 	"github.com/lifeboat-boot/lifeboat/pxe/store"
 )
@@ -131,5 +134,35 @@ func TestGrantRefusals(t *testing.T) {
 	}
 	if err := db.SetPolicy(ctx, "nobody", "shell", "notify", "op"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("unknown customer: %v", err)
+	}
+}
+
+// A console grant's code is in the request's answer once; only its hash is
+// stored, and it never reaches the records.
+func TestConsoleCode(t *testing.T) {
+	db, _ := openDB(t)
+	ctx := context.Background()
+	fleet(t, db)
+	g, err := db.RequestGrant(ctx, grantReq(store.ScopeConsole), "hands")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`^\d{4}-\d{4}$`).MatchString(g.ConsoleCode) {
+		t.Fatalf("console code %q", g.ConsoleCode)
+	}
+	again, err := db.Grant(ctx, g.ID)
+	if err != nil || again.ConsoleCode != "" || again.ConsoleCodeHash != agentapi.ConsoleCodeHash(g.ID, g.ConsoleCode) {
+		t.Errorf("stored grant: code %q hash %q, %v", again.ConsoleCode, again.ConsoleCodeHash, err)
+	}
+	if agentapi.ConsoleCodeHash(g.ID, strings.ReplaceAll(g.ConsoleCode, "-", " ")) != again.ConsoleCodeHash {
+		t.Error("the code typed with a space instead of the dash does not match")
+	}
+	evs, _ := db.Events(ctx, store.EventFilter{})
+	for _, e := range evs {
+		for _, v := range e.Details {
+			if strings.Contains(v, g.ConsoleCode) {
+				t.Errorf("console code in record %s", e.Code)
+			}
+		}
 	}
 }

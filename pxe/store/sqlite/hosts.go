@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -358,17 +359,48 @@ func (db *DB) AddCustomer(ctx context.Context, c store.Customer, actor string) e
 			return nil, fmt.Errorf("customer %q: %w: it exists already", c.Name, store.ErrConflict)
 		}
 		now := db.now().UTC()
-		if _, err := tx.ExecContext(ctx, `INSERT INTO customers (name, display_name, emails, created) VALUES (?, ?, ?, ?)`,
-			c.Name, c.DisplayName, string(emails), fmtTime(now)); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO customers (name, display_name, emails, created, age_recipient) VALUES (?, ?, ?, ?, ?)`,
+			c.Name, c.DisplayName, string(emails), fmtTime(now), c.AgeRecipient); err != nil {
 			return nil, err
 		}
 		return []audit.Event{{Time: now, Code: audit.CustomerAdd, Actor: actor, Details: map[string]string{"customer": c.Name}}}, nil
 	})
 }
 
+// SetAgeRecipient sets (or, with "", removes) the age recipient the
+// recordings of a customer's hosts are sealed to, with its record.
+func (db *DB) SetAgeRecipient(ctx context.Context, customer, recipient, actor string) error {
+	c := store.Customer{Name: customer, AgeRecipient: recipient}
+	if err := c.Check(); err != nil {
+		return fmt.Errorf("%w: %v", store.ErrInvalid, err)
+	}
+	return db.change(ctx, func(tx *sql.Tx) ([]audit.Event, error) {
+		res, err := tx.ExecContext(ctx, `UPDATE customers SET age_recipient = ? WHERE name = ?`, recipient, customer)
+		if err != nil {
+			return nil, err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return nil, fmt.Errorf("customer %q: %w", customer, store.ErrNotFound)
+		}
+		d := map[string]string{"customer": customer, "age_recipient": cmp.Or(recipient, "(removed)")}
+		return []audit.Event{{Time: db.now().UTC(), Code: audit.CustomerAgeRecipient, Customer: customer, Actor: actor, Details: d}}, nil
+	})
+}
+
+// HostAgeRecipient returns the age recipient of host's customer, "" if it
+// has none (or the host no customer).
+func (db *DB) HostAgeRecipient(host string) (string, error) {
+	var r string
+	err := db.sql.QueryRow(`SELECT COALESCE(c.age_recipient, '') FROM hosts h LEFT JOIN customers c ON c.name = h.customer WHERE h.name = ?`, host).Scan(&r)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	return r, err
+}
+
 // Customers lists the customers by name.
 func (db *DB) Customers(ctx context.Context) ([]store.Customer, error) {
-	rows, err := db.sql.QueryContext(ctx, `SELECT name, display_name, emails FROM customers ORDER BY name`)
+	rows, err := db.sql.QueryContext(ctx, `SELECT name, display_name, emails, age_recipient FROM customers ORDER BY name`)
 	if err != nil {
 		return nil, err
 	}
@@ -377,7 +409,7 @@ func (db *DB) Customers(ctx context.Context) ([]store.Customer, error) {
 	for rows.Next() {
 		var c store.Customer
 		var emails string
-		if err := rows.Scan(&c.Name, &c.DisplayName, &emails); err != nil {
+		if err := rows.Scan(&c.Name, &c.DisplayName, &emails, &c.AgeRecipient); err != nil {
 			return nil, err
 		}
 		if err := json.Unmarshal([]byte(emails), &c.Emails); err != nil {
