@@ -6,14 +6,18 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"filippo.io/age"
 
 	"github.com/lifeboat-boot/lifeboat/hack/fixture"
 	"github.com/lifeboat-boot/lifeboat/hack/rig"
@@ -43,6 +47,9 @@ var rescueHosts = []rig.Host{
 
 type rescueRig struct {
 	*rig.Rig
+	// The customer's own API token, and the age identity their
+	// recordings are sealed to.
+	custToken, ageKey string
 	t          *testing.T
 	dir        string
 	passphrase string
@@ -140,7 +147,40 @@ func setupRescue(t *testing.T) *rescueRig {
 	if err := r.recv.SetSecret(secret); err != nil {
 		t.Fatal(err)
 	}
+	// The customer seals their recordings to their own age key, with
+	// their own token: nobody at the provider reads them.
+	r.custToken = filepath.Join(r.dir, "acme-token")
+	if err := os.WriteFile(r.custToken, []byte(r.cli(t, "customer", "token", "acme")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.ageKey = filepath.Join(r.dir, "acme-age.key")
+	if err := os.WriteFile(r.ageKey, []byte(id.String()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.CLI(ctx, r.custToken, "customer", "age-recipient", "acme", id.Recipient().String()); err != nil {
+		t.Fatal(err)
+	}
 	return r
+}
+
+// play replays a recording as the customer, with their key; the operator
+// cannot.
+func (r *rescueRig) play(t *testing.T, id string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if out, err := r.CLI(ctx, "", "recording", "play", id, "--speed", "0"); err == nil || !strings.Contains(err.Error(), "sealed to the customer's age key") {
+		t.Errorf("the operator replayed a sealed recording: %v\n%s", err, out)
+	}
+	out, err := r.CLI(ctx, r.custToken, "recording", "play", id, "--speed", "0", "--identity", r.ageKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 func waitFor(t *testing.T, d time.Duration, ok func() bool) {
@@ -250,6 +290,27 @@ func (r *rescueRig) waitNotice(t *testing.T, host string, code audit.Code) []str
 		t.Errorf("receiver refused deliveries: %v", bad)
 	}
 	return codes
+}
+
+// summaries are the notices' one-line summaries for host, in the audit
+// chain's order (deliveries may overtake one another).
+func (r *rescueRig) summaries(host string) string {
+	var lines []string
+	for _, d := range r.recv.Deliveries() {
+		var n struct {
+			Type string `json:"type"`
+			Data struct {
+				Host, Summary string
+				Receipt       struct{ Seq int64 }
+			} `json:"data"`
+		}
+		_ = json.Unmarshal(d.Body, &n)
+		if n.Data.Host == host {
+			lines = append(lines, fmt.Sprintf("  #%04d %-22s %s\n", n.Data.Receipt.Seq, n.Type, n.Data.Summary))
+		}
+	}
+	slices.Sort(lines)
+	return strings.Join(lines, "")
 }
 
 func (r *rescueRig) shadowOnDisk(t *testing.T, host string) []byte {
@@ -420,27 +481,34 @@ func (r *rescueRig) plainFlows(t *testing.T) {
 		t.Fatal(err)
 	}
 	list := r.cli(t, "recording", "list", "--json")
-	var recs []struct{ ID, Host string }
-	if err := json.Unmarshal([]byte(list), &recs); err != nil || len(recs) != 1 || recs[0].Host != h.Name {
-		t.Fatalf("recordings: %v\n%s", err, list)
+	var recs []struct {
+		ID, Host string
+		Sealed   bool
 	}
-	play := r.cli(t, "recording", "play", recs[0].ID, "--speed", "0")
-	t.Logf("the recording, replayed:\n%s", play)
+	if err := json.Unmarshal([]byte(list), &recs); err != nil {
+		t.Fatal(err)
+	}
+	recs = slices.DeleteFunc(recs, func(x struct {
+		ID, Host string
+		Sealed   bool
+	}) bool {
+		return x.Host != h.Name
+	})
+	if len(recs) != 1 || !recs[0].Sealed {
+		t.Fatalf("recordings of %s: %+v\n%s", h.Name, recs, list)
+	}
+	play := r.play(t, recs[0].ID)
+	t.Logf("the recording, replayed by the customer:\n%s", play)
 	if !strings.Contains(play, "rescue-42") || !strings.Contains(play, "SUP-101") {
 		t.Errorf("replay lacks the session")
 	}
-	// The customer reads it with their own token.
-	tok := filepath.Join(r.dir, "acme-token")
-	if err := os.WriteFile(tok, []byte(r.cli(t, "customer", "token", "acme")), 0o600); err != nil {
-		t.Fatal(err)
+	// Sealed on the server's disk.
+	raw := r.cli(t, "recording", "get", recs[0].ID)
+	if strings.Contains(raw, "rescue-42") || !strings.HasPrefix(raw, "lifeboat-recording-age-v1") {
+		t.Errorf("recording stored in the clear")
 	}
-	cctx, ccancel := context.WithTimeout(ctx, time.Minute)
-	defer ccancel()
-	if got, err := r.CLI(cctx, tok, "recording", "play", recs[0].ID, "--speed", "0"); err != nil || !strings.Contains(got, "rescue-42") {
-		t.Errorf("the customer cannot replay their recording: %v", err)
-	}
-	codes := r.waitNotice(t, h.Name, audit.RescueShellEnd)
-	t.Logf("all notices for %s: %v", h.Name, codes)
+	r.waitNotice(t, h.Name, audit.RescueShellEnd)
+	t.Logf("what customer acme's webhook was told about %s:\n%s", h.Name, r.summaries(h.Name))
 }
 
 // encryptedFlow: (2) a reset is refused until the customer unlocks in this
@@ -558,8 +626,9 @@ func (r *rescueRig) encryptedFlow(t *testing.T) {
 	if found == "" {
 		t.Fatalf("no console recording: %v", recs)
 	}
-	if play := r.cli(t, "recording", "play", found, "--speed", "0"); !strings.Contains(play, "console-42") {
+	if play := r.play(t, found); !strings.Contains(play, "console-42") {
 		t.Errorf("console recording lacks the session:\n%s", play)
 	}
-	t.Logf("%s: notices %v", h.Name, r.waitNotice(t, h.Name, audit.RescueConsoleRefused))
+	r.waitNotice(t, h.Name, audit.RescueConsoleRefused)
+	t.Logf("what customer acme's webhook was told about %s:\n%s", h.Name, r.summaries(h.Name))
 }

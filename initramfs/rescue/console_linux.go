@@ -74,6 +74,12 @@ func (c *Console) serve(ctx context.Context, dev string) {
 	}
 	defer f.Close()
 	go func() { <-ctx.Done(); f.Close() }() // unblocks the read
+	// Echo off for as long as codes are asked for (line editing stays):
+	// turned on between two prompts, it would show a code typed ahead.
+	if st, err := term.GetState(int(f.Fd())); err == nil {
+		defer term.Restore(int(f.Fd()), st)
+		noEcho(int(f.Fd()))
+	}
 	g := c.Grant
 	fmt.Fprintf(f, "\r\nlifeboat: rescue console of %s under grant %s (ticket %s, asked by %s), until %s.\r\n",
 		c.Host, g.ID, g.Ticket, g.Staff, g.Until.UTC().Format(time.RFC3339))
@@ -81,11 +87,12 @@ func (c *Console) serve(ctx context.Context, dev string) {
 	in := bufio.NewReader(f)
 	for ctx.Err() == nil {
 		fmt.Fprintf(f, "one-time code: ")
-		code, err := readHidden(f, in)
+		code, err := in.ReadString('\n')
 		fmt.Fprintf(f, "\r\n")
 		if err != nil {
 			return
 		}
+		code = strings.TrimRight(code, "\r\n")
 		if strings.TrimSpace(code) == "" {
 			continue
 		}
@@ -119,18 +126,6 @@ func (c *Console) check(code string) (ok bool, left int) {
 	}
 	c.tries++
 	return false, MaxCodeTries - c.tries
-}
-
-// readHidden reads a line from a terminal with echo off, if it is one.
-func readHidden(f *os.File, in *bufio.Reader) (string, error) {
-	fd := int(f.Fd())
-	if st, err := term.GetState(fd); err == nil {
-		// Echo off, line editing on: as a password prompt.
-		defer term.Restore(fd, st)
-		noEcho(fd)
-	}
-	line, err := in.ReadString('\n')
-	return strings.TrimRight(line, "\r\n"), err
 }
 
 func (c *Console) shell(ctx context.Context, f *os.File, dev string) {

@@ -115,16 +115,13 @@ func (s *Store) Append(host, boot, name string, off int64, data []byte) (int64, 
 		return 0, err
 	}
 	size := fi.Size()
-	switch {
-	case off == size:
-	case off < size && off+int64(len(data)) <= size:
+	fresh, err := placement(size, off, func() bool {
 		have := make([]byte, len(data))
-		if _, err := f.ReadAt(have, off); err != nil || !bytes.Equal(have, data) {
-			return size, fmt.Errorf("%w: a different piece at %d is stored already", ErrOffset, off)
-		}
-		return size, nil // a retry of a piece stored
-	default:
-		return size, fmt.Errorf("%w: offset %d, the recording holds %d bytes", ErrOffset, off, size)
+		_, err := f.ReadAt(have, off)
+		return err == nil && bytes.Equal(have, data)
+	})
+	if err != nil || !fresh {
+		return size, err
 	}
 	if size+int64(len(data)) > MaxSize {
 		return size, fmt.Errorf("recording would pass %d MiB", MaxSize>>20)
@@ -167,17 +164,16 @@ func (s *Store) appendSealed(p string, off int64, data []byte, to age.Recipient)
 	if n := len(segs); n > 0 {
 		size = segs[n-1].off + int64(segs[n-1].plain)
 	}
-	switch {
-	case off == size:
-	case off < size:
+	fresh, err := placement(size, off, func() bool {
 		for _, sg := range segs {
 			if sg.off == off && int(sg.plain) == len(data) {
-				return size, nil // a retry of a piece stored (its bytes cannot be compared: sealed)
+				return true // its bytes cannot be compared: sealed
 			}
 		}
-		return size, fmt.Errorf("%w: a different piece at %d is stored already", ErrOffset, off)
-	default:
-		return size, fmt.Errorf("%w: offset %d, the recording holds %d bytes", ErrOffset, off, size)
+		return false
+	})
+	if err != nil || !fresh {
+		return size, err
 	}
 	if fi.Size()+int64(len(data)) > MaxSize {
 		return size, fmt.Errorf("recording would pass %d MiB", MaxSize>>20)
@@ -193,6 +189,21 @@ func (s *Store) appendSealed(p string, off int64, data []byte, to age.Recipient)
 		return size, err
 	}
 	return size + int64(len(data)), nil
+}
+
+// placement decides where a piece that starts at off goes in a recording
+// of size bytes: at its end (fresh), nowhere (a retry of a piece stored, as
+// stored says), or it is refused (a gap, or another piece in its place).
+func placement(size, off int64, stored func() bool) (fresh bool, err error) {
+	switch {
+	case off == size:
+		return true, nil
+	case off < size && stored():
+		return false, nil
+	case off < size:
+		return false, fmt.Errorf("%w: a different piece at %d is stored already", ErrOffset, off)
+	}
+	return false, fmt.Errorf("%w: offset %d, the recording holds %d bytes", ErrOffset, off, size)
 }
 
 // List returns every recording, newest first.

@@ -196,3 +196,15 @@ func TestGenerate(t *testing.T) {
 		t.Errorf("Generate() = %q, %q", a, b)
 	}
 }
+
+// FuzzChooseMethod: an installed system's login.defs is outside input.
+func FuzzChooseMethod(f *testing.F) {
+	f.Add([]byte("ENCRYPT_METHOD SHA512\nSHA_CRYPT_MIN_ROUNDS 9\n"), "$6$x$y")
+	f.Add([]byte("YESCRYPT_COST_FACTOR -4\nENCRYPT_METHOD YESCRYPT"), "")
+	f.Fuzz(func(t *testing.T, defs []byte, current string) {
+		m := ChooseMethod(defs, current)
+		if (m.Name == Yescrypt && (m.Cost < 3 || m.Cost > 11)) || (m.Name == SHA512 && (m.Cost < 1000 || m.Cost > 999_999_999)) {
+			t.Fatalf("ChooseMethod = %+v: cost out of range", m)
+		}
+	})
+}
