@@ -541,7 +541,7 @@ func (r *rescueRig) encryptedFlow(t *testing.T) {
 	// (5) Revoked while the host is in rescue: the agent sees it at its
 	// next poll and reboots.
 	r.cli(t, "rescue", "revoke", id)
-	if _, err := run.Console.WaitFor(ctx, time.Minute, "the grant ended on the server (revoked). Rebooting."); err != nil {
+	if _, err := run.Console.WaitFor(ctx, time.Minute, "the server ended the grant: revoked. Rebooting."); err != nil {
 		t.Fatal(err)
 	}
 	if err := run.Wait(time.Minute); err != nil {

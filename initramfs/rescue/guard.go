@@ -9,7 +9,7 @@ import (
 // Why a rescue session ended, as reported in rescue.end.
 const (
 	EndExpired = "the grant's time ran out"
-	EndServer  = "the grant ended on the server" // revoked, or expired there first
+	EndServer  = "the server ended the grant" // revoked, or expired there first
 	EndIdle    = "no staff session for the idle timeout"
 	EndStaff   = "the staff member ended it"
 )
@@ -98,7 +98,7 @@ func (g *Guard) Wait(ctx context.Context) string {
 				state, err := g.Poll(pctx)
 				cancel()
 				if err == nil && state != "active" {
-					return EndServer + " (" + state + ")"
+					return EndServer + ": " + state
 				}
 			}
 		}

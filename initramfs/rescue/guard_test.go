@@ -21,7 +21,7 @@ func TestGuard(t *testing.T) {
 			&Guard{Left: 50 * time.Millisecond, Idle: time.Hour, PollEvery: 5 * time.Millisecond,
 				Poll: func(context.Context) (string, error) { return "", errors.New("no route to host") }}, nil, EndExpired},
 		{"revoked on the server", &Guard{Left: time.Hour, Idle: time.Hour, PollEvery: 10 * time.Millisecond,
-			Poll: func(context.Context) (string, error) { return "revoked", nil }}, nil, EndServer + " (revoked)"},
+			Poll: func(context.Context) (string, error) { return "revoked", nil }}, nil, EndServer + ": revoked"},
 		{"idle", &Guard{Left: time.Hour, Idle: 30 * time.Millisecond, PollEvery: time.Hour, Poll: never}, nil, EndIdle},
 		{"staff says end", &Guard{Left: time.Hour, Idle: time.Hour, Poll: never}, func(g *Guard) { g.Stop(EndStaff) }, EndStaff},
 	} {

@@ -50,6 +50,9 @@ func summary(e audit.Event) string {
 	case audit.CheckinRefused:
 		return fmt.Sprintf("a check-in for %s was refused (%s) from %s", e.Host, d["reason"], cmp.Or(d["peer"], "an unknown address"))
 	case audit.SSHLogin:
+		if d["role"] == "staff" {
+			return fmt.Sprintf("the rescue grant's staff member logged in to %s with key %s from %s", e.Host, e.Actor, cmp.Or(d["remote"], "an unknown address"))
+		}
 		return fmt.Sprintf("someone logged in to %s's unlock prompt with key %s from %s", e.Host, e.Actor, cmp.Or(d["remote"], "an unknown address"))
 	case audit.UnlockSuccess:
 		return fmt.Sprintf("%s: the disk was unlocked (%s)", e.Host, d["volumes"])
