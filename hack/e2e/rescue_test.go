@@ -50,11 +50,11 @@ type rescueRig struct {
 	// The customer's own API token, and the age identity their
 	// recordings are sealed to.
 	custToken, ageKey string
-	t          *testing.T
-	dir        string
-	passphrase string
-	recv       *notifytest.Receiver
-	disks      map[string]*fixture.Disk
+	t                 *testing.T
+	dir               string
+	passphrase        string
+	recv              *notifytest.Receiver
+	disks             map[string]*fixture.Disk
 }
 
 // TestRescue runs the rescue grants end to end: a password reset on a plain
