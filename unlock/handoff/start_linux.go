@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"sort"
 
 	"github.com/lifeboat-boot/lifeboat/pxe/audit"
 	"github.com/lifeboat-boot/lifeboat/unlock"
@@ -17,10 +16,10 @@ import (
 func Start(mountBase string, report unlock.Reporter) unlock.Handoff {
 	return func(ctx context.Context, pass []byte, opened []*unlock.Unsealed, out io.Writer) (func(), error) {
 		skip := map[string]bool{}
-		var uuids []string
+		var vols []Vol
 		for _, u := range opened {
 			skip[u.Volume.Path] = true
-			uuids = append(uuids, u.Volume.Header.UUID)
+			vols = append(vols, Vol{UUID: u.Volume.Header.UUID, Path: u.Volume.Path})
 		}
 		fmt.Fprintf(out, "Looking for the installed OS's boot entry...\n")
 		e, err := Find(ctx, mountBase, skip)
@@ -29,22 +28,29 @@ func Start(mountBase string, report unlock.Reporter) unlock.Handoff {
 			return nil, fmt.Errorf("%w\nhint: lifeboat needs an unencrypted /boot with loader/entries/*.conf or grub/grub.cfg", err)
 		}
 		defer e.Close()
-		names := VolumeNames(e.Image.Cmdline, uuids)
-		var list []string
-		for _, n := range names {
-			list = append(list, n)
+		// How the OS initrd unlocks its volumes decides where the key goes.
+		in := &Initrd{}
+		if e.Image.Initrd != nil {
+			if in, err = Inspect(io.NewSectionReader(e.Image.Initrd, 0, 1<<40)); err != nil {
+				fmt.Fprintf(out, "note: the OS initrd could not be read (%v)\n", err)
+				in = &Initrd{}
+			}
 		}
-		sort.Strings(list)
-		archive, err := KeyArchive(list, pass)
+		plan := MakePlan(in, e.Image.Cmdline, vols)
+		archive, err := plan.Archive(pass)
 		if err != nil {
 			return nil, err
 		}
 		defer clear(archive)
-		fmt.Fprintf(out, "Booting %q from %s\n  command line: %s\n", e.Label, e.Device, e.Image.Cmdline)
-		for _, n := range list {
-			fmt.Fprintf(out, "  key handed over in memory as /%s/%s.key\n", KeyDir, n)
+		fmt.Fprintf(out, "Booting %q from %s\n  command line: %s\n  OS initrd: %s\n", e.Label, e.Device, e.Image.Cmdline, plan.Flavour)
+		for _, k := range plan.KeyPaths {
+			fmt.Fprintf(out, "  key handed over in memory as /%s\n", k)
 		}
-		if err := report(ctx, audit.Handoff, map[string]string{"entry": e.Label, "device": e.Device, "volumes": fmt.Sprint(list)}); err != nil {
+		for _, n := range plan.Notes {
+			fmt.Fprintf(out, "  note: %s\n", n)
+		}
+		list := plan.Names
+		if err := report(ctx, audit.Handoff, map[string]string{"entry": e.Label, "device": e.Device, "volumes": fmt.Sprint(list), "initrd": plan.Flavour.String()}); err != nil {
 			return nil, fmt.Errorf("the server did not record the hand-off (%v); not booting", err)
 		}
 		if err := Load(e, archive); err != nil {
