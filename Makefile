@@ -6,7 +6,7 @@ IMAGE   := build/image/manifest.json
 # The image depends on the agent's code only, not on the server's or the tests'.
 IMGSRC  := $(shell find cmd/lifeboat-init cmd/lifeboat-image initramfs rescue unlock images pxe/agentapi pxe/audit -name '*.go' -not -name '*_test.go')
 
-.PHONY: help deps image build test unit e2e lint fuzz demo clean bench bench-dhcp
+.PHONY: help deps image build test unit e2e lint fuzz demo clean bench bench-dhcp test-distros
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -41,6 +41,10 @@ e2e: image ## QEMU end-to-end test: BIOS and UEFI hosts boot, unlock over SSH, k
 
 test: lint unit e2e ## everything CI runs
 	$(MAKE) fuzz FUZZTIME=5s
+
+test-distros: image ## debootstrapped Debian (initramfs-tools; dracut) on LUKS2, PXE-booted, unlocked, to the login prompt (roots cached in build/cache/distros)
+	@command -v debootstrap >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
+	$(GO) test -tags 'e2e distros' -count=1 -v -timeout 60m -run TestDistros ./hack/e2e/
 
 fuzz: ## run every fuzz target for FUZZTIME each (default 20s; make test runs 5s)
 	./hack/fuzz.sh $(or $(FUZZTIME),20s)
