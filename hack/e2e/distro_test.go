@@ -69,18 +69,7 @@ func TestDistros(t *testing.T) {
 	for _, d := range distroHosts {
 		hs = append(hs, d.host)
 	}
-	r, err := rig.Start(rig.Options{Root: root, Dir: dir, Hosts: hs})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := r.Close(); err != nil {
-			t.Error(err)
-		}
-		if t.Failed() {
-			t.Logf("lifeboatd log:\n%s", r.ServerLog.String())
-		}
-	})
+	r := startRig(t, rig.Options{Root: root, Dir: dir, Hosts: hs})
 	for i, d := range distroHosts {
 		t.Run(d.recipe.Name, func(t *testing.T) {
 			t.Parallel()

@@ -61,7 +61,14 @@ func setup(t *testing.T, proxy bool, hs []rig.Host) *rigT {
 		t.Fatal(err)
 	}
 	t.Logf("test disk built in %s", time.Since(start).Round(time.Millisecond))
-	r.Rig, err = rig.Start(rig.Options{Root: root, Dir: r.dir, Hosts: hs, Proxy: proxy})
+	r.Rig = startRig(t, rig.Options{Root: root, Dir: r.dir, Hosts: hs, Proxy: proxy})
+	return r
+}
+
+// startRig starts a site and stops it when t ends, showing lifeboatd's log
+// (and the site DHCP server's) if t failed.
+func startRig(t *testing.T, o rig.Options) *rig.Rig {
+	r, err := rig.Start(o)
 	if err != nil {
 		t.Fatal(err)
 	}

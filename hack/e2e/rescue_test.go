@@ -113,21 +113,7 @@ func setupRescue(t *testing.T) *rescueRig {
 			t.Fatal(err)
 		}
 	}
-	r.Rig, err = rig.Start(rig.Options{Root: root, Dir: r.dir, Hosts: rescueHosts, API: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if r.recv != nil {
-			r.recv.Close()
-		}
-		if err := r.Close(); err != nil {
-			t.Error(err)
-		}
-		if t.Failed() {
-			t.Logf("lifeboatd log:\n%s", r.ServerLog.String())
-		}
-	})
+	r.Rig = startRig(t, rig.Options{Root: root, Dir: r.dir, Hosts: rescueHosts, API: true})
 	ctx := context.Background()
 	waitFor(t, 10*time.Second, func() bool { _, err := r.CLI(ctx, "", "whoami"); return err == nil })
 	r.cli(t, "customer", "add", "acme")
@@ -139,6 +125,7 @@ func setupRescue(t *testing.T) *rescueRig {
 		t.Fatal(err)
 	}
 	r.recv = notifytest.NewReceiverOn(ln)
+	t.Cleanup(func() { r.recv.Close() })
 	out := r.cli(t, "customer", "webhook", "add", "acme", r.recv.URL)
 	secret := regexp.MustCompile(`whsec_\S+`).FindString(out)
 	if secret == "" {
