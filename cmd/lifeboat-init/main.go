@@ -118,7 +118,7 @@ func run(ctx context.Context, log *slog.Logger) error {
 		// work; otherwise the host's own OS takes over.
 		h := handoff.Start(filepath.Join(os.TempDir(), "lifeboat-mnt"), report)
 		if staff != nil {
-			h = rescue.OpenInPlace
+			h = rescue.OpenInPlace(staff.Grant)
 		}
 		s := &unlock.Session{
 			Host: p.Host, Boot: p.Boot, Unsealer: unsealer, Limiter: limiter, Report: report,
