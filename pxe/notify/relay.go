@@ -71,6 +71,18 @@ type Relay struct {
 	// grants that wait for their customer; nil leaves the link out.
 	ApprovalURL func(grantID string) string
 	Now         func() time.Time
+
+	// Deliveries in flight: one at a time per target (a webhook or an
+	// address), so that a receiver gets its notices in order and a slow or
+	// dead one holds up only itself; Workers in all.
+	mu   sync.Mutex
+	busy map[string]bool
+	// recent are the notices whose delivery ended since the due list was
+	// last read: that list may still show them as due.
+	recent   map[string]bool
+	sem      chan struct{}
+	inflight sync.WaitGroup
+	freed    chan struct{} // a delivery ended: its target may take the next
 }
 
 // Defaults of Relay.
@@ -80,22 +92,18 @@ const (
 	DefaultGiveUp     = 72 * time.Hour
 )
 
-// Run delivers due notices until ctx ends: at every commit to the log, and
-// at least every second for retries coming due.
+// Run delivers due notices until ctx ends: at every commit to the log, when
+// a delivery ends, and at least every second for retries coming due. It
+// returns once the deliveries in flight have ended.
 func (r *Relay) Run(ctx context.Context) error {
 	r.defaults()
+	defer r.inflight.Wait()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
 		changed := r.Outbox.Changed()
-		for {
-			n, err := r.Pass(ctx)
-			if err != nil && ctx.Err() == nil {
-				r.Log.Error("notice relay: reading the outbox failed", "err", err)
-			}
-			if n < 100 || err != nil {
-				break
-			}
+		if _, err := r.dispatch(ctx); err != nil && ctx.Err() == nil {
+			r.Log.Error("notice relay: reading the outbox failed", "err", err)
 		}
 		select {
 		case <-ctx.Done():
@@ -107,6 +115,7 @@ func (r *Relay) Run(ctx context.Context) error {
 			case <-ctx.Done():
 				return nil
 			}
+		case <-r.freed:
 		case <-tick.C:
 		}
 	}
@@ -127,28 +136,80 @@ func (r *Relay) defaults() {
 	if r.Workers <= 0 {
 		r.Workers = 8
 	}
+	r.mu.Lock()
+	if r.busy == nil {
+		r.busy, r.sem, r.freed = map[string]bool{}, make(chan struct{}, r.Workers), make(chan struct{}, 1)
+	}
+	r.mu.Unlock()
 }
 
-// Pass delivers the notices due now, up to 100, and returns how many it
-// tried.
+// Pass delivers the notices due now, target by target in order, waits
+// until they are done, and returns how many it tried. (Run does not wait:
+// it starts what it can at each wake.)
 func (r *Relay) Pass(ctx context.Context) (int, error) {
 	r.defaults()
+	total := 0
+	for range 1000 { // bounded: each round takes at least one notice per target off the due list, or ends
+		n, err := r.dispatch(ctx)
+		r.inflight.Wait()
+		total += n
+		if err != nil || n == 0 {
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+// dispatch starts the deliveries of the notices due now whose target is
+// not busy, in the order of their records, while workers are free; it does
+// not wait for them.
+func (r *Relay) dispatch(ctx context.Context) (int, error) {
+	r.mu.Lock()
+	r.recent = map[string]bool{}
+	r.mu.Unlock()
 	due, err := r.Outbox.DueNotices(ctx, r.Now(), 100)
 	if err != nil {
 		return 0, err
 	}
-	sem := make(chan struct{}, r.Workers)
-	var wg sync.WaitGroup
+	started := 0
+	held := map[string]bool{} // targets whose earlier notice waits: keep the order
 	for _, n := range due {
-		sem <- struct{}{}
-		wg.Add(1)
+		key := n.Channel + "\x00" + n.Target
+		r.mu.Lock()
+		if r.recent[n.ID] {
+			r.mu.Unlock()
+			continue // just delivered, retried later or given up
+		}
+		if r.busy[key] || held[key] {
+			held[key] = true
+			r.mu.Unlock()
+			continue
+		}
+		select {
+		case r.sem <- struct{}{}:
+		default:
+			r.mu.Unlock()
+			return started, nil // every worker busy: the rest at the next wake
+		}
+		r.busy[key] = true
+		r.mu.Unlock()
+		started++
+		r.inflight.Add(1)
 		go func() {
-			defer func() { <-sem; wg.Done() }()
+			defer r.inflight.Done()
 			r.deliver(ctx, n)
+			r.mu.Lock()
+			delete(r.busy, key)
+			r.recent[n.ID] = true
+			r.mu.Unlock()
+			<-r.sem
+			select {
+			case r.freed <- struct{}{}:
+			default:
+			}
 		}()
 	}
-	wg.Wait()
-	return len(due), nil
+	return started, nil
 }
 
 func (r *Relay) deliver(ctx context.Context, n store.Notice) {

@@ -6,10 +6,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -173,8 +176,8 @@ func TestRelayGivesUp(t *testing.T) {
 	r := newRig(t)
 	r.rx.SetDown(true)
 	rl := r.relay()
-	rl.GiveUp = 300 * time.Millisecond
-	rl.SMTP = nil // e-mail cannot go out either
+	rl.GiveUp = time.Second // room for a few tries of each, one at a time per target
+	rl.SMTP = nil           // e-mail cannot go out either
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- rl.Run(ctx) }()
@@ -324,5 +327,54 @@ func TestGrantNoticesCarryApprovalLink(t *testing.T) {
 	}
 	if links != 1 {
 		t.Fatalf("%d notices carry a link, want 1 (the shell grant's request)", links)
+	}
+}
+
+// A receiver that hangs holds up only itself: the other webhook and the
+// mail get every notice at once, each receiver in the order of the records.
+func TestRelaySlowReceiverHoldsUpOnlyItself(t *testing.T) {
+	r := newRig(t)
+	release := make(chan struct{})
+	var hung atomic.Int32
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		hung.Add(1)
+		select {
+		case <-release:
+		case <-req.Context().Done():
+		}
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	defer slow.Close()
+	defer close(release)
+	_, sealed, err := r.keys.NewWebhookSecret()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.db.AddWebhook(context.Background(), store.Webhook{Customer: "acme", URL: slow.URL, Sealed: sealed}, "op"); err != nil {
+		t.Fatal(err)
+	}
+	rl := r.relay()
+	rl.HTTP = &http.Client{Timeout: time.Minute}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- rl.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	start := time.Now()
+	r.boot(t, 2) // 10 notified records
+	waitFor(t, "the other channels' notices", 10*time.Second, func() bool {
+		return len(r.rx.Deliveries()) == 10 && len(r.mx.Messages()) == 10
+	})
+	t.Logf("10 webhook and 10 mail notices delivered in %s with another receiver hanging", time.Since(start).Round(time.Millisecond))
+	if n := hung.Load(); n != 1 {
+		t.Errorf("the hanging receiver got %d requests at once, want 1 (one at a time per target)", n)
+	}
+	last := int64(0)
+	for _, d := range r.rx.Deliveries() {
+		var p Payload
+		_ = json.Unmarshal(d.Body, &p)
+		if p.Data.Receipt.Seq < last {
+			t.Errorf("record %d delivered after %d", p.Data.Receipt.Seq, last)
+		}
+		last = p.Data.Receipt.Seq
 	}
 }

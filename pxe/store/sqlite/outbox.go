@@ -65,12 +65,12 @@ func queueNotices(ctx context.Context, tx *sql.Tx, e audit.Event) error {
 }
 
 // DueNotices returns up to limit pending notices whose next attempt is due
-// at now, oldest first, each with its record (and webhook).
+// at now, in the order of their records, each with its record (and webhook).
 func (db *DB) DueNotices(ctx context.Context, now time.Time, limit int) ([]store.Notice, error) {
 	rows, err := db.sql.QueryContext(ctx, `SELECT n.id, n.channel, n.target, n.customer, n.created, n.attempts, n.state, n.last_error,
 		COALESCE(w.url, ''), COALESCE(w.sealed, ''), n.seq
 		FROM notices n LEFT JOIN webhooks w ON n.channel = 'webhook' AND w.id = n.target
-		WHERE n.state = 'pending' AND n.next_try <= ? ORDER BY n.next_try, n.id LIMIT ?`, fmtTime(now), limit)
+		WHERE n.state = 'pending' AND n.next_try <= ? ORDER BY n.seq, n.id LIMIT ?`, fmtTime(now), limit)
 	if err != nil {
 		return nil, err
 	}
