@@ -5,9 +5,12 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -27,6 +30,41 @@ var distroHosts = []struct {
 	{rig.Host{Name: "debian-dracut", Firmware: "uefi", MAC: "52:54:00:4c:42:70", IP: "10.77.0.70"}, distro.Dracut, handoff.FlavourSystemd},
 }
 
+// distroDisk builds (or takes from the cache) one system, checks that
+// lifeboat reads its initrd as what it is, and puts it on a LUKS2 disk.
+func distroDisk(t *testing.T, root, dir string, r distro.Recipe, want handoff.Flavour, pass string) (*fixture.Disk, error) {
+	b, err := distro.Build(r, filepath.Join(root, "build", "cache"), t.Logf)
+	if err != nil {
+		return nil, err
+	}
+	t.Logf("%s: built in %s (cached: %v), kernel %s", r.Name, b.Took.Round(time.Second), b.Cached, b.Kernel)
+	f, err := os.Open(filepath.Join(b.BootDir, "initrd.img-"+b.Kernel))
+	if err != nil {
+		return nil, err
+	}
+	in, err := handoff.Inspect(f)
+	f.Close()
+	if err != nil {
+		return nil, fmt.Errorf("%s: reading its initrd: %w", r.Name, err)
+	}
+	if in.Flavour != want {
+		return nil, fmt.Errorf("%s: initrd read as %v (%+v), want %v", r.Name, in.Flavour, in, want)
+	}
+	t.Logf("%s: initrd %s, archives %d %v, crypttab %+v", r.Name, in.Flavour, in.Archives, in.Compression, in.Crypttab)
+	size, err := b.RootSize()
+	if err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	disk, err := fixture.Build(fixture.Options{Dir: dir, Passphrase: []byte(pass),
+		PBKDFMemoryKiB: 32 * 1024, PBKDFTime: 4, UUID: b.LUKS, BootDir: b.BootDir, RootDir: b.Root, RootSize: size})
+	if err != nil {
+		return nil, err
+	}
+	t.Logf("%s: LUKS2 disk (%d MiB root) made in %s", r.Name, size>>20, time.Since(start).Round(time.Second))
+	return disk, nil
+}
+
 // TestDistros: real Debian installs, debootstrapped, on LUKS2 roots, with
 // initrds from initramfs-tools and from dracut, PXE-booted into lifeboat,
 // unlocked over SSH, reach their login prompt without asking for the
@@ -35,35 +73,21 @@ func TestDistros(t *testing.T) {
 	root := repoRoot(t)
 	dir := t.TempDir()
 	pass := "canary-" + rig.RandHex(12)
+	// Both systems are built at once: debootstrap waits mostly on the
+	// network and the disk.
 	disks := make([]*fixture.Disk, len(distroHosts))
+	errs := make([]error, len(distroHosts))
+	var wg sync.WaitGroup
 	for i, d := range distroHosts {
-		b, err := distro.Build(d.recipe, filepath.Join(root, "build", "cache"), t.Logf)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("%s: built in %s (cached: %v), kernel %s", d.recipe.Name, b.Took.Round(time.Second), b.Cached, b.Kernel)
-		// lifeboat's reading of the real initrd.
-		f, err := os.Open(filepath.Join(b.BootDir, "initrd.img-"+b.Kernel))
-		if err != nil {
-			t.Fatal(err)
-		}
-		in, err := handoff.Inspect(f)
-		f.Close()
-		if err != nil || in.Flavour != d.flavour {
-			t.Fatalf("%s: initrd read as %v (%+v), %v; want %v", d.recipe.Name, in, in, err, d.flavour)
-		}
-		t.Logf("%s: initrd %s, archives %d %v, crypttab %+v", d.recipe.Name, in.Flavour, in.Archives, in.Compression, in.Crypttab)
-		size, err := b.RootSize()
-		if err != nil {
-			t.Fatal(err)
-		}
-		start := time.Now()
-		disks[i], err = fixture.Build(fixture.Options{Dir: filepath.Join(dir, d.host.Name), Passphrase: []byte(pass),
-			PBKDFMemoryKiB: 32 * 1024, PBKDFTime: 4, UUID: b.LUKS, BootDir: b.BootDir, RootDir: b.Root, RootSize: size})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("%s: LUKS2 disk (%d MiB root) made in %s", d.recipe.Name, size>>20, time.Since(start).Round(time.Second))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			disks[i], errs[i] = distroDisk(t, root, filepath.Join(dir, d.host.Name), d.recipe, d.flavour, pass)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
 	}
 	var hs []rig.Host
 	for _, d := range distroHosts {
