@@ -104,10 +104,7 @@ func TestDistros(t *testing.T) {
 				t.Fatal(err)
 			}
 			h := d.host
-			run, err := (&vm.Host{Name: h.Name, Firmware: h.Firmware, MAC: h.MAC, Disk: disks[i].Path, MemMiB: 1536, Dir: dir}).Start(ctx, r.NS, tap)
-			if err != nil {
-				t.Fatal(err)
-			}
+			run := startVM(t, ctx, &vm.Host{Name: h.Name, Firmware: h.Firmware, MAC: h.MAC, Disk: disks[i].Path, MemMiB: 1536, Dir: dir}, r.NS, tap)
 			defer run.Kill()
 			defer func() {
 				if t.Failed() {

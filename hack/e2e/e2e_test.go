@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -63,6 +64,29 @@ func setup(t *testing.T, proxy bool, hs []rig.Host) *rigT {
 	t.Logf("test disk built in %s", time.Since(start).Round(time.Millisecond))
 	r.Rig = startRig(t, rig.Options{Root: root, Dir: r.dir, Hosts: hs, Proxy: proxy})
 	return r
+}
+
+// vmSlots bounds the QEMU hosts running at once across the parallel tests:
+// under software emulation on a small machine, more than two per core
+// starve one another past every timeout.
+var vmSlots = make(chan struct{}, max(2, 2*runtime.NumCPU()))
+
+// startVM starts host on ns once a slot is free, and frees it when QEMU
+// exits (or ctx ends first).
+func startVM(t *testing.T, ctx context.Context, host *vm.Host, ns *vm.NS, tap string) *vm.Running {
+	t.Helper()
+	select {
+	case vmSlots <- struct{}{}:
+	case <-ctx.Done():
+		t.Fatalf("%s: no slot to start in: %v", host.Name, ctx.Err())
+	}
+	run, err := host.Start(ctx, ns, tap)
+	if err != nil {
+		<-vmSlots
+		t.Fatal(err)
+	}
+	go func() { <-run.Done(); <-vmSlots }()
+	return run
 }
 
 // startRig starts a site and stops it when t ends, showing lifeboatd's log
@@ -201,11 +225,8 @@ func (r *rigT) bootAndUnlock(t *testing.T, h rig.Host, interactive bool) {
 		t.Fatal(err)
 	}
 	host := &vm.Host{Name: h.Name, Firmware: h.Firmware, MAC: h.MAC, Disk: r.disk.Path, MemMiB: 1536, Dir: r.dir}
-	start := time.Now()
-	run, err := host.Start(ctx, r.NS, tap)
-	if err != nil {
-		t.Fatal(err)
-	}
+	run := startVM(t, ctx, host, r.NS, tap)
+	start := time.Now() // after a slot was free: power-on
 	defer run.Kill()
 	defer func() {
 		if t.Failed() {
@@ -326,10 +347,7 @@ func (r *rigT) unknownHost(t *testing.T) {
 	// UEFI, because OVMF and its iPXE print to the serial console (SeaBIOS
 	// and the BIOS iPXE ROM print only to the screen).
 	host := &vm.Host{Name: "unknown-host", Firmware: "uefi", MAC: unknownMAC, Dir: r.dir}
-	run, err := host.Start(ctx, r.NS, tap)
-	if err != nil {
-		t.Fatal(err)
-	}
+	run := startVM(t, ctx, host, r.NS, tap)
 	defer run.Kill()
 	// iPXE gives up on DHCP after its retries; the firmware then has
 	// nothing to boot.
@@ -420,10 +438,7 @@ func TestProxyAndDiskMode(t *testing.T) {
 				t.Fatal(err)
 			}
 			m := &vm.Host{Name: h.Name, Firmware: h.Firmware, MAC: h.MAC, Disk: esp.Path, Dir: r.dir}
-			run, err := m.Start(ctx, r.NS, tap)
-			if err != nil {
-				t.Fatal(err)
-			}
+			run := startVM(t, ctx, m, r.NS, tap)
 			defer run.Kill()
 			start := time.Now()
 			line, err := run.Console.WaitFor(ctx, 8*time.Minute, "TESTOS: booted", "is ready for unlock")

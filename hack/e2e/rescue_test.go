@@ -232,10 +232,8 @@ func (r *rescueRig) boot(t *testing.T, ctx context.Context, h rig.Host, want str
 		t.Fatal(err)
 	}
 	host := &vm.Host{Name: h.Name, Firmware: h.Firmware, MAC: h.MAC, Disk: r.disks[h.Name].Path, Writable: true, MemMiB: 1536, Dir: r.dir}
-	run, err := host.Start(ctx, r.NS, tap)
-	if err != nil {
-		t.Fatal(err)
-	}
+	run := startVM(t, ctx, host, r.NS, tap)
+	start := time.Now()
 	t.Cleanup(func() {
 		run.Kill()
 		if t.Failed() {
@@ -246,6 +244,7 @@ func (r *rescueRig) boot(t *testing.T, ctx context.Context, h rig.Host, want str
 	if err != nil || strings.Contains(line, "FATAL") {
 		t.Fatalf("%s: not %q: %v %s", h.Name, want, err, line)
 	}
+	t.Logf("%s: power-on to %q: %s", h.Name, want, time.Since(start).Round(100*time.Millisecond))
 	return run
 }
 
@@ -364,9 +363,7 @@ func (r *rescueRig) plainFlows(t *testing.T) {
 	before := r.waitNotice(t, h.Name, audit.RescueApprove)
 	t.Logf("notices before the boot: %v", before)
 
-	start := time.Now()
 	run := r.boot(t, ctx, h, "is in RESCUE under grant "+id)
-	t.Logf("%s: power-on to rescue SSH: %s", h.Name, time.Since(start).Round(100*time.Millisecond))
 
 	// (6) A key without a grant, and the customer's key for a staff command.
 	if out, code := r.staffSSH(ctx, stranger, h.IP, "", "reset-password", "alice"); code != 255 {

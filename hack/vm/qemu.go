@@ -135,6 +135,9 @@ func (r *Running) Wait(timeout time.Duration) error {
 	}
 }
 
+// Done is closed once QEMU has exited.
+func (r *Running) Done() <-chan struct{} { return r.done }
+
 // Kill stops QEMU at once.
 func (r *Running) Kill() {
 	if r.cmd.Process != nil {
