@@ -43,7 +43,6 @@ test: lint unit e2e ## everything CI runs
 	$(MAKE) fuzz FUZZTIME=5s
 
 test-distros: image ## debootstrapped Debian (initramfs-tools; dracut) on LUKS2, PXE-booted, unlocked, to the login prompt (roots cached in build/cache/distros)
-	@command -v debootstrap >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
 	$(GO) test -tags 'e2e distros' -count=1 -v -timeout 60m -run TestDistros ./hack/e2e/
 
 fuzz: ## run every fuzz target for FUZZTIME each (default 20s; make test runs 5s)

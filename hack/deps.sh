@@ -3,7 +3,8 @@
 # Idempotent: installs only what is missing.
 set -euo pipefail
 pkgs=(qemu-system-x86 ipxe-qemu ipxe ovmf cryptsetup-bin kmod cpio e2fsprogs fdisk
-      openssh-client iproute2 xz-utils ca-certificates dnsmasq-base dosfstools mtools systemd-boot-efi curl chromium perl-base)
+      openssh-client iproute2 xz-utils ca-certificates dnsmasq-base dosfstools mtools systemd-boot-efi curl chromium perl-base
+      debootstrap)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
