@@ -74,6 +74,7 @@ type Server struct {
 		ActivateGrant(ctx context.Context, host, boot string) (*store.Grant, error)
 		Grant(ctx context.Context, id string) (*store.Grant, error)
 		EndGrant(ctx context.Context, host, boot, actor string, details map[string]string) (*store.Grant, error)
+		Grants(ctx context.Context, f store.GrantFilter) ([]*store.Grant, error)
 	}
 	// Recordings keeps the rescue shells' recordings; nil refuses them
 	// (and with that, every rescue shell).
@@ -503,14 +504,16 @@ func (s *Server) grantStatus(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(agentapi.GrantStatus{State: g.State, Left: time.Until(g.Until)})
 }
 
-// recording stores a piece of a rescue shell's recording. Only a boot
-// serving an active grant may send one.
+// recording stores a piece of a rescue shell's recording. A recording
+// begins only while the host has an active grant; its later pieces are
+// taken after the grant's end too, so that the last seconds of a revoked
+// session are kept.
 func (s *Server) recording(w http.ResponseWriter, r *http.Request) {
 	b, ok := s.binding(w, r)
 	if !ok {
 		return
 	}
-	if s.Recordings == nil {
+	if s.Recordings == nil || s.Grants == nil {
 		httpError(w, http.StatusNotFound, "this lifeboatd keeps no recordings")
 		return
 	}
@@ -518,6 +521,17 @@ func (s *Server) recording(w http.ResponseWriter, r *http.Request) {
 	if err != nil || off < 0 {
 		httpError(w, http.StatusBadRequest, "offset: want the piece's byte offset")
 		return
+	}
+	if off == 0 {
+		gs, err := s.Grants.Grants(r.Context(), store.GrantFilter{Host: b.Host, State: store.GrantActive, Limit: 1})
+		if err != nil {
+			httpError(w, http.StatusServiceUnavailable, "grant store unavailable")
+			return
+		}
+		if len(gs) == 0 {
+			httpError(w, http.StatusForbidden, "no active rescue grant for this host: no recording begins")
+			return
+		}
 	}
 	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 4<<20))
 	if err != nil {

@@ -191,6 +191,11 @@ func TestBootFlow(t *testing.T) {
 		t.Error("agent archive still served after check-in")
 	}
 
+	// A boot without an active rescue grant begins no recording.
+	if err := c.Record(ctx, cfg.ReportToken, "shell-1", 0, []byte("{}\n")); !errors.Is(err, agentapi.ErrRefused) || !strings.Contains(err.Error(), "no active rescue grant") {
+		t.Errorf("recording without a grant: %v", err)
+	}
+
 	// Events: the agent may report its own codes only.
 	if err := c.Report(ctx, cfg.ReportToken, agentapi.EventReport{Code: audit.SSHLogin, Actor: "SHA256:x"}); err != nil {
 		t.Fatalf("report: %v", err)
