@@ -80,8 +80,10 @@ func newProc(t *testing.T, extra map[string]any) *proc {
 	t.Helper()
 	nextNet++
 	// 127.1.0.0/16: apart from the CLI's script tests (127.0.x.x), which
-	// may run at the same time.
-	p := &proc{t: t, dir: t.TempDir(), ip: fmt.Sprintf("127.1.%d.%d", os.Getpid()%250, nextNet*32), log: &bytes.Buffer{}}
+	// may run at the same time. Seven blocks of 32 in turn: the tests run
+	// one after another, so a block is free again by its next use (and
+	// -count=N does not run past .255).
+	p := &proc{t: t, dir: t.TempDir(), ip: fmt.Sprintf("127.1.%d.%d", os.Getpid()%250, 32*(1+(nextNet-1)%7)), log: &bytes.Buffer{}}
 	img := filepath.Join(p.dir, "image")
 	if err := os.MkdirAll(filepath.Join(img, "tftp"), 0o755); err != nil {
 		t.Fatal(err)
@@ -104,7 +106,7 @@ func newProc(t *testing.T, extra map[string]any) *proc {
 	}
 	out, err := exec.Command(lifeboatdBin(t), "-config", p.cfg, "operator", "add", "tester").Output()
 	if err != nil {
-		t.Fatalf("operator add: %v", err)
+		t.Fatalf("operator add: %v %s", err, stderrOf(err))
 	}
 	p.api, err = api.NewClient("http://"+p.ip+":8081", strings.TrimSpace(string(out)), "")
 	if err != nil {
@@ -489,4 +491,11 @@ func TestRescueBootUsesGrantOnce(t *testing.T) {
 	if strings.Join(codes, " ") != "rescue.request rescue.approve rescue.active" {
 		t.Fatalf("rescue records: %v", codes)
 	}
+}
+
+func stderrOf(err error) string {
+	if ee, ok := err.(*exec.ExitError); ok {
+		return string(ee.Stderr)
+	}
+	return ""
 }
