@@ -253,7 +253,8 @@ func run(ctx context.Context, cfg *Config) error {
 
 	hb := &httpboot.Server{
 		BaseURL: base, Inventory: db, Boots: boots, Events: db, Tokens: db, Log: log, StartBoots: cfg.DHCPMode == "off",
-		Image:    httpboot.Image{Dir: cfg.ImageDir, Kernel: "vmlinuz", Initramfs: "initramfs.cpio", Cmdline: cfg.KernelCmdline},
+		Image: httpboot.Image{Dir: cfg.ImageDir, Kernel: "vmlinuz", Initramfs: "initramfs.cpio", Cmdline: cfg.KernelCmdline,
+			Loaders: []string{cfg.UEFILoader}, LoaderDir: cfg.TFTPDir},
 		TokenTTL: time.Duration(cfg.TokenTTL),
 		Unlock:   agentapi.UnlockPolicy{MaxTries: cfg.Unlock.MaxTries, Lockout: time.Duration(cfg.Unlock.Lockout)},
 		CA:       ca, CertTTL: time.Duration(cfg.HostCertTTL), Grants: db, Recordings: recs,

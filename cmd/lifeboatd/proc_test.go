@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"net/netip"
@@ -498,4 +499,47 @@ func stderrOf(err error) string {
 		return string(ee.Stderr)
 	}
 	return ""
+}
+
+// TestLoaderOverHTTP: UEFI HTTP boot fetches the UEFI loader from
+// /loaders/, out of the TFTP folder (here one apart from the image), and
+// firmware asks with HEAD first for the size. Nothing else is served there.
+func TestLoaderOverHTTP(t *testing.T) {
+	loaders := t.TempDir()
+	efi := []byte("MZ stand-in for ipxe.efi in its own folder")
+	for name, data := range map[string][]byte{"ipxe.efi": efi, "undionly.kpxe": []byte("stand-in")} {
+		if err := os.WriteFile(filepath.Join(loaders, name), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := newProc(t, map[string]any{"tftp_dir": loaders})
+	p.start()
+	base := "http://" + p.ip + ":8080/loaders/"
+	head, err := http.Head(base + "ipxe.efi")
+	if err != nil {
+		t.Fatal(err)
+	}
+	head.Body.Close()
+	if head.StatusCode != 200 || head.ContentLength != int64(len(efi)) {
+		t.Fatalf("HEAD ipxe.efi: %s, length %d, want 200 and %d", head.Status, head.ContentLength, len(efi))
+	}
+	resp, err := http.Get(base + "ipxe.efi")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !bytes.Equal(body, efi) {
+		t.Fatalf("GET ipxe.efi: %s %q", resp.Status, body)
+	}
+	for _, name := range []string{"undionly.kpxe", "..%2Fimage%2Fvmlinuz", "vmlinuz"} {
+		resp, err := http.Get(base + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound {
+			t.Errorf("GET /loaders/%s: %s, want 404", name, resp.Status)
+		}
+	}
 }

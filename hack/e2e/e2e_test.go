@@ -46,6 +46,7 @@ var hosts = []rig.Host{
 	{Name: "bios-host", Firmware: "bios", MAC: "52:54:00:4c:42:10", IP: "10.77.0.10"},
 	{Name: "uefi-host", Firmware: "uefi", MAC: "52:54:00:4c:42:20", IP: "10.77.0.20"},
 	{Name: "uefi-pxe-host", Firmware: "uefi-pxe", MAC: "52:54:00:4c:42:30", IP: "10.77.0.30"},
+	{Name: "uefi-http-host", Firmware: "uefi-http", MAC: "52:54:00:4c:42:80", IP: "10.77.0.80"},
 }
 
 func setup(t *testing.T, proxy bool, hs []rig.Host) *rigT {
@@ -126,6 +127,7 @@ func TestEndToEnd(t *testing.T) {
 		t.Run("bios-interactive", func(t *testing.T) { t.Parallel(); r.bootAndUnlock(t, hosts[0], true) })
 		t.Run("uefi-scripted", func(t *testing.T) { t.Parallel(); r.bootAndUnlock(t, hosts[1], false) })
 		t.Run("uefi-native-pxe-scripted", func(t *testing.T) { t.Parallel(); r.bootAndUnlock(t, hosts[2], false) })
+		t.Run("uefi-http-boot-scripted", func(t *testing.T) { t.Parallel(); r.bootAndUnlock(t, hosts[3], false) })
 		t.Run("unknown-mac", func(t *testing.T) { t.Parallel(); r.unknownHost(t) })
 	})
 
@@ -187,6 +189,11 @@ func TestEndToEnd(t *testing.T) {
 			if h.Firmware == "uefi-pxe" {
 				// The firmware's own PXE client takes the first stage
 				// over TFTP, then iPXE asks DHCP again: one boot.
+				w = append([]string{string(audit.BootStart), string(audit.DHCPOffer), string(audit.DHCPAck), "tftp.fetch:ipxe.efi"}, want[1:]...)
+			}
+			if h.Firmware == "uefi-http" {
+				// The firmware's HTTP boot takes ipxe.efi from /loaders/
+				// (the same event code, with via=http).
 				w = append([]string{string(audit.BootStart), string(audit.DHCPOffer), string(audit.DHCPAck), "tftp.fetch:ipxe.efi"}, want[1:]...)
 			}
 			if !subsequence(w, got) {

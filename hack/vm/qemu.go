@@ -17,7 +17,7 @@ import (
 // Host is a QEMU machine to boot from the network.
 type Host struct {
 	Name     string
-	Firmware string // "bios", "uefi" (OVMF + iPXE option ROM) or "uefi-pxe" (OVMF's own PXE, no iPXE ROM)
+	Firmware string // "bios", "uefi" (OVMF + iPXE option ROM), "uefi-pxe" (OVMF's own PXE, no iPXE ROM) or "uefi-http" (OVMF's HTTP boot, its PXE off)
 	MAC      string
 	Disk     string // raw disk image, opened with snapshot=on (never changed) unless Writable
 	Writable bool   // the host's writes reach Disk (a rescue test reads them back)
@@ -52,13 +52,20 @@ func (h *Host) Args(tap string) ([]string, error) {
 		args = append(args, "-drive", "file="+h.Disk+",if=none,id=d0,format=raw"+snap, "-device", "virtio-blk-pci,drive=d0,bootindex=1")
 	}
 	rom := ""
-	if h.Firmware == "uefi-pxe" {
-		rom = ",romfile=" // no iPXE ROM: the firmware's own PXE client fetches ipxe.efi over TFTP
+	if h.Firmware == "uefi-pxe" || h.Firmware == "uefi-http" {
+		rom = ",romfile=" // no iPXE ROM: the firmware's own client fetches ipxe.efi
+	}
+	if h.Firmware == "uefi-http" {
+		// OVMF tries its PXE boot options before its HTTP ones; with PXE
+		// off (QEMU's fw_cfg knobs for it), HTTP boot is what is left, as
+		// on a server whose firmware is set to HTTP boot.
+		args = append(args, "-fw_cfg", "name=opt/org.tianocore/IPv4PXESupport,string=n",
+			"-fw_cfg", "name=opt/org.tianocore/IPv6PXESupport,string=n")
 	}
 	switch h.Firmware {
 	case "bios":
 		args = append(args, "-device", "e1000,netdev=n0,bootindex=0,mac="+h.MAC)
-	case "uefi", "uefi-pxe":
+	case "uefi", "uefi-pxe", "uefi-http":
 		vars := filepath.Join(h.Dir, h.Name+"-OVMF_VARS.fd")
 		data, err := os.ReadFile("/usr/share/OVMF/OVMF_VARS_4M.fd")
 		if err != nil {
@@ -72,7 +79,7 @@ func (h *Host) Args(tap string) ([]string, error) {
 			"-drive", "if=pflash,format=raw,file="+vars,
 			"-device", "virtio-net-pci,netdev=n0,bootindex=0,mac="+h.MAC+rom)
 	default:
-		return nil, fmt.Errorf("firmware %q: want bios, uefi or uefi-pxe", h.Firmware)
+		return nil, fmt.Errorf("firmware %q: want bios, uefi, uefi-pxe or uefi-http", h.Firmware)
 	}
 	return args, nil
 }

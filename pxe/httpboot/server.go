@@ -13,7 +13,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
-	"path"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -32,9 +32,10 @@ import (
 
 // Image names the files of the RAM image served under /images/.
 type Image struct {
-	// Loaders are first-stage files (in Dir/tftp) also served under
+	// Loaders are first-stage files (in LoaderDir) also served under
 	// /loaders/ for UEFI HTTP boot, which fetches its NBP over HTTP.
 	Loaders   []string
+	LoaderDir string // folder of the loaders (default Dir/tftp, as TFTP serves them)
 	Dir       string // folder of the built image
 	Kernel    string // file name of the kernel in Dir
 	Initramfs string // file name of the initramfs in Dir
@@ -86,7 +87,8 @@ type Server struct {
 	CA      *sshca.CA
 	CertTTL time.Duration
 
-	root *os.Root
+	root    *os.Root
+	loaders *os.Root
 }
 
 // Handler opens the image folder and returns the routes.
@@ -102,6 +104,26 @@ func (s *Server) Handler() (http.Handler, error) {
 		}
 	}
 	s.root = root
+	dir := s.Image.LoaderDir
+	if dir == "" {
+		dir = filepath.Join(s.Image.Dir, "tftp")
+	}
+	// The loaders are checked here too: a UEFI HTTP boot client that
+	// gets a 404 falls through to its next boot option, with no message
+	// anywhere on the server.
+	if len(s.Image.Loaders) > 0 {
+		if s.loaders, err = os.OpenRoot(dir); err != nil {
+			root.Close()
+			return nil, fmt.Errorf("loader folder: %w (run 'make image' first)", err)
+		}
+		for _, f := range s.Image.Loaders {
+			if _, err := s.loaders.Stat(f); err != nil {
+				root.Close()
+				s.loaders.Close()
+				return nil, fmt.Errorf("loader for UEFI HTTP boot: %w (run 'make image' first)", err)
+			}
+		}
+	}
 	if s.TokenTTL == 0 {
 		s.TokenTTL = 10 * time.Minute
 	}
@@ -604,7 +626,7 @@ func (s *Server) loader(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	f, err := s.root.Open(path.Join("tftp", name))
+	f, err := s.loaders.Open(name)
 	if err != nil {
 		http.NotFound(w, r)
 		return
@@ -615,7 +637,8 @@ func (s *Server) loader(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	if h, ok := s.Inventory.LookupIP(peerIP(r)); ok {
+	// Firmware asks with HEAD for the size first: only the GET is a fetch.
+	if h, ok := s.Inventory.LookupIP(peerIP(r)); ok && r.Method == http.MethodGet {
 		if b, ok := s.Boots.Current(h.MAC); ok {
 			if err := s.Events.Emit(r.Context(), audit.Event{Code: audit.FirstStageFetch, MAC: h.MAC, Host: h.Name, Boot: b.ID, Actor: "system",
 				Details: map[string]string{"file": name, "bytes": fmt.Sprint(fi.Size()), "via": "http"}}); err != nil {
