@@ -58,7 +58,10 @@ func setup(t *testing.T, proxy bool, hs []rig.Host) *rigT {
 	}
 	start := time.Now()
 	r.disk, err = fixture.Build(fixture.Options{Kernel: k, Dir: filepath.Join(r.dir, "disk"), Passphrase: []byte(r.passphrase),
-		Marker: "marker-from-the-encrypted-root", PBKDFMemoryKiB: 32 * 1024, PBKDFTime: 4})
+		Marker: "marker-from-the-encrypted-root", PBKDFMemoryKiB: 32 * 1024, PBKDFTime: 4,
+		// A second volume on the same passphrase: one unlock opens both,
+		// and the OS finds a key for each.
+		Data: dataMarker})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,6 +265,10 @@ func (r *rigT) bootAndUnlock(t *testing.T, h rig.Host, interactive bool) {
 	if l, _ := run.Console.WaitFor(ctx, time.Second, "TESTOS-FAIL"); l != "" {
 		t.Fatalf("%s: %s", h.Name, l)
 	}
+	// The test OS prints the other volumes' markers before the root's.
+	if !strings.Contains(run.Console.Text(), "TESTOS-VOLUME data: "+dataMarker) {
+		t.Fatalf("%s: the OS did not open its second encrypted volume with the handed-over key", h.Name)
+	}
 	t.Logf("%s: passphrase to OS marker: %s", h.Name, time.Since(unlockedAt).Round(100*time.Millisecond))
 	if err := run.Wait(time.Minute); err != nil {
 		t.Logf("%s: qemu exit: %v", h.Name, err)
@@ -278,7 +285,7 @@ func (r *rigT) unlockInteractive(t *testing.T, ctx context.Context, ip, wrong st
 		t.Fatal(err)
 	}
 	out := &expect{r: bufio.NewReader(stdout), t: t}
-	out.until("Encrypted volumes found: 1")
+	out.until("Encrypted volumes found: 2")
 	out.until("LUKS2")
 	out.until("argon2id")
 	out.until("Passphrase for ")
@@ -289,6 +296,7 @@ func (r *rigT) unlockInteractive(t *testing.T, ctx context.Context, ip, wrong st
 	at := time.Now()
 	fmt.Fprintf(stdin, "%s\r", r.passphrase)
 	out.until("unlocked with keyslot 0")
+	out.until("unlocked with keyslot 0") // the data volume
 	out.until("Handing over to the OS kernel")
 	stdin.Close()
 	if err := cmd.Wait(); err != nil {
@@ -343,6 +351,9 @@ func (e *expect) until(s string) {
 }
 
 const unknownMAC = "52:54:00:4c:42:99"
+
+// dataMarker is in the test disk's second encrypted volume.
+const dataMarker = "marker-from-the-second-volume"
 
 func (r *rigT) unknownHost(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)

@@ -50,47 +50,74 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	var uuid, name string
+	// Every volume named on the command line is opened with the key file
+	// lifeboat handed over for it, as systemd's initrd would; the root is
+	// mounted last and its marker printed last, after the other volumes'.
+	type volume struct{ uuid, name string }
+	var vols []volume
 	for _, f := range strings.Fields(string(cmdline)) {
 		if v, ok := strings.CutPrefix(f, "rd.luks.name="); ok {
-			uuid, name, _ = strings.Cut(v, "=")
+			uuid, name, _ := strings.Cut(v, "=")
+			vols = append(vols, volume{uuid, name})
 		}
 	}
-	if uuid == "" || name == "" {
+	if len(vols) == 0 {
 		return fmt.Errorf("no rd.luks.name=UUID=NAME on the command line: %s", cmdline)
 	}
+	var rootMarker string
+	for _, v := range vols {
+		marker, err := openAndRead(v.uuid, v.name)
+		if err != nil {
+			return err
+		}
+		if v.name == "root" {
+			rootMarker = marker
+			continue
+		}
+		fmt.Printf("TESTOS-VOLUME %s: %s\n", v.name, marker)
+	}
+	if rootMarker == "" {
+		return fmt.Errorf("no volume named root on the command line: %s", cmdline)
+	}
+	fmt.Printf("TESTOS-MARKER: %s\n", rootMarker)
+	return nil
+}
+
+// openAndRead opens the LUKS volume uuid as name with its handed-over key
+// file, mounts it read-only and returns the text of its file "marker".
+func openAndRead(uuid, name string) (string, error) {
 	keyPath := "/etc/cryptsetup-keys.d/" + name + ".key"
 	key, err := os.ReadFile(keyPath)
 	if err != nil {
-		return fmt.Errorf("no key file %s: a real OS would now ask for the passphrase", keyPath)
+		return "", fmt.Errorf("no key file %s: a real OS would now ask for the passphrase", keyPath)
 	}
 	fmt.Printf("TESTOS: key file %s present (%d bytes)\n", keyPath, len(key))
 	dev, err := findLUKS(uuid, 30*time.Second)
 	if err != nil {
-		return err
+		return "", err
 	}
 	d, err := luks.Open(dev)
 	if err != nil {
-		return err
+		return "", err
 	}
 	if err := d.UnlockAny(key, name); err != nil {
-		return fmt.Errorf("unlock %s with the key file: %w", dev, err)
+		return "", fmt.Errorf("unlock %s with the key file: %w", dev, err)
 	}
 	info, err := devmapper.InfoByName(name)
 	if err != nil {
-		return err
+		return "", err
 	}
 	node := fmt.Sprintf("/dev/dm-%d", unix.Minor(info.DevNo))
-	_ = os.MkdirAll("/sysroot", 0o755)
-	if err := unix.Mount(node, "/sysroot", "ext4", unix.MS_RDONLY, ""); err != nil {
-		return fmt.Errorf("mount %s: %w", node, err)
+	mnt := "/mnt/" + name
+	_ = os.MkdirAll(mnt, 0o755)
+	if err := unix.Mount(node, mnt, "ext4", unix.MS_RDONLY, ""); err != nil {
+		return "", fmt.Errorf("mount %s: %w", node, err)
 	}
-	marker, err := os.ReadFile("/sysroot/marker")
+	marker, err := os.ReadFile(mnt + "/marker")
 	if err != nil {
-		return err
+		return "", err
 	}
-	fmt.Printf("TESTOS-MARKER: %s\n", strings.TrimSpace(string(marker)))
-	return nil
+	return strings.TrimSpace(string(marker)), nil
 }
 
 func findLUKS(uuid string, wait time.Duration) (string, error) {
