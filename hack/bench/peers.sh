@@ -4,7 +4,7 @@
 # itself, inside a network namespace, and a daemon started by the package
 # would bind ports on this machine's own network.
 set -euo pipefail
-pkgs=(dnsmasq-base kea-dhcp4-server kea-admin nginx-light tftpd-hpa cryptsetup-bin busybox-static curl)
+pkgs=(dnsmasq-base kea-dhcp4-server kea-admin nginx-light tftpd-hpa cryptsetup-bin argon2 busybox-static curl)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
