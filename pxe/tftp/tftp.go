@@ -11,6 +11,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/pin/tftp/v3"
@@ -132,31 +133,51 @@ func (s *Server) read(name string, rf io.ReaderFrom) error {
 	return nil
 }
 
-// cached is one loader held in memory, with the size and modification time
-// it was read at.
+// cached is one loader held in memory, with what its file was when read.
 type cached struct {
-	size int64
-	mod  time.Time
-	data []byte
+	stamp stamp
+	data  []byte
+}
+
+// stamp tells one version of a file from another: size and modification
+// time, and on Linux the inode and change time too, so that a loader copied
+// over with its old mtime kept (cp -p, rsync -t) is still read again.
+type stamp struct {
+	size       int64
+	mod        time.Time
+	ino        uint64
+	ctimeNanos int64
+}
+
+func stampOf(fi os.FileInfo) stamp {
+	st := stamp{size: fi.Size(), mod: fi.ModTime()}
+	if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
+		st.ino, st.ctimeNanos = sys.Ino, sys.Ctim.Nano()
+	}
+	return st
 }
 
 // loader returns the bytes of a served file. The loaders are small (under a
 // megabyte) and asked for by every host at every boot, so they are held in
 // memory: a request costs one stat instead of an open, a read and a buffer
-// per transfer. Those allocations made the garbage collector run every few
-// requests, and its workers delayed the first reply (a benchmark found the
-// OACK 300 µs later than dnsmasq's). A file replaced on disk (a rebuilt
-// image) is read again.
+// per transfer, whose allocations ran the garbage collector every few
+// requests. A transfer also sends one version of the file from start to
+// end, even if the file is replaced meanwhile. A replaced file (a rebuilt
+// image) is read again at the next request.
 func (s *Server) loader(name string) ([]byte, error) {
 	fi, err := s.root.Stat(name)
 	if err != nil {
 		return nil, err
 	}
+	st := stampOf(fi)
 	s.mu.Lock()
 	c, ok := s.cache[name]
 	s.mu.Unlock()
-	if ok && c.size == fi.Size() && c.mod.Equal(fi.ModTime()) {
+	if ok && c.stamp.size == st.size && c.stamp.mod.Equal(st.mod) && c.stamp.ino == st.ino && c.stamp.ctimeNanos == st.ctimeNanos {
 		return c.data, nil
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", name)
 	}
 	if fi.Size() > MaxLoaderSize {
 		return nil, fmt.Errorf("%s is %d bytes, more than the %d a first-stage loader may be (kernels go over HTTP)", name, fi.Size(), MaxLoaderSize)
@@ -177,7 +198,7 @@ func (s *Server) loader(name string) ([]byte, error) {
 	if s.cache == nil {
 		s.cache = map[string]cached{}
 	}
-	s.cache[name] = cached{size: fi.Size(), mod: fi.ModTime(), data: data}
+	s.cache[name] = cached{stamp: st, data: data}
 	s.mu.Unlock()
 	return data, nil
 }

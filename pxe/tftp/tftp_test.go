@@ -164,3 +164,79 @@ func TestHostileNames(t *testing.T) {
 		}
 	}
 }
+
+// TestLoaderReplaced: loaders are served from memory, but a loader replaced
+// on disk is served anew at the next request, even when the new file has
+// the old one's size and modification time (copied with cp -p), by rename
+// or rewritten in place.
+func TestLoaderReplaced(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "ipxe.efi")
+	mtime := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	write := func(data string, rename bool) {
+		t.Helper()
+		dst := p
+		if rename {
+			dst = p + ".new"
+		}
+		if err := os.WriteFile(dst, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(dst, mtime, mtime); err != nil {
+			t.Fatal(err)
+		}
+		if rename {
+			if err := os.Rename(dst, p); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	write("version-1", false)
+	s := &Server{Addr: "127.0.0.1:0", Dir: dir, Files: []string{"ipxe.efi"}, Log: slog.New(slog.DiscardHandler)}
+	if err := s.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- s.Serve(ctx) }()
+	defer func() { cancel(); <-done }()
+	fetch := func() string {
+		t.Helper()
+		out := filepath.Join(t.TempDir(), "got")
+		if b, err := exec.Command("curl", "-sS", "--max-time", "20", "-o", out, "tftp://"+s.LocalAddr().String()+"/ipxe.efi").CombinedOutput(); err != nil {
+			t.Fatalf("curl: %v\n%s", err, b)
+		}
+		b, _ := os.ReadFile(out)
+		return string(b)
+	}
+	if got := fetch(); got != "version-1" {
+		t.Fatalf("first fetch: %q", got)
+	}
+	write("version-2", true) // same size, same mtime, new inode
+	if got := fetch(); got != "version-2" {
+		t.Fatalf("after a replace by rename: %q, want version-2", got)
+	}
+	time.Sleep(50 * time.Millisecond) // a later change time (file times tick in jiffies)
+	write("version-3", false)         // same size, same mtime, same inode
+	if got := fetch(); got != "version-3" {
+		t.Fatalf("after a rewrite in place: %q, want version-3", got)
+	}
+}
+
+// TestLoaderTooBig: TFTP is for first-stage loaders; a kernel-sized file
+// listed by mistake is refused at start with a message saying why.
+func TestLoaderTooBig(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "vmlinuz")
+	if err := os.WriteFile(p, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(p, MaxLoaderSize+1); err != nil { // sparse
+		t.Fatal(err)
+	}
+	s := &Server{Addr: "127.0.0.1:0", Dir: dir, Files: []string{"vmlinuz"}, Log: slog.New(slog.DiscardHandler)}
+	err := s.Listen()
+	if err == nil || !strings.Contains(err.Error(), "kernels go over HTTP") {
+		t.Fatalf("Listen with a %d-byte file: %v, want a refusal that says why", MaxLoaderSize+1, err)
+	}
+}
