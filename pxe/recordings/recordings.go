@@ -105,16 +105,11 @@ func (s *Store) Append(host, boot, name string, off int64, data []byte) (int64, 
 			return s.appendSealed(p+".age", off, data, to)
 		}
 	}
-	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o600)
+	f, size, err := openRecording(p)
 	if err != nil {
 		return 0, err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return 0, err
-	}
-	size := fi.Size()
 	fresh, err := placement(size, off, func() bool {
 		have := make([]byte, len(data))
 		_, err := f.ReadAt(have, off)
@@ -126,37 +121,54 @@ func (s *Store) Append(host, boot, name string, off int64, data []byte) (int64, 
 	if size+int64(len(data)) > MaxSize {
 		return size, fmt.Errorf("recording would pass %d MiB", MaxSize>>20)
 	}
-	if _, err := f.WriteAt(data, off); err != nil {
-		return size, err
-	}
-	if err := f.Sync(); err != nil {
+	if err := writeSynced(f, data, off); err != nil {
 		return size, err
 	}
 	return size + int64(len(data)), nil
 }
 
+// openRecording opens (creating if needed) a recording file for appending,
+// and returns its size on disk.
+func openRecording(p string) (*os.File, int64, error) {
+	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, 0, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, 0, err
+	}
+	return f, fi.Size(), nil
+}
+
+// writeSynced writes b at off and makes it durable: the agent forgets a
+// piece once it is acknowledged.
+func writeSynced(f *os.File, b []byte, off int64) error {
+	if _, err := f.WriteAt(b, off); err != nil {
+		return err
+	}
+	return f.Sync()
+}
+
 // appendSealed adds a piece to a sealed recording, made (sealed to to) if
 // new. Its size is in plaintext bytes, as the agent counts.
 func (s *Store) appendSealed(p string, off int64, data []byte, to age.Recipient) (int64, error) {
-	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o600)
+	f, onDisk, err := openRecording(p)
 	if err != nil {
 		return 0, err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return 0, err
-	}
-	if fi.Size() == 0 {
+	if onDisk == 0 {
 		if to == nil {
 			return 0, errors.New("sealed recording without a recipient")
 		}
 		if _, err := f.WriteAt([]byte(SealedMagic), 0); err != nil {
 			return 0, err
 		}
-		fi, _ = f.Stat()
+		onDisk = int64(len(SealedMagic))
 	}
-	segs, err := segments(f, fi.Size())
+	segs, err := segments(f, onDisk)
 	if err != nil {
 		return 0, err
 	}
@@ -175,17 +187,14 @@ func (s *Store) appendSealed(p string, off int64, data []byte, to age.Recipient)
 	if err != nil || !fresh {
 		return size, err
 	}
-	if fi.Size()+int64(len(data)) > MaxSize {
+	if onDisk+int64(len(data)) > MaxSize {
 		return size, fmt.Errorf("recording would pass %d MiB", MaxSize>>20)
 	}
 	seg, err := seal(off, data, to)
 	if err != nil {
 		return size, err
 	}
-	if _, err := f.WriteAt(seg, fi.Size()); err != nil {
-		return size, err
-	}
-	if err := f.Sync(); err != nil {
+	if err := writeSynced(f, seg, onDisk); err != nil {
 		return size, err
 	}
 	return size + int64(len(data)), nil
