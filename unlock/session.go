@@ -244,7 +244,8 @@ func (s *Session) unsealWithProgress(ctx context.Context, out *lineWriter, v Vol
 // (output to a terminal the SSH server drives without a line discipline).
 func NewLineWriter(w io.Writer, crlf bool) io.Writer { return &lineWriter{w: w, crlf: crlf} }
 
-// lineWriter turns \n into \r\n on a terminal and serialises writers.
+// lineWriter turns \n into \r\n on a terminal. It does not serialise
+// writers: each Write goes to w as one call, in the caller's order.
 type lineWriter struct {
 	w    io.Writer
 	crlf bool

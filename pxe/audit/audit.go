@@ -14,7 +14,7 @@ const (
 	DHCPOffer       Code = "dhcp.offer"            // an OFFER was sent to a known host
 	DHCPAck         Code = "dhcp.ack"              // an ACK was sent to a known host
 	BootStart       Code = "boot.start"            // a new netboot of a known host began
-	FirstStageFetch Code = "tftp.fetch"            // a first-stage loader went out over TFTP
+	FirstStageFetch Code = "tftp.fetch"            // a first-stage loader was fetched (TFTP, or HTTP for UEFI HTTP boot)
 	ScriptFetch     Code = "http.script"           // the per-boot iPXE script was served
 	ImageFetch      Code = "http.image"            // kernel, initramfs or the agent archive was served
 	AgentCheckin    Code = "agent.checkin"         // the agent presented a valid boot token

@@ -11,8 +11,9 @@ import (
 
 // Start is an unlock.Handoff: it finds the OS entry, builds the key archive
 // for the opened volumes, records the hand-off with the server (before the
-// act, as every action), and kexecs. It returns only on failure, with the
-// host still in lifeboat.
+// act, as every action), and loads the OS kernel for kexec. On success it
+// returns the jump, which the caller runs once the session has closed; on
+// failure an error, with the host still in lifeboat.
 func Start(mountBase string, report unlock.Reporter) unlock.Handoff {
 	return func(ctx context.Context, pass []byte, opened []*unlock.Unsealed, out io.Writer) (func(), error) {
 		skip := map[string]bool{}
