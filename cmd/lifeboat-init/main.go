@@ -21,8 +21,8 @@ import (
 	"github.com/lifeboat-boot/lifeboat/initramfs/agent"
 	"github.com/lifeboat-boot/lifeboat/initramfs/rescue"
 	"github.com/lifeboat-boot/lifeboat/initramfs/sshd"
-	"github.com/lifeboat-boot/lifeboat/pxe/agentapi"
-	"github.com/lifeboat-boot/lifeboat/pxe/audit"
+	"github.com/lifeboat-boot/lifeboat/pxe/agent/agentapi"
+	"github.com/lifeboat-boot/lifeboat/pxe/store/audit"
 	"github.com/lifeboat-boot/lifeboat/unlock"
 	"github.com/lifeboat-boot/lifeboat/unlock/handoff"
 )

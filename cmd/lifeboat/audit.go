@@ -8,8 +8,8 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/lifeboat-boot/lifeboat/pxe/api"
-	"github.com/lifeboat-boot/lifeboat/pxe/audit"
+	"github.com/lifeboat-boot/lifeboat/pxe/operator/api"
+	"github.com/lifeboat-boot/lifeboat/pxe/store/audit"
 )
 
 // errBroken is a chain that did not verify: exit 1, after the report.

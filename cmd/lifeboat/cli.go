@@ -18,9 +18,9 @@ import (
 	"time"
 	"unicode"
 
-	"github.com/lifeboat-boot/lifeboat/pxe/api"
-	"github.com/lifeboat-boot/lifeboat/pxe/audit"
+	"github.com/lifeboat-boot/lifeboat/pxe/operator/api"
 	"github.com/lifeboat-boot/lifeboat/pxe/store"
+	"github.com/lifeboat-boot/lifeboat/pxe/store/audit"
 )
 
 var version = "dev"

@@ -5,7 +5,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/lifeboat-boot/lifeboat/pxe/api"
+	"github.com/lifeboat-boot/lifeboat/pxe/operator/api"
 	"github.com/lifeboat-boot/lifeboat/pxe/store"
 )
 

@@ -14,7 +14,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/lifeboat-boot/lifeboat/pxe/notify"
+	"github.com/lifeboat-boot/lifeboat/pxe/operator/notify"
 )
 
 // Duration is a time.Duration written as "90s" or "5m" in the config.

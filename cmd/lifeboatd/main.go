@@ -23,20 +23,21 @@ import (
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/lifeboat-boot/lifeboat/pxe/agentapi"
-	"github.com/lifeboat-boot/lifeboat/pxe/api"
-	"github.com/lifeboat-boot/lifeboat/pxe/apiserver"
-	"github.com/lifeboat-boot/lifeboat/pxe/approve"
-	"github.com/lifeboat-boot/lifeboat/pxe/audit"
-	"github.com/lifeboat-boot/lifeboat/pxe/dhcp"
-	"github.com/lifeboat-boot/lifeboat/pxe/httpboot"
+	"github.com/lifeboat-boot/lifeboat/pxe/agent/agentapi"
+	"github.com/lifeboat-boot/lifeboat/pxe/boot/dhcp"
+	"github.com/lifeboat-boot/lifeboat/pxe/boot/httpboot"
+	"github.com/lifeboat-boot/lifeboat/pxe/boot/tftp"
+	"github.com/lifeboat-boot/lifeboat/pxe/keys/keyring"
+	"github.com/lifeboat-boot/lifeboat/pxe/keys/sshca"
 	"github.com/lifeboat-boot/lifeboat/pxe/metrics"
-	"github.com/lifeboat-boot/lifeboat/pxe/notify"
+	"github.com/lifeboat-boot/lifeboat/pxe/operator/api"
+	"github.com/lifeboat-boot/lifeboat/pxe/operator/apiserver"
+	"github.com/lifeboat-boot/lifeboat/pxe/operator/approve"
+	"github.com/lifeboat-boot/lifeboat/pxe/operator/notify"
 	"github.com/lifeboat-boot/lifeboat/pxe/recordings"
-	"github.com/lifeboat-boot/lifeboat/pxe/sshca"
 	"github.com/lifeboat-boot/lifeboat/pxe/store"
+	"github.com/lifeboat-boot/lifeboat/pxe/store/audit"
 	"github.com/lifeboat-boot/lifeboat/pxe/store/sqlite"
-	"github.com/lifeboat-boot/lifeboat/pxe/tftp"
 )
 
 var version = "dev"
@@ -227,7 +228,7 @@ func run(ctx context.Context, cfg *Config) error {
 	if err != nil {
 		return err
 	}
-	keys, err := notify.LoadKeyring(cfg.SecretKey)
+	keys, err := keyring.Load(cfg.SecretKey)
 	if err != nil {
 		return err
 	}

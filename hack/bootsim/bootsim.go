@@ -23,8 +23,8 @@ import (
 	"github.com/u-root/u-root/pkg/cpio"
 	"golang.org/x/crypto/ssh"
 
-	"github.com/lifeboat-boot/lifeboat/pxe/agentapi"
-	"github.com/lifeboat-boot/lifeboat/pxe/audit"
+	"github.com/lifeboat-boot/lifeboat/pxe/agent/agentapi"
+	"github.com/lifeboat-boot/lifeboat/pxe/store/audit"
 )
 
 // Ack is a step the server acknowledged, and the record it promised.

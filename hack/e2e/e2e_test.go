@@ -20,7 +20,7 @@ import (
 	"github.com/lifeboat-boot/lifeboat/hack/rig"
 	"github.com/lifeboat-boot/lifeboat/hack/vm"
 	"github.com/lifeboat-boot/lifeboat/images"
-	"github.com/lifeboat-boot/lifeboat/pxe/audit"
+	"github.com/lifeboat-boot/lifeboat/pxe/store/audit"
 	"github.com/lifeboat-boot/lifeboat/pxe/store/sqlite"
 )
 

@@ -23,10 +23,10 @@ import (
 	"github.com/lifeboat-boot/lifeboat/hack/rig"
 	"github.com/lifeboat-boot/lifeboat/hack/vm"
 	"github.com/lifeboat-boot/lifeboat/images"
-	"github.com/lifeboat-boot/lifeboat/pxe/audit"
-	"github.com/lifeboat-boot/lifeboat/pxe/notify/notifytest"
+	"github.com/lifeboat-boot/lifeboat/initramfs/rescue/shadow"
+	"github.com/lifeboat-boot/lifeboat/pxe/operator/notify/notifytest"
+	"github.com/lifeboat-boot/lifeboat/pxe/store/audit"
 	"github.com/lifeboat-boot/lifeboat/pxe/store/sqlite"
-	"github.com/lifeboat-boot/lifeboat/rescue/shadow"
 )
 
 // The installed system's files on the rescue test disks. Every byte of

@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/lifeboat-boot/lifeboat/hack/vm"
-	"github.com/lifeboat-boot/lifeboat/pxe/sshca"
+	"github.com/lifeboat-boot/lifeboat/pxe/keys/sshca"
 )
 
 // ServerIP is lifeboatd's address on the namespace's bridge.

@@ -19,8 +19,8 @@ import (
 	"github.com/u-root/u-root/pkg/kmodule"
 	"golang.org/x/crypto/ssh"
 
-	"github.com/lifeboat-boot/lifeboat/pxe/agentapi"
-	"github.com/lifeboat-boot/lifeboat/pxe/audit"
+	"github.com/lifeboat-boot/lifeboat/pxe/agent/agentapi"
+	"github.com/lifeboat-boot/lifeboat/pxe/store/audit"
 )
 
 // Module lists, one name per line: ModulesFile before the network comes up,

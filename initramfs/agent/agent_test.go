@@ -13,7 +13,7 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/lifeboat-boot/lifeboat/pxe/agentapi"
+	"github.com/lifeboat-boot/lifeboat/pxe/agent/agentapi"
 )
 
 func TestReadBootParams(t *testing.T) {

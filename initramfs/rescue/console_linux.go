@@ -13,8 +13,8 @@ import (
 	"golang.org/x/term"
 
 	"github.com/lifeboat-boot/lifeboat/initramfs/sshd"
-	"github.com/lifeboat-boot/lifeboat/pxe/agentapi"
-	"github.com/lifeboat-boot/lifeboat/pxe/audit"
+	"github.com/lifeboat-boot/lifeboat/pxe/agent/agentapi"
+	"github.com/lifeboat-boot/lifeboat/pxe/store/audit"
 )
 
 // MaxCodeTries is how many wrong console codes lock the console for the

@@ -6,7 +6,7 @@ import (
 	"io"
 	"time"
 
-	"github.com/lifeboat-boot/lifeboat/pxe/agentapi"
+	"github.com/lifeboat-boot/lifeboat/pxe/agent/agentapi"
 	"github.com/lifeboat-boot/lifeboat/unlock"
 )
 

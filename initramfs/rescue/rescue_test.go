@@ -15,9 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lifeboat-boot/lifeboat/initramfs/rescue/shadow"
 	"github.com/lifeboat-boot/lifeboat/initramfs/sshd"
-	"github.com/lifeboat-boot/lifeboat/pxe/audit"
-	"github.com/lifeboat-boot/lifeboat/rescue/shadow"
+	"github.com/lifeboat-boot/lifeboat/pxe/store/audit"
 )
 
 // server is a Sink that fails now and then, as a flaky network would.

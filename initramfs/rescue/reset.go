@@ -11,8 +11,8 @@ import (
 	"regexp"
 	"strings"
 
-	"github.com/lifeboat-boot/lifeboat/pxe/audit"
-	"github.com/lifeboat-boot/lifeboat/rescue/shadow"
+	"github.com/lifeboat-boot/lifeboat/initramfs/rescue/shadow"
+	"github.com/lifeboat-boot/lifeboat/pxe/store/audit"
 	"github.com/lifeboat-boot/lifeboat/unlock"
 )
 

@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/lifeboat-boot/lifeboat/initramfs/sshd"
-	"github.com/lifeboat-boot/lifeboat/pxe/agentapi"
-	"github.com/lifeboat-boot/lifeboat/pxe/audit"
+	"github.com/lifeboat-boot/lifeboat/pxe/agent/agentapi"
+	"github.com/lifeboat-boot/lifeboat/pxe/store/audit"
 	"github.com/lifeboat-boot/lifeboat/unlock"
 )
 

@@ -12,7 +12,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/lifeboat-boot/lifeboat/initramfs/agent"
-	"github.com/lifeboat-boot/lifeboat/pxe/sshca"
+	"github.com/lifeboat-boot/lifeboat/pxe/keys/sshca"
 )
 
 // The OpenSSH client, with only the CA's @cert-authority line in

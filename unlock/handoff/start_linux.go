@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/lifeboat-boot/lifeboat/pxe/audit"
+	"github.com/lifeboat-boot/lifeboat/pxe/store/audit"
 	"github.com/lifeboat-boot/lifeboat/unlock"
 )
 

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lifeboat-boot/lifeboat/pxe/audit"
 	"github.com/lifeboat-boot/lifeboat/pxe/store"
+	"github.com/lifeboat-boot/lifeboat/pxe/store/audit"
 )
 
 // fleet makes two customers with a host each, and a webhook and an

@@ -16,8 +16,8 @@ import (
 
 	_ "modernc.org/sqlite" // pure Go: no cgo needed on the server
 
-	"github.com/lifeboat-boot/lifeboat/pxe/audit"
 	"github.com/lifeboat-boot/lifeboat/pxe/store"
+	"github.com/lifeboat-boot/lifeboat/pxe/store/audit"
 )
 
 //go:embed migrations/*.sql

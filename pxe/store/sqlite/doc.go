@@ -14,7 +14,7 @@
 // one writer goroutine that commits whatever has queued in one transaction
 // (group commit). Inventory changes and their events commit together.
 //
-// Every event is sealed into the audit chain (pxe/audit) as it is written:
+// Every event is sealed into the audit chain (pxe/store/audit) as it is written:
 // one lock (chainMu) is held from the first seal of a transaction to its
 // commit, so that the chain's order is the commit order, and the head moves
 // only once a commit succeeds. A notice for the host's customer is written

@@ -9,9 +9,9 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
-	"github.com/lifeboat-boot/lifeboat/pxe/agentapi"
-	"github.com/lifeboat-boot/lifeboat/pxe/audit"
+	"github.com/lifeboat-boot/lifeboat/pxe/agent/agentapi"
 	"github.com/lifeboat-boot/lifeboat/pxe/store"
+	"github.com/lifeboat-boot/lifeboat/pxe/store/audit"
 )
 
 const grantCols = `id, host, customer, staff, staff_key, ticket, reason, scope, policy, state, valid_from, valid_until, created, decided, decided_by, console_code_hash`

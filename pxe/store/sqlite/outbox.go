@@ -11,8 +11,8 @@ import (
 	"net/url"
 	"time"
 
-	"github.com/lifeboat-boot/lifeboat/pxe/audit"
 	"github.com/lifeboat-boot/lifeboat/pxe/store"
+	"github.com/lifeboat-boot/lifeboat/pxe/store/audit"
 )
 
 func randomID(prefix string) string {

@@ -9,8 +9,8 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/lifeboat-boot/lifeboat/pxe/audit"
 	"github.com/lifeboat-boot/lifeboat/pxe/store"
+	"github.com/lifeboat-boot/lifeboat/pxe/store/audit"
 )
 
 // hashSecret is how a secret is kept: its SHA-256 only. The secrets are

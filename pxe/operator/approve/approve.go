@@ -19,7 +19,7 @@ type Store interface {
 	DecideGrant(ctx context.Context, id string, approve bool, actor string) (*store.Grant, error)
 }
 
-// Signer checks approval links; notify.Keyring is one.
+// Signer checks approval links; keyring.Keyring is one.
 type Signer interface {
 	CheckApproval(grantID, sig string) bool
 }

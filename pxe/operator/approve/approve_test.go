@@ -16,7 +16,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
-	"github.com/lifeboat-boot/lifeboat/pxe/notify"
+	"github.com/lifeboat-boot/lifeboat/pxe/keys/keyring"
 	"github.com/lifeboat-boot/lifeboat/pxe/store"
 	"github.com/lifeboat-boot/lifeboat/pxe/store/sqlite"
 )
@@ -25,7 +25,7 @@ const key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9o
 
 type rig struct {
 	db   *sqlite.DB
-	keys *notify.Keyring
+	keys *keyring.Keyring
 	srv  *httptest.Server
 }
 
@@ -38,7 +38,7 @@ func newRig(t testing.TB) *rig {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	keys, err := notify.LoadKeyring(filepath.Join(dir, "secret.key"))
+	keys, err := keyring.Load(filepath.Join(dir, "secret.key"))
 	if err != nil {
 		t.Fatal(err)
 	}

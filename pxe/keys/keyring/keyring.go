@@ -1,4 +1,4 @@
-package notify
+package keyring
 
 import (
 	"crypto/hmac"
@@ -11,7 +11,7 @@ import (
 
 	"golang.org/x/crypto/chacha20poly1305"
 
-	"github.com/lifeboat-boot/lifeboat/pxe/keyfile"
+	"github.com/lifeboat-boot/lifeboat/pxe/keys/keyfile"
 )
 
 // Keyring seals webhook secrets for the store with the server's secret
@@ -20,9 +20,9 @@ type Keyring struct {
 	key []byte
 }
 
-// LoadKeyring reads the 32-byte key at path, making it at first start
+// Load reads the 32-byte key at path, making it at first start
 // (see keyfile).
-func LoadKeyring(path string) (*Keyring, error) {
+func Load(path string) (*Keyring, error) {
 	data, err := keyfile.Load(path, "secret key", func() ([]byte, error) {
 		key := make([]byte, chacha20poly1305.KeySize)
 		_, err := rand.Read(key)

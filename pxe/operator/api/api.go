@@ -17,9 +17,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/lifeboat-boot/lifeboat/pxe/audit"
 	"github.com/lifeboat-boot/lifeboat/pxe/recordings"
 	"github.com/lifeboat-boot/lifeboat/pxe/store"
+	"github.com/lifeboat-boot/lifeboat/pxe/store/audit"
 )
 
 // Wire types of the listings. Entries are the store's own types.

@@ -13,10 +13,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/lifeboat-boot/lifeboat/pxe/api"
-	"github.com/lifeboat-boot/lifeboat/pxe/audit"
+	"github.com/lifeboat-boot/lifeboat/pxe/operator/api"
 	"github.com/lifeboat-boot/lifeboat/pxe/recordings"
 	"github.com/lifeboat-boot/lifeboat/pxe/store"
+	"github.com/lifeboat-boot/lifeboat/pxe/store/audit"
 )
 
 // Store is what the API needs of the store; sqlite.DB is one.
@@ -47,7 +47,7 @@ type Store interface {
 	SetAgeRecipient(ctx context.Context, customer, recipient, actor string) error
 }
 
-// Secrets makes webhook signing secrets; notify.Keyring is one.
+// Secrets makes webhook signing secrets; keyring.Keyring is one.
 type Secrets interface {
 	// NewWebhookSecret returns a new secret, and the same sealed for the store.
 	NewWebhookSecret() (secret, sealed string, err error)

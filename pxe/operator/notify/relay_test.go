@@ -16,9 +16,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lifeboat-boot/lifeboat/pxe/audit"
-	"github.com/lifeboat-boot/lifeboat/pxe/notify/notifytest"
+	"github.com/lifeboat-boot/lifeboat/pxe/keys/keyring"
+	"github.com/lifeboat-boot/lifeboat/pxe/operator/notify/notifytest"
 	"github.com/lifeboat-boot/lifeboat/pxe/store"
+	"github.com/lifeboat-boot/lifeboat/pxe/store/audit"
 	"github.com/lifeboat-boot/lifeboat/pxe/store/sqlite"
 )
 
@@ -26,7 +27,7 @@ const sshKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5
 
 type rig struct {
 	db   *sqlite.DB
-	keys *Keyring
+	keys *keyring.Keyring
 	rx   *notifytest.Receiver
 	mx   *notifytest.MailServer
 	smtp *SMTP
@@ -41,7 +42,7 @@ func newRig(t *testing.T) *rig {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	keys, err := LoadKeyring(filepath.Join(dir, "secret.key"))
+	keys, err := keyring.Load(filepath.Join(dir, "secret.key"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,46 +220,6 @@ func TestBackoff(t *testing.T) {
 	}
 	if d := r.backoff(50); d > time.Hour || d < 48*time.Minute {
 		t.Errorf("backoff(50) = %s, want about an hour", d)
-	}
-}
-
-func TestKeyring(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "secret.key")
-	k, err := LoadKeyring(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	secret, sealed, err := k.NewWebhookSecret()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if strings.Contains(sealed, strings.TrimPrefix(secret, "whsec_")) {
-		t.Fatal("sealed form holds the secret")
-	}
-	k2, err := LoadKeyring(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, err := k2.Unseal(sealed)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want, _ := SecretKey(secret)
-	if string(raw) != string(want) {
-		t.Fatal("unsealed key differs")
-	}
-	other, _ := LoadKeyring(filepath.Join(t.TempDir(), "other.key"))
-	if _, err := other.Unseal(sealed); err == nil || !strings.Contains(err.Error(), "key file replaced") {
-		t.Fatalf("Unseal with another key = %v", err)
-	}
-	for _, bad := range []string{"", "!!", "AAAA"} {
-		if _, err := k.Unseal(bad); err == nil {
-			t.Errorf("Unseal(%q) passed", bad)
-		}
-	}
-	os.Chmod(path, 0o640)
-	if _, err := LoadKeyring(path); err == nil {
-		t.Fatal("a group-readable key file was accepted")
 	}
 }
 

@@ -12,7 +12,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
-	"github.com/lifeboat-boot/lifeboat/pxe/keyfile"
+	"github.com/lifeboat-boot/lifeboat/pxe/keys/keyfile"
 )
 
 // CA signs host certificates.

@@ -11,7 +11,7 @@
 // webhook-timestamp and webhook-signature, the last "v1," followed by the
 // base64 HMAC-SHA256, keyed with the webhook's secret, of
 // "id.timestamp.body". Each webhook's secret is stored sealed with the
-// server's secret key (Keyring), never in the clear.
+// server's secret key (pxe/keys/keyring), never in the clear.
 //
 // Every notice carries a receipt: the audit record's sequence number and
 // hash, which the customer can later check the log against with

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/lifeboat-boot/lifeboat/pxe/audit"
+	"github.com/lifeboat-boot/lifeboat/pxe/store/audit"
 )
 
 // Payload is the JSON body of a webhook, in the Standard Webhooks shape.

@@ -22,9 +22,10 @@ import (
 
 	"github.com/wneessen/go-mail"
 
-	"github.com/lifeboat-boot/lifeboat/pxe/audit"
+	"github.com/lifeboat-boot/lifeboat/pxe/keys/keyring"
 	"github.com/lifeboat-boot/lifeboat/pxe/metrics"
 	"github.com/lifeboat-boot/lifeboat/pxe/store"
+	"github.com/lifeboat-boot/lifeboat/pxe/store/audit"
 )
 
 // Outbox is what the relay needs of the store; sqlite.DB is one.
@@ -56,7 +57,7 @@ type SMTP struct {
 // Relay delivers the outbox.
 type Relay struct {
 	Outbox Outbox
-	Keys   *Keyring
+	Keys   *keyring.Keyring
 	SMTP   *SMTP // nil: e-mail notices wait until it is configured
 	Log    *slog.Logger
 	// HTTP posts webhooks; its transport decides how to reach receivers.
