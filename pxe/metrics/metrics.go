@@ -6,8 +6,12 @@
 package metrics
 
 import (
+	"cmp"
 	"io"
+	"log/slog"
 	"net/http"
+	"strconv"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -158,3 +162,23 @@ func (c *CountWriter) ReadFrom(r io.Reader) (int64, error) {
 
 // Unwrap lets http.ResponseController reach the connection.
 func (c *CountWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }
+
+// AccessLog counts and logs each request of the boot listener (boot files
+// and the agent API) by its route pattern, never its raw path: the agent
+// archive's path holds a boot token.
+func AccessLog(log *slog.Logger, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		cw := &CountWriter{ResponseWriter: w}
+		start := time.Now()
+		next.ServeHTTP(cw, r)
+		route := r.Pattern // set by the mux: one of the fixed routes
+		if route == "" {
+			route = "none"
+		}
+		code := cmp.Or(cw.Code, http.StatusOK)
+		HTTPRequests.WithLabelValues(route, strconv.Itoa(code)).Inc()
+		HTTPBytes.WithLabelValues(route).Add(float64(cw.Bytes))
+		log.Debug("http", "method", r.Method, "route", route, "status", code,
+			"bytes", cw.Bytes, "peer", r.RemoteAddr, "took", time.Since(start).String())
+	})
+}

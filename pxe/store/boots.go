@@ -76,14 +76,12 @@ type Boot struct {
 }
 
 // Boots tracks the current boot of every host, in memory: DHCP and HTTP
-// consult it on every packet and request.
+// consult it on every packet and request. It only decides; Steps takes
+// the steps (their records, then the stage, then the stage's history).
 type Boots struct {
 	mu    sync.Mutex
 	byMAC map[string]*Boot
 	now   func() time.Time
-	// OnChange, if set, is told every stage a boot reaches, after the
-	// fact and outside the lock (the store keeps the history).
-	OnChange func(b Boot, s Stage, at time.Time)
 }
 
 // NewBoots returns an empty tracker.
@@ -112,12 +110,8 @@ func (b *Boots) OnDiscover(mac, host string, c Client, firmware string) (*Boot, 
 	nb := &Boot{ID: newID(), Host: host, MAC: mac, Started: now, Firmware: firmware, Stage: StageDHCP,
 		Times: map[Stage]time.Time{StageDHCP: now}}
 	b.byMAC[mac] = nb
-	c2 := nb.clone()
-	b.mu.Unlock()
-	if b.OnChange != nil {
-		b.OnChange(*c2, StageDHCP, now)
-	}
-	return c2, true
+	defer b.mu.Unlock()
+	return nb.clone(), true
 }
 
 // Current returns a copy of the boot in flight for mac.
@@ -161,24 +155,19 @@ func (x *Boot) clone() *Boot {
 	return &c
 }
 
-// Advance moves the boot forward to stage s if it is still the current boot of
-// its host. Stages never go backwards: a re-fetched kernel does not undo a
-// check-in.
-func (b *Boots) Advance(mac, bootID string, s Stage) {
+// advance moves the boot forward to stage s if it is still the current boot
+// of its host, and returns it as it now is. Stages never go backwards: a
+// re-fetched kernel does not undo a check-in. Steps is its only caller.
+func (b *Boots) advance(mac, bootID string, s Stage) (*Boot, bool) {
 	b.mu.Lock()
+	defer b.mu.Unlock()
 	cur, ok := b.byMAC[mac]
 	if !ok || cur.ID != bootID || s <= cur.Stage {
-		b.mu.Unlock()
-		return
+		return nil, false
 	}
-	now := b.now()
 	cur.Stage = s
-	cur.Times[s] = now
-	c := cur.clone()
-	b.mu.Unlock()
-	if b.OnChange != nil {
-		b.OnChange(*c, s, now)
-	}
+	cur.Times[s] = b.now()
+	return cur.clone(), true
 }
 
 // StageNames lists the stages in order.

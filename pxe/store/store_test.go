@@ -1,10 +1,15 @@
 package store
 
 import (
+	"context"
+	"errors"
 	"net"
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/lifeboat-boot/lifeboat/pxe/store/audit"
 )
 
 func TestStartsNewBoot(t *testing.T) {
@@ -32,20 +37,62 @@ func TestStartsNewBoot(t *testing.T) {
 	}
 }
 
-func TestBootsAdvanceNeverGoesBack(t *testing.T) {
-	b := NewBoots()
-	boot, started := b.OnDiscover("m", "h", ClientIPXE, "bios")
-	if !started {
-		t.Fatal("first DISCOVER did not start a boot")
+// recorder is an event log and a boot history in memory, whose record
+// can be made to fail.
+type recorder struct {
+	fail   error
+	log    []string // records and stages, in the order they were written
+	stages []Stage
+}
+
+func (r *recorder) Emit(_ context.Context, e audit.Event) error {
+	if r.fail != nil {
+		return r.fail
 	}
-	b.Advance("m", boot.ID, StageCheckin)
-	b.Advance("m", boot.ID, StageKernel)
-	b.Advance("m", "b-other", StageHandoff)
-	cur, _ := b.Current("m")
+	r.log = append(r.log, string(e.Code))
+	return nil
+}
+
+func (r *recorder) QueueStage(_ Boot, s Stage, _ time.Time) {
+	r.log = append(r.log, "stage:"+s.String())
+	r.stages = append(r.stages, s)
+}
+
+// TestSteps: a step is recorded, then its stage reached, then the stage
+// written to the history; a step whose record fails moves nothing; stages
+// never go back, and a step of another boot does not move this one.
+func TestSteps(t *testing.T) {
+	rec := &recorder{}
+	s := &Steps{Events: rec, Boots: NewBoots(), History: rec}
+	ctx := context.Background()
+	boot, started, err := s.Begin(ctx, "m", "h", ClientIPXE, "bios", audit.Event{Code: audit.BootStart})
+	if err != nil || !started {
+		t.Fatalf("Begin = %v, %v", started, err)
+	}
+	step := func(code audit.Code, id string, st Stage) error {
+		return s.Step(ctx, audit.Event{Code: code, MAC: "m", Boot: id}, st)
+	}
+	_ = step(audit.FirstStageFetch, boot.ID, StageFirstStage)
+	rec.fail = errors.New("disk full")
+	if err := step(audit.ScriptFetch, boot.ID, StageScript); err == nil {
+		t.Fatal("a step whose record failed went on")
+	}
+	rec.fail = nil
+	if cur, _ := s.Current("m"); cur.Stage != StageFirstStage {
+		t.Errorf("stage after a failed record = %v, want first-stage", cur.Stage)
+	}
+	s.Reached("m", boot.ID, StageCheckin)            // recorded by a store call of its own
+	_ = step(audit.ImageFetch, boot.ID, StageKernel) // a re-fetch after check-in
+	_ = step(audit.Handoff, "b-other", StageHandoff) // another boot's
+	cur, _ := s.Current("m")
 	if cur.Stage != StageCheckin {
 		t.Errorf("stage = %v, want checkin", cur.Stage)
 	}
-	if again, started := b.OnDiscover("m", "h", ClientOther, ""); started || again.ID != boot.ID {
+	want := "boot.start stage:dhcp tftp.fetch stage:first-stage stage:checkin http.image handoff"
+	if got := strings.Join(rec.log, " "); got != want {
+		t.Errorf("written:\n got %s\nwant %s", got, want)
+	}
+	if again, started, _ := s.Begin(ctx, "m", "h", ClientOther, "", audit.Event{Code: audit.BootStart}); started || again.ID != boot.ID {
 		t.Errorf("agent DISCOVER started a new boot")
 	}
 }

@@ -164,3 +164,36 @@ type Notice struct {
 	Event    audit.Event `json:"event"`
 	Webhook  *Webhook    `json:"-"` // for the webhook channel
 }
+
+// ErrHostGone is a check-in for a host no longer in the inventory.
+var ErrHostGone = errors.New("host no longer in the inventory")
+
+// CheckinRequest is an agent's check-in as the store takes it: in one
+// transaction, the boot token is redeemed, the check-in recorded, a report
+// token issued and the host's rescue grant, if any, activated; all or
+// nothing.
+type CheckinRequest struct {
+	Token   string // the boot token; looked up by its hash
+	MAC     string // what the agent says it is: must match the token
+	Boot    string
+	HostKey string // fingerprint of the boot's SSH host key (SHA256:...)
+	IP      string
+	// Certify signs the boot's host key for the host the token is for,
+	// inside the transaction (nothing is written if it fails), and
+	// returns the certificate and the details its record carries.
+	Certify   func(h *Host, b Binding) (cert string, details map[string]string, err error)
+	ReportTTL time.Duration
+}
+
+// Checkin is what a check-in was answered. A retry by the same agent (the
+// same token and host key, the first answer lost on the wire) gets the
+// same answer, with a new report token that replaces the lost one.
+type Checkin struct {
+	Binding     Binding
+	Host        *Host
+	Mode        string
+	HostCert    string
+	ReportToken string
+	Grant       *Grant // the rescue grant this boot activated, if any
+	Retry       bool
+}

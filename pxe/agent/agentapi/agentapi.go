@@ -149,8 +149,13 @@ type Client struct {
 	HTTP *http.Client
 }
 
-// ErrRefused means the server answered, and said no.
+// ErrRefused means the server answered, and said no: asking again with the
+// same token gets the same no.
 var ErrRefused = errors.New("refused by server")
+
+// ErrUnavailable means the server answered that it cannot take the request
+// now (HTTP 5xx: its store failed, nothing was done): ask again.
+var ErrUnavailable = errors.New("server unavailable")
 
 // Checkin trades the one-time boot token for this boot's configuration.
 func (c *Client) Checkin(ctx context.Context, token string, req CheckinRequest) (*CheckinResponse, error) {
@@ -219,11 +224,15 @@ func (c *Client) do(ctx context.Context, method, path, bearer, ctype string, bod
 		return err
 	}
 	if resp.StatusCode/100 != 2 {
+		why := ErrRefused
+		if resp.StatusCode/100 == 5 {
+			why = ErrUnavailable
+		}
 		var e Error
 		if json.Unmarshal(data, &e) == nil && e.Error != "" {
-			return fmt.Errorf("%w: %s (HTTP %d)", ErrRefused, e.Error, resp.StatusCode)
+			return fmt.Errorf("%w: %s (HTTP %d)", why, e.Error, resp.StatusCode)
 		}
-		return fmt.Errorf("%w: HTTP %d", ErrRefused, resp.StatusCode)
+		return fmt.Errorf("%w: HTTP %d", why, resp.StatusCode)
 	}
 	if out == nil {
 		return nil

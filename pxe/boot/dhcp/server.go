@@ -23,8 +23,7 @@ type Server struct {
 	Addr      *net.UDPAddr // default 0.0.0.0:67
 	Self      Self
 	Inventory store.Inventory
-	Boots     *store.Boots
-	Events    audit.Emitter
+	Steps     *store.Steps
 	Log       *slog.Logger
 
 	mu          sync.Mutex
@@ -136,17 +135,18 @@ func (s *Server) handle(ctx context.Context, conn net.PacketConn, req *dhcpv4.DH
 	var boot *store.Boot
 	if req.MessageType() == dhcpv4.MessageTypeDiscover {
 		var started bool
-		boot, started = s.Boots.OnDiscover(h.MAC, h.Name, d.Kind.Client, d.Kind.Firmware)
+		var err error
+		boot, started, err = s.Steps.Begin(ctx, h.MAC, h.Name, d.Kind.Client, d.Kind.Firmware,
+			audit.Event{Code: audit.BootStart, Actor: "system", Details: map[string]string{"firmware": d.Kind.Firmware}})
 		if started {
 			metrics.BootsStarted.WithLabelValues(d.Kind.Firmware).Inc()
-			if err := s.Events.Emit(ctx, audit.Event{Code: audit.BootStart, MAC: h.MAC, Host: h.Name, Boot: boot.ID,
-				Actor: "system", Details: map[string]string{"firmware": d.Kind.Firmware}}); err != nil {
-				log.Error("not answering: event log failed", "err", err)
-				return
-			}
+		}
+		if err != nil {
+			log.Error("not answering: event log failed", "err", err)
+			return
 		}
 	} else {
-		boot, _ = s.Boots.Current(h.MAC)
+		boot, _ = s.Steps.Current(h.MAC)
 	}
 	bootID := ""
 	if boot != nil {
@@ -169,7 +169,7 @@ func (s *Server) handle(ctx context.Context, conn net.PacketConn, req *dhcpv4.DH
 	if d.Kind.Client == store.ClientIPXE {
 		details["client"] = "ipxe"
 	}
-	if err := s.record(ctx, audit.Event{Code: code, MAC: h.MAC, Host: h.Name, Boot: bootID, Actor: "system", Details: details}); err != nil {
+	if err := s.Steps.Queue(ctx, audit.Event{Code: code, MAC: h.MAC, Host: h.Name, Boot: bootID, Actor: "system", Details: details}); err != nil {
 		log.Error("not answering: event log failed", "err", err)
 		return
 	}
@@ -180,17 +180,6 @@ func (s *Server) handle(ctx context.Context, conn net.PacketConn, req *dhcpv4.DH
 	}
 	outcome = "answered"
 	log.Info("dhcp answered", "reply", d.Reply.MessageType().String(), "ip", h.IP.String(), "boot_file", d.Boot, "reason", d.Reason)
-}
-
-// record writes the record of a DHCP answer. The boot's own record
-// (boot.start) was emitted and waited for; the answer's is queued for the
-// next group commit where the store can (audit.Queuer), so that answers do
-// not wait on the disk one by one.
-func (s *Server) record(ctx context.Context, e audit.Event) error {
-	if q, ok := s.Events.(audit.Queuer); ok {
-		return q.Queue(e)
-	}
-	return s.Events.Emit(ctx, e)
 }
 
 // logUnknown logs an unknown MAC at debug level, once a minute per MAC, so a
@@ -233,10 +222,10 @@ func (s *Server) handleBootServer(ctx context.Context, conn net.PacketConn, peer
 		return
 	}
 	bootID := ""
-	if b, ok := s.Boots.Current(h.MAC); ok {
+	if b, ok := s.Steps.Current(h.MAC); ok {
 		bootID = b.ID
 	}
-	if err := s.record(ctx, audit.Event{Code: audit.DHCPAck, MAC: h.MAC, Host: h.Name, Boot: bootID, Actor: "system",
+	if err := s.Steps.Queue(ctx, audit.Event{Code: audit.DHCPAck, MAC: h.MAC, Host: h.Name, Boot: bootID, Actor: "system",
 		Details: map[string]string{"type": "ACK", "port": "4011", "boot_file": d.Boot}}); err != nil {
 		log.Error("not answering: event log failed", "err", err)
 		return

@@ -85,13 +85,13 @@ func vethServer(t *testing.T, proxy bool) (cliNS string, got chan audit.Event) {
 	if _, err := db.Apply(context.Background(), store.Change{Put: inv.Hosts()}, "test"); err != nil {
 		t.Fatal(err)
 	}
-	boots, err := db.NewBoots(context.Background())
+	steps, err := db.NewSteps(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
 	got = make(chan audit.Event, 16)
 	db.Subscribe(got)
-	s := &Server{Iface: "vs", Self: self, Inventory: db, Boots: boots, Events: db, Log: slog.New(slog.DiscardHandler)}
+	s := &Server{Iface: "vs", Self: self, Inventory: db, Steps: steps, Log: slog.New(slog.DiscardHandler)}
 	s.Self.IP = netip.MustParseAddr("10.0.0.2")
 	s.Self.Proxy = proxy
 	ctx, cancel := context.WithCancel(context.Background())

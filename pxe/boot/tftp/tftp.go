@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"strings"
 	"sync"
@@ -15,6 +16,8 @@ import (
 	"time"
 
 	"github.com/pin/tftp/v3"
+
+	"github.com/lifeboat-boot/lifeboat/pxe/metrics"
 )
 
 // Server serves a fixed set of files from one folder.
@@ -23,8 +26,10 @@ type Server struct {
 	Dir   string   // folder holding the loaders
 	Files []string // the only names served
 	Log   *slog.Logger
-	// OnSent is called after each complete transfer.
-	OnSent func(peer net.UDPAddr, file string, bytes int64, took time.Duration)
+	// Record is called before each transfer, with the file's size: the
+	// fetch is recorded before it is served, as every boot step is. An
+	// error refuses the request (the client retries or gives up).
+	Record func(peer netip.Addr, file string, size int64) error
 
 	root  *os.Root
 	conn  net.PacketConn
@@ -90,6 +95,9 @@ func (s *Server) Serve(ctx context.Context) error {
 // ErrNotServed is sent to clients asking for anything but a listed loader.
 var ErrNotServed = errors.New("file not served here")
 
+// ErrNotRecorded is sent when the fetch could not be recorded.
+var ErrNotRecorded = errors.New("server cannot record the boot now; try again")
+
 // Allowed reports whether name is one of the files to serve. Names are
 // compared exactly after dropping one leading slash (some firmware sends
 // "/ipxe.efi"); anything with another slash or a dot-dot is refused.
@@ -118,6 +126,13 @@ func (s *Server) read(name string, rf io.ReaderFrom) error {
 		s.Log.Error("tftp: read loader", "peer", peer.String(), "file", clean, "err", err)
 		return ErrNotServed
 	}
+	if s.Record != nil {
+		ip, _ := netip.AddrFromSlice(peer.IP)
+		if err := s.Record(ip.Unmap(), clean, int64(len(data))); err != nil {
+			s.Log.Error("tftp: not serving: the fetch could not be recorded", "peer", peer.String(), "file", clean, "err", err)
+			return ErrNotRecorded
+		}
+	}
 	start := time.Now()
 	rf.(tftp.OutgoingTransfer).SetSize(int64(len(data)))
 	n, err := rf.ReadFrom(bytes.NewReader(data))
@@ -126,10 +141,9 @@ func (s *Server) read(name string, rf io.ReaderFrom) error {
 		return err
 	}
 	took := time.Since(start)
+	metrics.TFTPTransfers.WithLabelValues("sent").Inc()
+	metrics.TFTPBytes.Add(float64(n))
 	s.Log.Info("tftp: sent", "peer", peer.String(), "file", clean, "bytes", n, "took", took.String())
-	if s.OnSent != nil {
-		s.OnSent(peer, clean, n, took)
-	}
 	return nil
 }
 

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"errors"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -43,11 +45,19 @@ func TestServeWithCurl(t *testing.T) {
 	_ = os.WriteFile(filepath.Join(dir, "secret"), []byte("no"), 0o644)
 	var mu sync.Mutex
 	var sent []string
+	refuse := false
 	s := &Server{Addr: "127.0.0.1:0", Dir: dir, Files: []string{"undionly.kpxe"}, Log: slog.New(slog.DiscardHandler),
-		OnSent: func(_ net.UDPAddr, f string, n int64, _ time.Duration) {
+		Record: func(peer netip.Addr, f string, n int64) error {
 			mu.Lock()
+			defer mu.Unlock()
+			if refuse {
+				return errors.New("event log down")
+			}
+			if peer != netip.MustParseAddr("127.0.0.1") || n != int64(len(data)) {
+				t.Errorf("Record(%s, %s, %d)", peer, f, n)
+			}
 			sent = append(sent, f)
-			mu.Unlock()
+			return nil
 		}}
 	if err := s.Listen(); err != nil {
 		t.Fatal(err)
@@ -83,10 +93,21 @@ func TestServeWithCurl(t *testing.T) {
 	if b, _ := os.ReadFile(filepath.Join(dir, "undionly.kpxe")); !bytes.Equal(b, data) {
 		t.Error("the loader was changed")
 	}
+	// A fetch that cannot be recorded is not served.
+	mu.Lock()
+	refuse = true
+	mu.Unlock()
+	_ = os.Remove(out)
+	if b, err := exec.Command("curl", "-sS", "--max-time", "10", "-o", out, url+"undionly.kpxe").CombinedOutput(); err == nil {
+		t.Errorf("curl with the event log down: %v %s, want a refusal", err, b)
+	}
+	if fi, err := os.Stat(out); err == nil && fi.Size() > 0 {
+		t.Errorf("%d bytes were sent though the fetch was not recorded", fi.Size())
+	}
 	mu.Lock()
 	defer mu.Unlock()
 	if len(sent) != 1 || sent[0] != "undionly.kpxe" {
-		t.Errorf("OnSent calls = %v", sent)
+		t.Errorf("Record calls = %v", sent)
 	}
 }
 

@@ -19,6 +19,7 @@ const (
 	ImageFetch      Code = "http.image"            // kernel, initramfs or the agent archive was served
 	AgentCheckin    Code = "agent.checkin"         // the agent presented a valid boot token
 	CheckinRefused  Code = "agent.checkin_refused" // a check-in was refused (replayed, expired, unknown token)
+	CheckinRetry    Code = "agent.checkin_retry"   // the same agent checked in again (same token and host key; its answer was lost) and got the same answer
 	SSHLogin        Code = "ssh.login"             // a customer key logged in to the unlock prompt
 	UnlockSuccess   Code = "unlock.success"        // a passphrase opened at least one volume
 	UnlockFailure   Code = "unlock.failure"        // a passphrase opened no volume

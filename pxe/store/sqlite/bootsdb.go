@@ -16,10 +16,11 @@ import (
 // or will start a new one.
 const restoreWindow = 2 * time.Hour
 
-// NewBoots returns the in-memory boot tracker, its history kept in the
-// store and its recent boots restored, so that a restart of lifeboatd
-// mid-boot does not orphan the hosts booting.
-func (db *DB) NewBoots(ctx context.Context) (*store.Boots, error) {
+// NewSteps returns the boot steps over this store: the in-memory boot
+// tracker with its recent boots restored (so that a restart of lifeboatd
+// mid-boot does not orphan the hosts booting), this store's event log, and
+// its boot history.
+func (db *DB) NewSteps(ctx context.Context) (*store.Steps, error) {
 	b := store.NewBoots()
 	since := db.now().Add(-restoreWindow)
 	recs, err := db.BootRecords(ctx, store.BootFilter{Since: since, Limit: 10000})
@@ -43,8 +44,7 @@ func (db *DB) NewBoots(ctx context.Context) (*store.Boots, error) {
 		live = append(live, bt)
 	}
 	b.Restore(live)
-	b.OnChange = db.recordStage
-	return b, nil
+	return &store.Steps{Events: db, Boots: b, History: db}, nil
 }
 
 // BootRecords lists boots, newest first, with their stages.

@@ -42,7 +42,7 @@ func TestMigrations(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if v, err := db.SchemaVersion(ctx); err != nil || v != 5 {
+		if v, err := db.SchemaVersion(ctx); err != nil || v != 6 {
 			t.Fatalf("schema version = %d, %v", v, err)
 		}
 		db.Close()
@@ -224,13 +224,16 @@ func TestEmitFailsWhenStoreBreaks(t *testing.T) {
 func TestBootsPersistAndRestore(t *testing.T) {
 	db, path := openDB(t)
 	ctx := context.Background()
-	b, err := db.NewBoots(ctx)
+	b, err := db.NewSteps(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	boot, _ := b.OnDiscover("52:54:00:aa:00:01", "web1", store.ClientFirmware, "uefi")
-	b.Advance("52:54:00:aa:00:01", boot.ID, store.StageFirstStage)
-	b.Advance("52:54:00:aa:00:01", boot.ID, store.StageCheckin)
+	boot, _, err := b.Begin(ctx, "52:54:00:aa:00:01", "web1", store.ClientFirmware, "uefi", audit.Event{Code: audit.BootStart})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Reached("52:54:00:aa:00:01", boot.ID, store.StageFirstStage)
+	b.Reached("52:54:00:aa:00:01", boot.ID, store.StageCheckin)
 	// Stage records ride the writer queue; an event after them is
 	// committed after them.
 	if err := db.Emit(ctx, audit.Event{Code: audit.AgentCheckin, Boot: boot.ID}); err != nil {
@@ -258,7 +261,7 @@ func TestBootsPersistAndRestore(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db2.Close()
-	b2, err := db2.NewBoots(ctx)
+	b2, err := db2.NewSteps(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -266,7 +269,7 @@ func TestBootsPersistAndRestore(t *testing.T) {
 	if !ok || cur.ID != boot.ID || cur.Stage != store.StageCheckin {
 		t.Fatalf("restored = %+v, %v", cur, ok)
 	}
-	b2.Advance("52:54:00:aa:00:01", boot.ID, store.StageLogin)
+	b2.Reached("52:54:00:aa:00:01", boot.ID, store.StageLogin)
 	if err := db2.Emit(ctx, audit.Event{Code: audit.SSHLogin}); err != nil {
 		t.Fatal(err)
 	}
@@ -278,7 +281,10 @@ func TestBootsPersistAndRestore(t *testing.T) {
 func TestBootTokens(t *testing.T) {
 	db, _ := openDB(t)
 	ctx := context.Background()
-	bind := store.Binding{MAC: "m", Host: "h", Boot: "b-1"}
+	bind := store.Binding{MAC: "52:54:00:aa:00:01", Host: "web1", Boot: "b-1"}
+	if _, err := db.Apply(ctx, store.Change{Put: []*store.Host{host("web1", bind.MAC, "10.0.0.5")}}, "test"); err != nil {
+		t.Fatal(err)
+	}
 	tok, err := db.IssueToken(ctx, bind, time.Minute)
 	if err != nil {
 		t.Fatal(err)
@@ -286,41 +292,154 @@ func TestBootTokens(t *testing.T) {
 	if got, err := db.PeekToken(ctx, tok); err != nil || got != bind {
 		t.Fatalf("Peek = %+v, %v", got, err)
 	}
-	if _, err := db.RedeemToken(ctx, tok, store.Binding{MAC: "other"}); !errors.Is(err, store.ErrTokenBinding) {
-		t.Errorf("Redeem with another MAC = %v", err)
+	req := func(key string) store.CheckinRequest {
+		return store.CheckinRequest{Token: tok, MAC: bind.MAC, Boot: bind.Boot, HostKey: key, ReportTTL: time.Hour,
+			Certify: func(h *store.Host, b store.Binding) (string, map[string]string, error) {
+				return "cert of " + key + " for " + h.Name, nil, nil
+			}}
 	}
-	// Two redemptions race: exactly one wins.
+	other := req("SHA256:a")
+	other.MAC = "52:54:00:aa:00:02"
+	if _, err := db.Checkin(ctx, other); !errors.Is(err, store.ErrTokenBinding) {
+		t.Errorf("check-in with another MAC = %v", err)
+	}
+	// Eight agents race with the same token, each with a host key of its
+	// own: exactly one wins, the others are replays.
 	var wg sync.WaitGroup
 	var mu sync.Mutex
-	wins := 0
-	for i := 0; i < 8; i++ {
+	var wins []string
+	for i := range 8 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if _, err := db.RedeemToken(ctx, tok, bind); err == nil {
+			key := fmt.Sprintf("SHA256:%d", i)
+			if c, err := db.Checkin(ctx, req(key)); err == nil {
 				mu.Lock()
-				wins++
+				wins = append(wins, key)
 				mu.Unlock()
+				if c.HostCert != "cert of "+key+" for web1" || c.ReportToken == "" || c.Retry {
+					t.Errorf("answer = %+v", c)
+				}
 			} else if !errors.Is(err, store.ErrTokenUsed) {
 				t.Error(err)
 			}
 		}()
 	}
 	wg.Wait()
-	if wins != 1 {
-		t.Errorf("%d redemptions won, want 1", wins)
+	if len(wins) != 1 {
+		t.Fatalf("%d check-ins won, want 1", len(wins))
+	}
+	if _, err := db.PeekToken(ctx, tok); !errors.Is(err, store.ErrTokenUsed) {
+		t.Errorf("Peek after check-in = %v", err)
 	}
 	if _, err := db.PeekToken(ctx, "nope"); !errors.Is(err, store.ErrTokenUnknown) {
 		t.Errorf("Peek(unknown) = %v", err)
 	}
 	old, _ := db.IssueToken(ctx, bind, -time.Second)
-	if _, err := db.RedeemToken(ctx, old, bind); !errors.Is(err, store.ErrTokenExpired) {
-		t.Errorf("Redeem(expired) = %v", err)
+	if _, err := db.Checkin(ctx, store.CheckinRequest{Token: old, HostKey: "SHA256:x"}); !errors.Is(err, store.ErrTokenExpired) {
+		t.Errorf("check-in with an expired token = %v", err)
 	}
 	// Only hashes are stored.
 	var n int
 	if err := db.sql.QueryRow(`SELECT COUNT(*) FROM boot_tokens WHERE hash = ? OR hash = ?`, tok, old).Scan(&n); err != nil || n != 0 {
 		t.Errorf("a token is stored in the clear (%d, %v)", n, err)
+	}
+}
+
+// TestCheckinAllOrNothing: a store failure midway through a check-in (the
+// report token's insert fails) writes nothing: the token stays unused, no
+// record, and the rescue grant stays approved; the agent's retry then
+// succeeds. A retry after a lost answer gets the same answer, and the
+// report token of the lost one stops working.
+func TestCheckinAllOrNothing(t *testing.T) {
+	db, path := openDB(t)
+	ctx := context.Background()
+	h := host("web1", "52:54:00:aa:00:01", "10.0.0.5")
+	h.Customer = "acme"
+	if err := db.AddCustomer(ctx, store.Customer{Name: "acme"}, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Apply(ctx, store.Change{Put: []*store.Host{h}}, "test"); err != nil {
+		t.Fatal(err)
+	}
+	g, err := db.RequestGrant(ctx, store.GrantRequest{Host: "web1", Scope: store.ScopePasswordReset, Ticket: "T-1", Reason: "forgot it",
+		TTL: time.Hour, StaffKey: key}, "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bind := store.Binding{MAC: h.MAC, Host: "web1", Boot: "b-1"}
+	tok, _ := db.IssueToken(ctx, bind, time.Minute)
+	req := store.CheckinRequest{Token: tok, MAC: h.MAC, Boot: "b-1", HostKey: "SHA256:k", ReportTTL: time.Hour,
+		Certify: func(*store.Host, store.Binding) (string, map[string]string, error) { return "cert-1", nil, nil }}
+	count := func(code audit.Code) int {
+		evs, _ := ReadEvents(path)
+		n := 0
+		for _, e := range evs {
+			if e.Code == code {
+				n++
+			}
+		}
+		return n
+	}
+
+	// Another connection to the same file makes the store fail midway,
+	// as a full disk or a broken constraint would.
+	raw, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	if _, err := raw.Exec(`CREATE TRIGGER fail_report BEFORE INSERT ON report_tokens BEGIN SELECT RAISE(ABORT, 'disk full'); END`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Checkin(ctx, req); err == nil || !strings.Contains(err.Error(), "disk full") {
+		t.Fatalf("check-in with the store failing = %v", err)
+	}
+	if _, err := db.PeekToken(ctx, tok); err != nil {
+		t.Errorf("the token was burnt by a check-in that failed: %v", err)
+	}
+	if cur, _ := db.Grant(ctx, g.ID); cur.State != store.GrantApproved || count(audit.AgentCheckin) != 0 || count(audit.RescueActive) != 0 {
+		t.Errorf("a failed check-in left traces: grant %s, %d check-in and %d rescue.active records", cur.State, count(audit.AgentCheckin), count(audit.RescueActive))
+	}
+	if _, err := raw.Exec(`DROP TRIGGER fail_report`); err != nil {
+		t.Fatal(err)
+	}
+	first, err := db.Checkin(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.Mode != store.ModeRescue || first.Grant == nil || first.Grant.ID != g.ID || first.Grant.State != store.GrantActive || first.Retry {
+		t.Fatalf("check-in = %+v", first)
+	}
+
+	// The answer was lost; the agent asks again.
+	req.Certify = func(*store.Host, store.Binding) (string, map[string]string, error) { return "cert-2", nil, nil }
+	again, err := db.Checkin(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !again.Retry || again.Mode != store.ModeRescue || again.HostCert != "cert-1" || again.Grant == nil || again.Grant.ID != g.ID ||
+		again.ReportToken == first.ReportToken {
+		t.Errorf("retry = %+v, want the first answer with a new report token", again)
+	}
+	if _, err := db.ReportBinding(ctx, first.ReportToken); !errors.Is(err, store.ErrTokenUnknown) {
+		t.Errorf("the lost answer's report token still works: %v", err)
+	}
+	if b, err := db.ReportBinding(ctx, again.ReportToken); err != nil || b != bind {
+		t.Errorf("ReportBinding(retry's token) = %+v, %v", b, err)
+	}
+	if count(audit.AgentCheckin) != 1 || count(audit.RescueActive) != 1 || count(audit.CheckinRetry) != 1 {
+		t.Errorf("records: %d check-in, %d rescue.active, %d retry; want 1 each", count(audit.AgentCheckin), count(audit.RescueActive), count(audit.CheckinRetry))
+	}
+	// Another host key with the same token is a replay.
+	req.HostKey = "SHA256:someone-else"
+	if _, err := db.Checkin(ctx, req); !errors.Is(err, store.ErrTokenUsed) {
+		t.Errorf("check-in with another host key = %v, want a replay", err)
+	}
+	// A host removed from the inventory gets no check-in.
+	tok2, _ := db.IssueToken(ctx, store.Binding{MAC: "52:54:00:aa:00:09", Host: "gone", Boot: "b-2"}, time.Minute)
+	if _, err := db.Checkin(ctx, store.CheckinRequest{Token: tok2, HostKey: "SHA256:k"}); !errors.Is(err, store.ErrHostGone) {
+		t.Errorf("check-in of a host not in the inventory = %v", err)
 	}
 }
 

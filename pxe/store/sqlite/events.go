@@ -98,8 +98,9 @@ func (db *DB) Queue(e audit.Event) error {
 	}
 }
 
-// recordStage queues a boot's stage change; see store.Boots.OnChange.
-func (db *DB) recordStage(b store.Boot, s store.Stage, at time.Time) {
+// QueueStage implements store.StageHistory: the stage a boot reached is
+// written with the next batch, in order with the records, not waited for.
+func (db *DB) QueueStage(b store.Boot, s store.Stage, at time.Time) {
 	metrics.BootStages.WithLabelValues(s.String()).Inc()
 	select {
 	case db.ops <- op{stage: &stageRec{boot: b, stage: s, at: at}}:

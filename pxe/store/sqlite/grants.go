@@ -127,21 +127,6 @@ func (db *DB) liveGrant(host string) *store.Grant {
 	return nil
 }
 
-// ActivateGrant is called when host's RAM image checks in for boot: the
-// host's approved grant becomes active, used by this boot only, with its
-// record. It returns nil when the host has no live grant.
-func (db *DB) ActivateGrant(ctx context.Context, host, boot string) (*store.Grant, error) {
-	g := db.liveGrant(host)
-	if g == nil {
-		return nil, nil
-	}
-	out, err := db.moveGrant(ctx, g.ID, store.GrantActive, audit.RescueActive, "agent", boot, nil, nil)
-	if errors.Is(err, store.ErrConflict) {
-		return nil, nil // revoked or expired meanwhile: no grant
-	}
-	return out, err
-}
-
 // Grant returns one grant.
 func (db *DB) Grant(ctx context.Context, id string) (*store.Grant, error) {
 	g, err := scanGrant(db.sql.QueryRowContext(ctx, `SELECT `+grantCols+` FROM grants WHERE id = ?`, id))
@@ -175,44 +160,15 @@ func (db *DB) Grants(ctx context.Context, f store.GrantFilter) ([]*store.Grant, 
 }
 
 // moveGrant changes a grant's state, checked against the state machine, and
-// records it (for boot, if set, with extra details) in the same transaction. check, if set, may
-// refuse.
+// records it in the same transaction (see moveGrantTx).
 func (db *DB) moveGrant(ctx context.Context, id, to string, code audit.Code, actor, boot string, extra map[string]string, check func(*store.Grant) error) (*store.Grant, error) {
-	now := db.now().UTC()
 	var g *store.Grant
 	err := db.change(ctx, func(tx *sql.Tx) ([]audit.Event, error) {
+		var ev audit.Event
 		var err error
-		g, err = scanGrant(tx.QueryRowContext(ctx, `SELECT `+grantCols+` FROM grants WHERE id = ?`, id))
-		if errors.Is(err, sql.ErrNoRows) {
-			return nil, fmt.Errorf("grant %q: %w", id, store.ErrNotFound)
-		}
+		g, ev, err = db.moveGrantTx(ctx, tx, id, to, code, actor, boot, extra, check)
 		if err != nil {
 			return nil, err
-		}
-		if check != nil {
-			if err := check(g); err != nil {
-				return nil, err
-			}
-		}
-		if err := g.Can(to, now); err != nil {
-			return nil, err
-		}
-		g.State = to
-		decided, by := "", ""
-		if to == store.GrantApproved || to == store.GrantDenied {
-			g.Decided, g.DecidedBy = now, actor
-			decided, by = fmtTime(now), actor
-		}
-		if _, err := tx.ExecContext(ctx, `UPDATE grants SET state = ?, decided = CASE WHEN ? != '' THEN ? ELSE decided END,
-			decided_by = CASE WHEN ? != '' THEN ? ELSE decided_by END WHERE id = ?`, to, decided, decided, by, by, id); err != nil {
-			return nil, err
-		}
-		ev := grantEvent(code, g, actor, now)
-		ev.Boot = boot
-		for k, v := range extra {
-			if _, taken := ev.Details[k]; !taken {
-				ev.Details[k] = v
-			}
 		}
 		return []audit.Event{ev}, nil
 	})
@@ -220,6 +176,47 @@ func (db *DB) moveGrant(ctx context.Context, id, to string, code audit.Code, act
 		return g, err
 	}
 	return g, db.reloadGrants(ctx)
+}
+
+// moveGrantTx changes a grant's state in tx, checked against the state
+// machine, and returns the record of the move (for boot, if set, with
+// extra details) for the caller to seal in tx. check, if set, may refuse.
+// The caller reloads the grants' snapshot once tx commits.
+func (db *DB) moveGrantTx(ctx context.Context, tx *sql.Tx, id, to string, code audit.Code, actor, boot string, extra map[string]string, check func(*store.Grant) error) (*store.Grant, audit.Event, error) {
+	now := db.now().UTC()
+	g, err := scanGrant(tx.QueryRowContext(ctx, `SELECT `+grantCols+` FROM grants WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, audit.Event{}, fmt.Errorf("grant %q: %w", id, store.ErrNotFound)
+	}
+	if err != nil {
+		return nil, audit.Event{}, err
+	}
+	if check != nil {
+		if err := check(g); err != nil {
+			return g, audit.Event{}, err
+		}
+	}
+	if err := g.Can(to, now); err != nil {
+		return g, audit.Event{}, err
+	}
+	g.State = to
+	decided, by := "", ""
+	if to == store.GrantApproved || to == store.GrantDenied {
+		g.Decided, g.DecidedBy = now, actor
+		decided, by = fmtTime(now), actor
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE grants SET state = ?, decided = CASE WHEN ? != '' THEN ? ELSE decided END,
+		decided_by = CASE WHEN ? != '' THEN ? ELSE decided_by END WHERE id = ?`, to, decided, decided, by, by, id); err != nil {
+		return g, audit.Event{}, err
+	}
+	ev := grantEvent(code, g, actor, now)
+	ev.Boot = boot
+	for k, v := range extra {
+		if _, taken := ev.Details[k]; !taken {
+			ev.Details[k] = v
+		}
+	}
+	return g, ev, nil
 }
 
 // DecideGrant approves or denies a grant waiting for its customer.

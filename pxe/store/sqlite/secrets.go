@@ -52,27 +52,6 @@ func (db *DB) PeekToken(ctx context.Context, tok string) (store.Binding, error) 
 	return b, err
 }
 
-// RedeemToken uses the token once. want, where non-empty, must match the
-// binding. Two concurrent redemptions cannot both succeed: the update that
-// marks it used is conditional on it being unused.
-func (db *DB) RedeemToken(ctx context.Context, tok string, want store.Binding) (store.Binding, error) {
-	b, hash, err := db.lookupToken(ctx, tok)
-	if err != nil {
-		return b, err
-	}
-	if (want.MAC != "" && want.MAC != b.MAC) || (want.Boot != "" && want.Boot != b.Boot) {
-		return b, store.ErrTokenBinding
-	}
-	res, err := db.sql.ExecContext(ctx, `UPDATE boot_tokens SET used = 1 WHERE hash = ? AND used = 0`, hash)
-	if err != nil {
-		return b, fmt.Errorf("boot token: %w", err)
-	}
-	if n, _ := res.RowsAffected(); n != 1 {
-		return b, store.ErrTokenUsed
-	}
-	return b, nil
-}
-
 func (db *DB) lookupToken(ctx context.Context, tok string) (store.Binding, string, error) {
 	hash := hashSecret(tok)
 	var b store.Binding
@@ -189,29 +168,6 @@ func (db *DB) Authenticate(ctx context.Context, token string) (store.Operator, b
 	err := db.sql.QueryRowContext(ctx, `SELECT name, customer, created FROM operators WHERE token_hash = ?`, hashSecret(token)).Scan(&o.Name, &o.Customer, &created)
 	o.Created = parseTime(created)
 	return o, err == nil
-}
-
-// IssueReportToken mints the token a checked-in agent reports b's events
-// with, valid for ttl; the store keeps only its hash.
-func (db *DB) IssueReportToken(ctx context.Context, b store.Binding, ttl time.Duration) (string, error) {
-	tok := store.NewSecret()
-	now := db.now().UTC()
-	tx, err := db.sql.BeginTx(ctx, nil)
-	if err != nil {
-		return "", fmt.Errorf("report token: %w", err)
-	}
-	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, `DELETE FROM report_tokens WHERE expires < ?`, fmtTime(now)); err != nil {
-		return "", fmt.Errorf("report token: %w", err)
-	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO report_tokens (hash, mac, host, boot, expires) VALUES (?, ?, ?, ?, ?)`,
-		hashSecret(tok), b.MAC, b.Host, b.Boot, fmtTime(now.Add(ttl))); err != nil {
-		return "", fmt.Errorf("report token: %w", err)
-	}
-	if err := tx.Commit(); err != nil {
-		return "", fmt.Errorf("report token: %w", err)
-	}
-	return tok, nil
 }
 
 // ReportBinding returns the boot a live report token belongs to.

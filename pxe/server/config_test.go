@@ -1,4 +1,4 @@
-package main
+package server
 
 import (
 	"os"
@@ -10,7 +10,7 @@ import (
 
 // The shipped example must stay a valid configuration.
 func TestExampleConfig(t *testing.T) {
-	c, err := loadConfig("lifeboatd.example.json", nil, nil)
+	c, err := LoadConfig("../../cmd/lifeboatd/lifeboatd.example.json", nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,8 +35,8 @@ func TestBadConfig(t *testing.T) {
 	for doc, want := range tests {
 		p := filepath.Join(t.TempDir(), "c.json")
 		_ = os.WriteFile(p, []byte(doc), 0o600)
-		if _, err := loadConfig(p, nil, nil); err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("loadConfig(%s) = %v, want an error containing %q", doc, err, want)
+		if _, err := LoadConfig(p, nil, nil); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("LoadConfig(%s) = %v, want an error containing %q", doc, err, want)
 		}
 	}
 }
@@ -47,7 +47,7 @@ func TestOverrides(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "c.json")
 	_ = os.WriteFile(p, []byte(`{"interface":"eth1","server_ip":"192.0.2.1","http_port":8080,"unlock":{"max_tries":5}}`), 0o600)
 	env := []string{"PATH=/bin", "LIFEBOATD_HTTP_PORT=9000", "LIFEBOATD_UNLOCK_MAX_TRIES=7", "LIFEBOATD_TOKEN_TTL=2m", "LIFEBOATD_SERVER_IP=192.0.2.9"}
-	c, err := loadConfig(p, env, []override{{"http_port", "9100"}, {"unlock.lockout", "90s"}, {"dhcp_mode", "off"}})
+	c, err := LoadConfig(p, env, []Override{{"http_port", "9100"}, {"unlock.lockout", "90s"}, {"dhcp_mode", "off"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,48 +57,17 @@ func TestOverrides(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		env  []string
-		o    []override
+		o    []Override
 		want string
 	}{
 		{[]string{"LIFEBOATD_COLOUR=red"}, nil, "LIFEBOATD_COLOUR is not a configuration key"},
 		{[]string{"LIFEBOATD_HTTP_PORT=eighty"}, nil, "LIFEBOATD_HTTP_PORT"},
-		{nil, []override{{"token_ttl", "soon"}}, "flag -token_ttl"},
-		{nil, []override{{"http_port", "0"}}, "http_port 0"},
+		{nil, []Override{{"token_ttl", "soon"}}, "flag -token_ttl"},
+		{nil, []Override{{"http_port", "0"}}, "http_port 0"},
 	} {
-		if _, err := loadConfig(p, tc.env, tc.o); err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("loadConfig(%v, %v) = %v, want %q", tc.env, tc.o, err, tc.want)
+		if _, err := LoadConfig(p, tc.env, tc.o); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("LoadConfig(%v, %v) = %v, want %q", tc.env, tc.o, err, tc.want)
 		}
-	}
-}
-
-// TestOperatorCommand: the first operator gets a token from the command
-// line; it is printed once, and the CLI's usage errors exit 2.
-func TestOperatorCommand(t *testing.T) {
-	dir := t.TempDir()
-	p := filepath.Join(dir, "c.json")
-	_ = os.WriteFile(p, []byte(`{"dhcp_mode":"off","server_ip":"127.0.0.1","database":"`+dir+`/db/lifeboat.db"}`), 0o600)
-	var out, errb strings.Builder
-	if code := lifeboatd([]string{"-config", p, "operator", "add", "alice"}, nil, &out, &errb); code != 0 {
-		t.Fatalf("operator add: exit %d: %s", code, errb.String())
-	}
-	if tok := strings.TrimSpace(out.String()); !strings.HasPrefix(tok, "lbo_") || len(tok) < 40 || strings.Contains(errb.String(), tok) {
-		t.Errorf("token %q, stderr %q", tok, errb.String())
-	}
-	out.Reset()
-	if code := lifeboatd([]string{"-config", p, "operator", "list"}, nil, &out, &errb); code != 0 || !strings.HasPrefix(out.String(), "alice\t") {
-		t.Errorf("operator list: exit %d: %q", code, out.String())
-	}
-	if code := lifeboatd([]string{"-config", p, "operator", "add", "alice"}, nil, &out, &errb); code != 1 || !strings.Contains(errb.String(), "exists already") {
-		t.Errorf("second add: exit %d: %s", code, errb.String())
-	}
-	for _, args := range [][]string{{"operator"}, {"operator", "fly"}, {"frobnicate"}, {"-no-such-flag"}} {
-		if code := lifeboatd(append([]string{"-config", p}, args...), nil, &out, &errb); code != 2 {
-			t.Errorf("lifeboatd %v: exit %d, want 2", args, code)
-		}
-	}
-	out.Reset()
-	if code := lifeboatd([]string{"-config", p, "-check-config"}, nil, &out, &errb); code != 0 || out.String() != "configuration OK\n" {
-		t.Errorf("-check-config: exit %d %q %s", code, out.String(), errb.String())
 	}
 }
 
@@ -112,7 +81,7 @@ func TestNoticeAndCAConfig(t *testing.T) {
 		return p
 	}
 	base := `"dhcp_mode": "off", "server_ip": "127.0.0.1", "database": "` + dir + `/db/lifeboat.db"`
-	c, err := loadConfig(write(`{`+base+`}`), nil, nil)
+	c, err := LoadConfig(write(`{`+base+`}`), nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,15 +96,15 @@ func TestNoticeAndCAConfig(t *testing.T) {
 		`"smtp": {"host": "m", "from": "a@b", "ca_file": "/nope"}`: "smtp.ca_file",
 		`"smtp": {"host": "m", "from": "a@b", "port": 70000}`:      "smtp.port",
 	} {
-		if _, err := loadConfig(write(`{`+base+`, `+body+`}`), nil, nil); err == nil || !strings.Contains(err.Error(), want) {
+		if _, err := LoadConfig(write(`{`+base+`, `+body+`}`), nil, nil); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: %v, want an error about %s", body, err, want)
 		}
 	}
 	// The SMTP password comes from a file, and can be overridden like any key.
 	pw := filepath.Join(dir, "pw")
 	os.WriteFile(pw, []byte("s3cret\n"), 0o600)
-	c, err = loadConfig(write(`{`+base+`, "smtp": {"host": "m", "from": "a@b", "username": "u", "password_file": "`+pw+`"}}`),
-		[]string{"LIFEBOATD_SMTP_REQUIRE_TLS=true"}, []override{{"smtp.port", "587"}})
+	c, err = LoadConfig(write(`{`+base+`, "smtp": {"host": "m", "from": "a@b", "username": "u", "password_file": "`+pw+`"}}`),
+		[]string{"LIFEBOATD_SMTP_REQUIRE_TLS=true"}, []Override{{"smtp.port", "587"}})
 	if err != nil {
 		t.Fatal(err)
 	}

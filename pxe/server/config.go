@@ -1,15 +1,17 @@
-package main
+package server
 
 import (
 	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -83,7 +85,7 @@ type Config struct {
 	LogLevel string `json:"log_level"` // debug, info, warn, error
 }
 
-func defaultConfig() *Config {
+func DefaultConfig() *Config {
 	c := &Config{
 		HTTPPort: 8080, BIOSLoader: "undionly.kpxe", UEFILoader: "ipxe.efi",
 		ImageDir: "build/image", KernelCmdline: "console=tty0 console=ttyS0,115200 panic=30",
@@ -96,14 +98,14 @@ func defaultConfig() *Config {
 	return c
 }
 
-// loadConfig reads the file at path over the defaults, then applies the
+// LoadConfig reads the file at path over the defaults, then applies the
 // environment and the flag overrides (key → value, in the order given).
-func loadConfig(path string, env []string, flags []override) (*Config, error) {
+func LoadConfig(path string, env []string, flags []Override) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	c := defaultConfig()
+	c := DefaultConfig()
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(c); err != nil {
@@ -112,7 +114,7 @@ func loadConfig(path string, env []string, flags []override) (*Config, error) {
 	keys := configKeys(c)
 	byEnv := map[string]string{} // LIFEBOATD_UNLOCK_MAX_TRIES → unlock.max_tries
 	for k := range keys {
-		byEnv[envName(k)] = k
+		byEnv[EnvName(k)] = k
 	}
 	for _, kv := range env {
 		name, val, _ := strings.Cut(kv, "=")
@@ -128,8 +130,12 @@ func loadConfig(path string, env []string, flags []override) (*Config, error) {
 		}
 	}
 	for _, o := range flags {
-		if err := setField(keys[o.key], o.val); err != nil {
-			return nil, fmt.Errorf("flag -%s: %w", o.key, err)
+		f, ok := keys[o.Key]
+		if !ok {
+			return nil, fmt.Errorf("flag -%s: not a configuration key", o.Key)
+		}
+		if err := setField(f, o.Val); err != nil {
+			return nil, fmt.Errorf("flag -%s: %w", o.Key, err)
 		}
 	}
 	if c.TFTPDir == "" {
@@ -157,7 +163,14 @@ func loadConfig(path string, env []string, flags []override) (*Config, error) {
 	return c, nil
 }
 
-type override struct{ key, val string }
+// Override is one configuration key set from the command line.
+type Override struct{ Key, Val string }
+
+// Keys lists every configuration key, nested ones as "unlock.max_tries",
+// sorted: the flags lifeboatd takes.
+func Keys() []string {
+	return slices.Sorted(maps.Keys(configKeys(DefaultConfig())))
+}
 
 // configKeys maps every key, nested ones as "unlock.max_tries", to its
 // field in c.
@@ -180,9 +193,9 @@ func configKeys(c *Config) map[string]reflect.Value {
 	return out
 }
 
-// envName is a key's environment variable: unlock.max_tries is
+// EnvName is a key's environment variable: unlock.max_tries is
 // LIFEBOATD_UNLOCK_MAX_TRIES.
-func envName(key string) string {
+func EnvName(key string) string {
 	return "LIFEBOATD_" + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
 }
 

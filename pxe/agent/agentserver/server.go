@@ -1,0 +1,337 @@
+package agentserver
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/lifeboat-boot/lifeboat/pxe/agent/agentapi"
+	"github.com/lifeboat-boot/lifeboat/pxe/keys/sshca"
+	"github.com/lifeboat-boot/lifeboat/pxe/metrics"
+	"github.com/lifeboat-boot/lifeboat/pxe/store"
+	"github.com/lifeboat-boot/lifeboat/pxe/store/audit"
+)
+
+// Store is what the agent API needs of the store; sqlite.DB is one.
+type Store interface {
+	// Checkin redeems a boot token, records the check-in, issues a
+	// report token and activates the host's grant, all or nothing.
+	Checkin(ctx context.Context, req store.CheckinRequest) (*store.Checkin, error)
+	// ReportBinding returns the boot a live report token belongs to.
+	ReportBinding(ctx context.Context, tok string) (store.Binding, error)
+	Grant(ctx context.Context, id string) (*store.Grant, error)
+	Grants(ctx context.Context, f store.GrantFilter) ([]*store.Grant, error)
+	// EndGrant ends host's active grant for boot, with its record.
+	EndGrant(ctx context.Context, host, boot, actor string, details map[string]string) (*store.Grant, error)
+}
+
+// Recordings keeps the rescue shells' recordings.
+type Recordings interface {
+	Append(host, boot, name string, off int64, data []byte) (int64, error)
+}
+
+// ReportTTL bounds how long a checked-in agent may report: a boot's life.
+const ReportTTL = 24 * time.Hour
+
+// Server is the agent API's handler.
+type Server struct {
+	Store  Store
+	Steps  *store.Steps
+	Log    *slog.Logger
+	Unlock agentapi.UnlockPolicy
+	// Recordings keeps the rescue shells' recordings; nil refuses them
+	// (and with that, every rescue shell).
+	Recordings Recordings
+	// CA certifies each boot's host key for CertTTL; nil leaves host keys
+	// uncertified (tests only: customers would have to trust on first use).
+	CA      *sshca.CA
+	CertTTL time.Duration
+}
+
+// Handler returns the agent API's routes (under /agent/).
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST "+agentapi.CheckinPath, s.checkin)
+	mux.HandleFunc("POST "+agentapi.EventsPath, s.report)
+	mux.HandleFunc("GET "+agentapi.GrantsPath+"{id}", s.grantStatus)
+	mux.HandleFunc("PUT "+agentapi.RecordingsPath+"{name}", s.recording)
+	return mux
+}
+
+func peerIP(r *http.Request) netip.Addr {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
+}
+
+func httpError(w http.ResponseWriter, code int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(agentapi.Error{Error: msg})
+}
+
+func bearer(r *http.Request) string {
+	v, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok {
+		return ""
+	}
+	return strings.TrimSpace(v)
+}
+
+func decodeJSON(r *http.Request, v any) error {
+	dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("malformed request body: %w", err)
+	}
+	return nil
+}
+
+// refusal names why a check-in was refused, for its record and metric;
+// "" for a store failure (the agent may try again).
+var refusal = map[error]string{store.ErrTokenUnknown: "unknown", store.ErrTokenExpired: "expired", store.ErrTokenUsed: "replay",
+	store.ErrTokenBinding: "binding", store.ErrHostGone: "host_gone"}
+
+func (s *Server) checkin(w http.ResponseWriter, r *http.Request) {
+	var req agentapi.CheckinRequest
+	if err := decodeJSON(r, &req); err != nil {
+		httpError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	hostKey, _, _, _, err := ssh.ParseAuthorizedKey([]byte(req.HostKey))
+	if err != nil {
+		httpError(w, http.StatusBadRequest, "host_key is not an SSH public key")
+		return
+	}
+	fp := ssh.FingerprintSHA256(hostKey)
+	c, err := s.Store.Checkin(r.Context(), store.CheckinRequest{Token: bearer(r), MAC: req.MAC, Boot: req.Boot, HostKey: fp, IP: req.IP,
+		ReportTTL: ReportTTL, Certify: s.certify(hostKey)})
+	if err != nil {
+		s.refuse(w, r, req, c, err)
+		return
+	}
+	var grant *agentapi.RescueGrant
+	if g := c.Grant; g != nil {
+		grant = &agentapi.RescueGrant{ID: g.ID, Scope: g.Scope, Staff: g.Staff, StaffKey: g.StaffKey, Ticket: g.Ticket, Until: g.Until,
+			Left: time.Until(g.Until), ConsoleCodeHash: g.ConsoleCodeHash}
+	}
+	b := c.Binding
+	outcome := "ok"
+	if c.Retry {
+		outcome = "retry"
+	}
+	metrics.Checkins.WithLabelValues(outcome).Inc()
+	s.Steps.Reached(b.MAC, b.Boot, store.StageCheckin)
+	s.Log.Info("agent checked in", "mac", b.MAC, "host", b.Host, "boot", b.Boot, "host_key", fp, "retry", c.Retry)
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(agentapi.CheckinResponse{Host: c.Host.Name, Boot: b.Boot, Mode: c.Mode,
+		AuthorizedKeys: c.Host.AuthorizedKeys, ReportToken: c.ReportToken, Unlock: s.Unlock, HostCertificate: c.HostCert, Grant: grant})
+}
+
+// certify signs the boot's host key, inside the check-in's transaction.
+func (s *Server) certify(hostKey ssh.PublicKey) func(h *store.Host, b store.Binding) (string, map[string]string, error) {
+	if s.CA == nil {
+		return nil
+	}
+	return func(h *store.Host, b store.Binding) (string, map[string]string, error) {
+		cert, err := s.CA.Sign(sshca.HostCert{Key: hostKey, KeyID: fmt.Sprintf("lifeboat host %s boot %s", h.Name, b.Boot),
+			Principals: []string{h.Name, h.IP.String()}, ValidFor: s.CertTTL, Now: time.Now()})
+		if err != nil {
+			return "", nil, err
+		}
+		return string(ssh.MarshalAuthorizedKey(cert)), map[string]string{
+			"host_cert_serial": fmt.Sprint(cert.Serial),
+			"host_cert_until":  time.Unix(int64(cert.ValidBefore), 0).UTC().Format(time.RFC3339),
+		}, nil
+	}
+}
+
+// refuse answers a check-in the store did not take: a refusal (recorded,
+// the agent gives up) or a store failure (503: nothing was written, and the
+// agent tries again with the same token).
+func (s *Server) refuse(w http.ResponseWriter, r *http.Request, req agentapi.CheckinRequest, c *store.Checkin, err error) {
+	reason := ""
+	for e, why := range refusal {
+		if errors.Is(err, e) {
+			reason = why
+		}
+	}
+	metrics.Checkins.WithLabelValues(cmp.Or(reason, "failed")).Inc()
+	if reason == "" {
+		s.Log.Error("check-in: store failed; the agent will try again", "err", err)
+		httpError(w, http.StatusServiceUnavailable, "store unavailable, try again")
+		return
+	}
+	var b store.Binding
+	if c != nil {
+		b = c.Binding
+	}
+	mac := cmp.Or(b.MAC, req.MAC)
+	s.Log.Warn("check-in refused", "mac", mac, "boot", req.Boot, "peer", r.RemoteAddr, "reason", reason)
+	if eerr := s.Steps.Events.Emit(r.Context(), audit.Event{Code: audit.CheckinRefused, MAC: mac, Host: b.Host, Boot: req.Boot, Actor: "agent",
+		Details: map[string]string{"reason": reason, "peer": peerIP(r).String()}}); eerr != nil {
+		s.Log.Error("event log failed", "err", eerr)
+	}
+	code := http.StatusUnauthorized
+	switch {
+	case errors.Is(err, store.ErrTokenUsed):
+		code = http.StatusConflict
+	case errors.Is(err, store.ErrHostGone):
+		code = http.StatusGone
+	}
+	httpError(w, code, err.Error())
+}
+
+var reportStage = map[audit.Code]store.Stage{
+	audit.SSHLogin: store.StageLogin, audit.UnlockSuccess: store.StageUnlock, audit.Handoff: store.StageHandoff,
+}
+
+var unlockOutcome = map[audit.Code]string{
+	audit.UnlockSuccess: "success", audit.UnlockFailure: "failure", audit.UnlockLockout: "lockout",
+	audit.Handoff: "handoff", audit.HandoffFailed: "handoff_failed",
+}
+
+// binding authenticates an agent's report token; on failure it has
+// answered.
+func (s *Server) binding(w http.ResponseWriter, r *http.Request) (store.Binding, bool) {
+	b, err := s.Store.ReportBinding(r.Context(), bearer(r))
+	if err != nil {
+		if !errors.Is(err, store.ErrTokenUnknown) && !errors.Is(err, store.ErrTokenExpired) {
+			s.Log.Error("agent: token store failed", "err", err)
+			httpError(w, http.StatusServiceUnavailable, "store unavailable")
+			return store.Binding{}, false
+		}
+		httpError(w, http.StatusUnauthorized, "unknown report token")
+		return store.Binding{}, false
+	}
+	return b, true
+}
+
+// grantStatus tells a rescue boot's agent its grant's state, so that a
+// revocation ends the session within a poll.
+func (s *Server) grantStatus(w http.ResponseWriter, r *http.Request) {
+	b, ok := s.binding(w, r)
+	if !ok {
+		return
+	}
+	g, err := s.Store.Grant(r.Context(), r.PathValue("id"))
+	if err != nil || g.Host != b.Host {
+		httpError(w, http.StatusNotFound, "no such grant for this host")
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(agentapi.GrantStatus{State: g.State, Left: time.Until(g.Until)})
+}
+
+// recording stores a piece of a rescue shell's recording. A recording
+// begins only while the host has an active grant; its later pieces are
+// taken after the grant's end too, so that the last seconds of a revoked
+// session are kept.
+func (s *Server) recording(w http.ResponseWriter, r *http.Request) {
+	b, ok := s.binding(w, r)
+	if !ok {
+		return
+	}
+	if s.Recordings == nil {
+		httpError(w, http.StatusNotFound, "this lifeboatd keeps no recordings")
+		return
+	}
+	off, err := strconv.ParseInt(r.URL.Query().Get("offset"), 10, 64)
+	if err != nil || off < 0 {
+		httpError(w, http.StatusBadRequest, "offset: want the piece's byte offset")
+		return
+	}
+	if off == 0 {
+		gs, err := s.Store.Grants(r.Context(), store.GrantFilter{Host: b.Host, State: store.GrantActive, Limit: 1})
+		if err != nil {
+			httpError(w, http.StatusServiceUnavailable, "grant store unavailable")
+			return
+		}
+		if len(gs) == 0 {
+			httpError(w, http.StatusForbidden, "no active rescue grant for this host: no recording begins")
+			return
+		}
+	}
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 4<<20))
+	if err != nil {
+		httpError(w, http.StatusRequestEntityTooLarge, "a piece is 4 MiB at most")
+		return
+	}
+	if _, err := s.Recordings.Append(b.Host, b.Boot, r.PathValue("name"), off, data); err != nil {
+		s.Log.Warn("agent: recording piece refused", "host", b.Host, "boot", b.Boot, "err", err)
+		httpError(w, http.StatusConflict, err.Error())
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) report(w http.ResponseWriter, r *http.Request) {
+	b, ok := s.binding(w, r)
+	if !ok {
+		return
+	}
+	var ev agentapi.EventReport
+	if err := decodeJSON(r, &ev); err != nil {
+		httpError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if !audit.AgentCodes[ev.Code] {
+		httpError(w, http.StatusBadRequest, fmt.Sprintf("event code %q may not be reported by an agent", ev.Code))
+		return
+	}
+	if len(ev.Details) > 16 || len(ev.Actor) > 200 {
+		httpError(w, http.StatusBadRequest, "event too large")
+		return
+	}
+	for k, v := range ev.Details {
+		if len(k) > 64 || len(v) > 512 {
+			httpError(w, http.StatusBadRequest, "event detail too large")
+			return
+		}
+	}
+	stage, moves := reportStage[ev.Code]
+	// The end of a rescue session ends its grant, and that move is the
+	// record; other codes are recorded as reported.
+	recorded := false
+	if ev.Code == audit.RescueEnd {
+		g, err := s.Store.EndGrant(r.Context(), b.Host, b.Boot, cmp.Or(ev.Actor, "agent"), ev.Details)
+		if err != nil {
+			httpError(w, http.StatusServiceUnavailable, "grant store unavailable")
+			return
+		}
+		recorded = g != nil
+	}
+	rec := audit.Event{Code: ev.Code, MAC: b.MAC, Host: b.Host, Boot: b.Boot, Actor: ev.Actor, Details: ev.Details}
+	var err error
+	switch {
+	case recorded && moves:
+		s.Steps.Reached(b.MAC, b.Boot, stage)
+	case recorded:
+	case moves:
+		err = s.Steps.Step(r.Context(), rec, stage)
+	default:
+		err = s.Steps.Record(r.Context(), rec)
+	}
+	if err != nil {
+		httpError(w, http.StatusServiceUnavailable, "event log unavailable")
+		return
+	}
+	if o, ok := unlockOutcome[ev.Code]; ok {
+		metrics.Unlocks.WithLabelValues(o).Inc()
+	}
+	s.Log.Info("agent event", "mac", b.MAC, "host", b.Host, "boot", b.Boot, "code", string(ev.Code))
+	w.WriteHeader(http.StatusNoContent)
+}

@@ -1,0 +1,362 @@
+package agentserver
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/lifeboat-boot/lifeboat/pxe/agent/agentapi"
+	"github.com/lifeboat-boot/lifeboat/pxe/keys/sshca"
+	"github.com/lifeboat-boot/lifeboat/pxe/recordings"
+	"github.com/lifeboat-boot/lifeboat/pxe/store"
+	"github.com/lifeboat-boot/lifeboat/pxe/store/audit"
+	"github.com/lifeboat-boot/lifeboat/pxe/store/sqlite"
+)
+
+const custKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl c"
+
+const mac = "52:54:00:00:00:01"
+
+type rig struct {
+	db     *sqlite.DB
+	path   string
+	recs   *recordings.Store
+	steps  *store.Steps
+	srv    *httptest.Server
+	boot   *store.Boot
+	logBuf *bytes.Buffer
+}
+
+// newRig serves the agent API for web1 (127.0.0.1), whose boot has begun.
+func newRig(t testing.TB) *rig {
+	dir := t.TempDir()
+	ctx := context.Background()
+	r := &rig{path: filepath.Join(dir, "lifeboat.db"), logBuf: &bytes.Buffer{}}
+	db, err := sqlite.Open(ctx, r.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	r.db = db
+	if err := db.AddCustomer(ctx, store.Customer{Name: "acme"}, "test"); err != nil {
+		t.Fatal(err)
+	}
+	inv, err := store.ParseInventory([]byte(`{"hosts":[{"name":"web1","mac":"` + mac + `","ip":"127.0.0.1","customer":"acme","authorized_keys":["` + custKey + `"]}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Apply(ctx, store.Change{Put: inv.Hosts()}, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if r.steps, err = db.NewSteps(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r.boot, _, err = r.steps.Begin(ctx, mac, "web1", store.ClientIPXE, "bios", audit.Event{Code: audit.BootStart}); err != nil {
+		t.Fatal(err)
+	}
+	r.recs = &recordings.Store{Dir: filepath.Join(dir, "recordings")}
+	s := &Server{Store: db, Steps: r.steps, Recordings: r.recs, Unlock: agentapi.UnlockPolicy{MaxTries: 5, Lockout: time.Minute},
+		Log: slog.New(slog.NewTextHandler(r.logBuf, &slog.HandlerOptions{Level: slog.LevelDebug})), CertTTL: 2 * time.Hour}
+	if s.CA, err = sshca.Load(filepath.Join(dir, "ssh_ca_key")); err != nil {
+		t.Fatal(err)
+	}
+	r.srv = httptest.NewServer(s.Handler())
+	t.Cleanup(r.srv.Close)
+	return r
+}
+
+// token issues a boot token for web1's boot, as its script fetch does.
+func (r *rig) token(t testing.TB) string {
+	tok, err := r.db.IssueToken(context.Background(), store.Binding{MAC: mac, Host: "web1", Boot: r.boot.ID}, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+func (r *rig) codes(t *testing.T) string {
+	evs, err := sqlite.ReadEvents(r.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var codes []string
+	for _, e := range evs {
+		if e.Code != audit.HostAdd && e.Code != audit.CustomerAdd && e.Code != audit.BootStart {
+			codes = append(codes, string(e.Code)+"/"+e.Details["reason"])
+		}
+	}
+	return strings.Join(codes, " ")
+}
+
+func hostKey(t testing.TB) ssh.Signer {
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	signer, err := ssh.NewSignerFromKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return signer
+}
+
+func TestCheckin(t *testing.T) {
+	r := newRig(t)
+	token := r.token(t)
+	signer := hostKey(t)
+	c := &agentapi.Client{Base: r.srv.URL}
+	req := agentapi.CheckinRequest{Boot: r.boot.ID, MAC: mac, HostKey: string(ssh.MarshalAuthorizedKey(signer.PublicKey()))}
+	ctx := context.Background()
+	if _, err := c.Checkin(ctx, token, agentapi.CheckinRequest{Boot: "b-wrong", MAC: req.MAC, HostKey: req.HostKey}); !errors.Is(err, agentapi.ErrRefused) {
+		t.Fatalf("check-in for another boot: %v, want refused", err)
+	}
+	cfg, err := c.Checkin(ctx, token, req)
+	if err != nil {
+		t.Fatalf("check-in: %v", err)
+	}
+	if cfg.Host != "web1" || len(cfg.AuthorizedKeys) != 1 || cfg.ReportToken == "" || cfg.Unlock.MaxTries != 5 || cfg.Mode != store.ModeUnlock {
+		t.Errorf("check-in response = %+v", cfg)
+	}
+	// The host key comes back certified for this host, for hours.
+	pk, _, _, _, err := ssh.ParseAuthorizedKey([]byte(cfg.HostCertificate))
+	cert, ok := pk.(*ssh.Certificate)
+	if err != nil || !ok || cert.CertType != ssh.HostCert || !slices.Equal(cert.ValidPrincipals, []string{"web1", "127.0.0.1"}) ||
+		string(cert.Key.Marshal()) != string(signer.PublicKey().Marshal()) {
+		t.Fatalf("host certificate = %+v, %v", pk, err)
+	}
+	if d := time.Until(time.Unix(int64(cert.ValidBefore), 0)); d > 2*time.Hour || d < 119*time.Minute {
+		t.Errorf("certificate valid for %s, want 2h", d)
+	}
+	if cur, _ := r.steps.Current(mac); cur.Stage != store.StageCheckin {
+		t.Errorf("boot stage = %v, want checkin", cur.Stage)
+	}
+	// The same agent asking again gets the same answer; anyone else with
+	// the token (another host key) is refused as a replay.
+	again, err := c.Checkin(ctx, token, req)
+	if err != nil {
+		t.Fatalf("retried check-in: %v", err)
+	}
+	if again.HostCertificate != cfg.HostCertificate || again.Mode != cfg.Mode || again.ReportToken == cfg.ReportToken {
+		t.Errorf("retried check-in = %+v, want the first answer with a new report token", again)
+	}
+	other := req
+	other.HostKey = string(ssh.MarshalAuthorizedKey(hostKey(t).PublicKey()))
+	if _, err := c.Checkin(ctx, token, other); !errors.Is(err, agentapi.ErrRefused) || !strings.Contains(err.Error(), "already used") {
+		t.Fatalf("check-in with the token and another host key: %v, want refused as already used", err)
+	}
+	if err := c.Report(ctx, cfg.ReportToken, agentapi.EventReport{Code: audit.SSHLogin}); !errors.Is(err, agentapi.ErrRefused) {
+		t.Errorf("the lost answer's report token still reports: %v", err)
+	}
+	cfg = again
+
+	// A boot without an active rescue grant begins no recording.
+	if err := c.Record(ctx, cfg.ReportToken, "shell-1", 0, []byte("{}\n")); !errors.Is(err, agentapi.ErrRefused) || !strings.Contains(err.Error(), "no active rescue grant") {
+		t.Errorf("recording without a grant: %v", err)
+	}
+	// Events: the agent may report its own codes only.
+	if err := c.Report(ctx, cfg.ReportToken, agentapi.EventReport{Code: audit.SSHLogin, Actor: "SHA256:x"}); err != nil {
+		t.Fatalf("report: %v", err)
+	}
+	if err := c.Report(ctx, cfg.ReportToken, agentapi.EventReport{Code: audit.BootStart}); !errors.Is(err, agentapi.ErrRefused) {
+		t.Errorf("agent reported a server code: %v", err)
+	}
+	if err := c.Report(ctx, "forged", agentapi.EventReport{Code: audit.SSHLogin}); !errors.Is(err, agentapi.ErrRefused) {
+		t.Errorf("report with a forged token: %v", err)
+	}
+	want := "agent.checkin_refused/binding agent.checkin/ agent.checkin_retry/ agent.checkin_refused/replay ssh.login/"
+	if got := r.codes(t); got != want {
+		t.Errorf("events:\n got %s\nwant %s", got, want)
+	}
+	if cur, _ := r.steps.Current(mac); cur.Stage != store.StageLogin {
+		t.Errorf("boot stage = %v, want login", cur.Stage)
+	}
+	ev, _ := os.ReadFile(r.path)
+	if bytes.Contains(ev, []byte(token)) || strings.Contains(r.logBuf.String(), token) || bytes.Contains(ev, []byte(cfg.ReportToken)) {
+		t.Error("a token leaked into a log")
+	}
+}
+
+// dropFirst delivers the first request and loses its answer, as a
+// connection cut after the server committed would.
+type dropFirst struct{ n atomic.Int32 }
+
+func (d *dropFirst) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := http.DefaultTransport.RoundTrip(req)
+	if err == nil && d.n.Add(1) == 1 {
+		resp.Body.Close()
+		return nil, errors.New("connection reset by peer")
+	}
+	return resp, err
+}
+
+// TestCheckinAnswerLost: the server took the check-in but the answer never
+// reached the agent; its retry gets the same configuration, with the
+// rescue grant the first one activated, not a refusal.
+func TestCheckinAnswerLost(t *testing.T) {
+	r := newRig(t)
+	ctx := context.Background()
+	g, err := r.db.RequestGrant(ctx, store.GrantRequest{Host: "web1", Scope: store.ScopeShell, Ticket: "T-2", Reason: "look at the logs",
+		TTL: time.Hour, StaffKey: custKey}, "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.db.DecideGrant(ctx, g.ID, true, "customer:acme"); err != nil {
+		t.Fatal(err)
+	}
+	token := r.token(t)
+	c := &agentapi.Client{Base: r.srv.URL, HTTP: &http.Client{Transport: &dropFirst{}}}
+	req := agentapi.CheckinRequest{Boot: r.boot.ID, MAC: mac, HostKey: string(ssh.MarshalAuthorizedKey(hostKey(t).PublicKey()))}
+	if _, err := c.Checkin(ctx, token, req); err == nil || errors.Is(err, agentapi.ErrRefused) {
+		t.Fatalf("first check-in: %v, want a network error the agent retries", err)
+	}
+	cfg, err := c.Checkin(ctx, token, req)
+	if err != nil {
+		t.Fatalf("retried check-in: %v", err)
+	}
+	if cfg.Mode != store.ModeRescue || cfg.Grant == nil || cfg.Grant.ID != g.ID || cfg.HostCertificate == "" {
+		t.Fatalf("retried check-in = mode %s grant %+v", cfg.Mode, cfg.Grant)
+	}
+	if st, err := c.Grant(ctx, cfg.ReportToken, g.ID); err != nil || st.State != store.GrantActive {
+		t.Errorf("grant status = %+v, %v", st, err)
+	}
+	if want := "agent.checkin/ rescue.active/ agent.checkin_retry/"; !strings.HasSuffix(r.codes(t), want) {
+		t.Errorf("events %s, want them to end with %s", r.codes(t), want)
+	}
+}
+
+// TestCheckinStoreDown: with the store failing, the check-in is a 503 the
+// agent retries (ErrUnavailable, not a refusal), and the token still works
+// once the store is back.
+func TestCheckinStoreDown(t *testing.T) {
+	r := newRig(t)
+	token := r.token(t)
+	ctx := context.Background()
+	c := &agentapi.Client{Base: r.srv.URL}
+	req := agentapi.CheckinRequest{Boot: r.boot.ID, MAC: mac, HostKey: string(ssh.MarshalAuthorizedKey(hostKey(t).PublicKey()))}
+	r.db.Close() // every write fails from here
+	_, err := c.Checkin(ctx, token, req)
+	if !errors.Is(err, agentapi.ErrUnavailable) || errors.Is(err, agentapi.ErrRefused) {
+		t.Fatalf("check-in with the store down: %v, want unavailable", err)
+	}
+	db, err := sqlite.Open(ctx, r.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.PeekToken(ctx, token); err != nil {
+		t.Errorf("the failed check-in burnt the token: %v", err)
+	}
+}
+
+// FuzzCheckin posts arbitrary bodies and bearer values to the check-in:
+// never a panic, never a configuration without the live token.
+func FuzzCheckin(f *testing.F) {
+	f.Add([]byte(`{"boot":"b-1","mac":"52:54:00:00:00:01","host_key":"ssh-ed25519 AAAA"}`), "tok")
+	f.Add([]byte(`{"boot":`), "")
+	f.Add([]byte("\x00\xff{}"), "Bearer \x00")
+	r := newRig(f)
+	f.Fuzz(func(t *testing.T, body []byte, bearer string) {
+		req, err := http.NewRequest(http.MethodPost, r.srv.URL+agentapi.CheckinPath, bytes.NewReader(body))
+		if err != nil {
+			return
+		}
+		req.Header.Set("Authorization", "Bearer "+bearer)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return // e.g. a header value net/http refuses to send
+		}
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			t.Fatalf("check-in accepted without a live token: %q %q", body, bearer)
+		}
+	})
+}
+
+// TestRescueBoot: a host with an approved grant checks in for a rescue boot
+// and gets the grant; the agent polls it, streams a recording, and its
+// rescue.end ends the grant. Another host's boot may not read the grant.
+func TestRescueBoot(t *testing.T) {
+	r := newRig(t)
+	ctx := context.Background()
+	g, err := r.db.RequestGrant(ctx, store.GrantRequest{Host: "web1", Scope: store.ScopePasswordReset, Ticket: "T-1", Reason: "forgot it",
+		TTL: time.Hour, StaffKey: custKey}, "bob")
+	if err != nil || g.State != store.GrantApproved {
+		t.Fatalf("grant: %+v %v", g, err)
+	}
+	c := &agentapi.Client{Base: r.srv.URL}
+	cfg, err := c.Checkin(ctx, r.token(t), agentapi.CheckinRequest{Boot: r.boot.ID, MAC: mac, HostKey: string(ssh.MarshalAuthorizedKey(hostKey(t).PublicKey()))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Mode != store.ModeRescue || cfg.Grant == nil || cfg.Grant.ID != g.ID || cfg.Grant.Left < 59*time.Minute || cfg.Grant.StaffKey != custKey {
+		t.Fatalf("check-in = mode %s grant %+v", cfg.Mode, cfg.Grant)
+	}
+	st, err := c.Grant(ctx, cfg.ReportToken, g.ID)
+	if err != nil || st.State != store.GrantActive {
+		t.Fatalf("grant status = %+v, %v", st, err)
+	}
+	if _, err := c.Grant(ctx, cfg.ReportToken, "g-other"); !errors.Is(err, agentapi.ErrRefused) {
+		t.Errorf("status of a grant not this host's: %v", err)
+	}
+	if _, err := c.Grant(ctx, "forged", g.ID); !errors.Is(err, agentapi.ErrRefused) {
+		t.Errorf("status with a forged token: %v", err)
+	}
+	// Pieces of a recording: in order, a retry accepted, a gap refused.
+	for i, step := range []struct {
+		off  int64
+		data string
+		ok   bool
+	}{{0, "head\n", true}, {5, "ev1\n", true}, {5, "ev1\n", true}, {20, "gap\n", false}, {9, "ev2\n", true}} {
+		err := c.Record(ctx, cfg.ReportToken, "shell-1", step.off, []byte(step.data))
+		if (err == nil) != step.ok {
+			t.Errorf("piece %d: %v", i, err)
+		}
+	}
+	if err := c.Record(ctx, cfg.ReportToken, "../x", 0, []byte("x")); err == nil {
+		t.Error("recording name with a path accepted")
+	}
+	if err := c.Record(ctx, "forged", "shell-2", 0, []byte("x")); err == nil {
+		t.Error("recording with a forged token accepted")
+	}
+	f, in, err := r.recs.Open(recordings.ID(r.boot.ID, "shell-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(f)
+	f.Close()
+	if string(b) != "head\nev1\nev2\n" || in.Host != "web1" {
+		t.Errorf("recording = %q (%+v)", b, in)
+	}
+	// The end of the session ends the grant, recorded once.
+	if err := c.Report(ctx, cfg.ReportToken, agentapi.EventReport{Code: audit.RescueEnd, Actor: "agent", Details: map[string]string{"reason": "the staff member ended it"}}); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := c.Grant(ctx, cfg.ReportToken, g.ID); st == nil || st.State != store.GrantEnded {
+		t.Errorf("grant after rescue.end: %+v", st)
+	}
+	evs, _ := sqlite.ReadEvents(r.path)
+	n := 0
+	for _, e := range evs {
+		if e.Code == audit.RescueEnd {
+			n++
+			if e.Details["grant"] != g.ID || e.Details["reason"] != "the staff member ended it" || e.Boot != r.boot.ID || e.Customer != "acme" {
+				t.Errorf("rescue.end record: %+v", e)
+			}
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d rescue.end records, want 1", n)
+	}
+}

@@ -1,0 +1,299 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/lifeboat-boot/lifeboat/pxe/agent/agentapi"
+	"github.com/lifeboat-boot/lifeboat/pxe/agent/agentserver"
+	"github.com/lifeboat-boot/lifeboat/pxe/boot/dhcp"
+	"github.com/lifeboat-boot/lifeboat/pxe/boot/httpboot"
+	"github.com/lifeboat-boot/lifeboat/pxe/boot/tftp"
+	"github.com/lifeboat-boot/lifeboat/pxe/keys/keyring"
+	"github.com/lifeboat-boot/lifeboat/pxe/keys/sshca"
+	"github.com/lifeboat-boot/lifeboat/pxe/metrics"
+	"github.com/lifeboat-boot/lifeboat/pxe/operator/api"
+	"github.com/lifeboat-boot/lifeboat/pxe/operator/apiserver"
+	"github.com/lifeboat-boot/lifeboat/pxe/operator/approve"
+	"github.com/lifeboat-boot/lifeboat/pxe/operator/notify"
+	"github.com/lifeboat-boot/lifeboat/pxe/recordings"
+	"github.com/lifeboat-boot/lifeboat/pxe/store"
+	"github.com/lifeboat-boot/lifeboat/pxe/store/audit"
+	"github.com/lifeboat-boot/lifeboat/pxe/store/sqlite"
+)
+
+// CheckFiles checks what the configuration points at, without changing
+// anything: the inventory file and the API's TLS pair.
+func (c *Config) CheckFiles() error {
+	if c.Inventory != "" {
+		if _, err := store.LoadInventory(c.Inventory); err != nil {
+			return err
+		}
+	}
+	if c.APITLSCert != "" {
+		if _, err := tls.LoadX509KeyPair(c.APITLSCert, c.APITLSKey); err != nil {
+			return fmt.Errorf("api_tls_cert/api_tls_key: %w", err)
+		}
+	}
+	return nil
+}
+
+// OpenStore opens (and migrates) the configured store, making its folder.
+func OpenStore(ctx context.Context, cfg *Config) (*sqlite.DB, error) {
+	if err := os.MkdirAll(filepath.Dir(cfg.Database), 0o750); err != nil {
+		return nil, err
+	}
+	return sqlite.Open(ctx, cfg.Database)
+}
+
+// NewLogger is lifeboatd's structured log, at the configured level.
+func (c *Config) NewLogger(w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(c.LogLevel))
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level}))
+}
+
+// Run is lifeboatd: it opens the store, binds every listener (so that a
+// mistake in the configuration shows before anything is served), then
+// serves DHCP, TFTP, the boot listener (boot files and the agent API), the
+// operator API, the customer listener, the notice relay and the grant
+// expiry until ctx is done. version goes in the start line.
+func Run(ctx context.Context, cfg *Config, log *slog.Logger, version string) error {
+	db, err := OpenStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if cfg.Inventory != "" {
+		inv, err := store.LoadInventory(cfg.Inventory)
+		if err != nil {
+			return err
+		}
+		res, err := db.Apply(ctx, store.Change{Put: inv.Hosts()}, "config:"+cfg.Inventory)
+		if err != nil {
+			return fmt.Errorf("inventory %s: %w", cfg.Inventory, err)
+		}
+		log.Info("inventory file imported", "file", cfg.Inventory, "added", res.Added, "updated", res.Updated, "unchanged", res.Unchanged)
+	}
+	steps, err := db.NewSteps(ctx)
+	if err != nil {
+		return err
+	}
+	ca, err := sshca.Load(cfg.SSHCAKey)
+	if err != nil {
+		return err
+	}
+	keys, err := keyring.Load(cfg.SecretKey)
+	if err != nil {
+		return err
+	}
+	smtp := cfg.smtp()
+	if smtp != nil {
+		if err := smtp.Check(); err != nil {
+			return err
+		}
+	}
+	knownHosts := ca.KnownHosts(cfg.SSHCAHosts)
+	log.Info("ssh host CA ready; customers put this line in known_hosts", "known_hosts", knownHosts)
+	if err := metrics.Registry.Register(metrics.BootsByStage(store.StageNames(), func() map[string]int {
+		out := map[string]int{}
+		for st, n := range steps.Boots.InFlight(time.Hour) {
+			out[st.String()] = n
+		}
+		return out
+	})); err != nil {
+		return err
+	}
+	base := fmt.Sprintf("http://%s", netip.AddrPortFrom(cfg.ServerIP, uint16(cfg.HTTPPort)))
+	recs := &recordings.Store{Dir: cfg.RecordingsDir, Recipient: db.HostAgeRecipient}
+
+	hb := &httpboot.Server{
+		BaseURL: base, Inventory: db, Steps: steps, Tokens: db, Log: log, StartBoots: cfg.DHCPMode == "off",
+		Image: httpboot.Image{Dir: cfg.ImageDir, Kernel: "vmlinuz", Initramfs: "initramfs.cpio", Cmdline: cfg.KernelCmdline,
+			Loaders: []string{cfg.UEFILoader}, LoaderDir: cfg.TFTPDir},
+		TokenTTL: time.Duration(cfg.TokenTTL),
+	}
+	bootFiles, err := hb.Handler()
+	if err != nil {
+		return err
+	}
+	as := &agentserver.Server{Store: db, Steps: steps, Log: log, Recordings: recs, CA: ca, CertTTL: time.Duration(cfg.HostCertTTL),
+		Unlock: agentapi.UnlockPolicy{MaxTries: cfg.Unlock.MaxTries, Lockout: time.Duration(cfg.Unlock.Lockout)}}
+	bootMux := http.NewServeMux()
+	bootMux.Handle("/agent/", as.Handler())
+	bootMux.Handle("/", bootFiles)
+
+	var closers []io.Closer
+	defer func() {
+		for _, c := range closers {
+			c.Close()
+		}
+	}()
+	ln, err := net.Listen("tcp4", netip.AddrPortFrom(cfg.ServerIP, uint16(cfg.HTTPPort)).String())
+	if err != nil {
+		return fmt.Errorf("http: %w", err)
+	}
+	closers = append(closers, ln)
+	var custLn, apiLn net.Listener
+	if cfg.CustomerListen != "" {
+		if custLn, err = listen(cfg.CustomerListen, cfg.CustomerTLSCert, cfg.CustomerTLSKey); err != nil {
+			return fmt.Errorf("customer listener: %w", err)
+		}
+		closers = append(closers, custLn)
+	}
+	if cfg.APIListen != "" {
+		if apiLn, err = listen(cfg.APIListen, cfg.APITLSCert, cfg.APITLSKey); err != nil {
+			return fmt.Errorf("api: %w", err)
+		}
+		closers = append(closers, apiLn)
+	}
+	ts := &tftp.Server{
+		Addr: netip.AddrPortFrom(cfg.ServerIP, 69).String(), Dir: cfg.TFTPDir,
+		Files: []string{cfg.BIOSLoader, cfg.UEFILoader}, Log: log,
+		Record: firstStageFetch(ctx, db, steps),
+	}
+	if err := ts.Listen(); err != nil {
+		return err
+	}
+	var ds *dhcp.Server
+	if cfg.DHCPMode != "off" {
+		ds = &dhcp.Server{
+			Iface: cfg.Interface, Inventory: db, Steps: steps, Log: log,
+			Self: dhcp.Self{
+				IP:        cfg.ServerIP,
+				ScriptURL: func(mac net.HardwareAddr) string { return base + "/boot/" + mac.String() + ".ipxe" },
+				LoaderURL: func(name string) string { return base + "/loaders/" + name },
+				Loaders:   dhcp.Loaders{BIOS: cfg.BIOSLoader, UEFI: cfg.UEFILoader},
+				Lease:     time.Duration(cfg.LeaseTime),
+				Proxy:     cfg.DHCPMode == "proxy",
+			},
+		}
+		if err := ds.Listen(); err != nil {
+			return err
+		}
+	}
+
+	log.Info("lifeboatd starting", "version", version, "iface", cfg.Interface, "dhcp_mode", cfg.DHCPMode, "server", base, "api", cfg.APIListen)
+	g, gctx := errgroup.WithContext(ctx)
+	if ds != nil {
+		g.Go(func() error { return ds.Serve(gctx) })
+	}
+	g.Go(func() error { return ts.Serve(gctx) })
+	g.Go(func() error { return serveHTTP(gctx, ln, metrics.AccessLog(log, bootMux), log) })
+	relay := &notify.Relay{Outbox: db, Keys: keys, SMTP: smtp, Log: log, MinBackoff: time.Duration(cfg.NoticeRetry)}
+	if custLn != nil {
+		base := strings.TrimRight(cfg.CustomerURL, "/")
+		relay.ApprovalURL = func(id string) string { return base + "/approve/" + id + "?sig=" + keys.ApprovalSig(id) }
+		ap := &approve.Server{Store: db, Links: keys, Log: log}
+		g.Go(func() error { return serveHTTP(gctx, custLn, ap.Handler(), log) })
+		log.Info("customer listener serving", "addr", cfg.CustomerListen, "url", cfg.CustomerURL)
+	} else {
+		log.Warn("no customer_listen: rescue grants that wait for the customer's approval cannot be approved")
+	}
+	g.Go(func() error { return relay.Run(gctx) })
+	g.Go(func() error { return expireGrants(gctx, db, 15*time.Second, log) })
+	if apiLn != nil {
+		as := &apiserver.Server{Store: db, Log: log, Metrics: metrics.Handler(), Secrets: keys, Recordings: recs,
+			CA: api.CA{PublicKey: strings.TrimSpace(string(ssh.MarshalAuthorizedKey(ca.PublicKey()))), KnownHosts: knownHosts}}
+		g.Go(func() error { return serveHTTP(gctx, apiLn, as.Handler(), log) })
+		log.Info("api serving", "addr", cfg.APIListen, "tls", cfg.APITLSCert != "")
+	}
+	err = g.Wait()
+	log.Info("lifeboatd stopped")
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+// firstStageFetch records a TFTP fetch of a known host's first stage
+// before it is sent, as the boot step it is; a peer outside the inventory
+// is served unrecorded (its firmware asked for a listed loader, no more).
+func firstStageFetch(ctx context.Context, inv store.Inventory, steps *store.Steps) func(netip.Addr, string, int64) error {
+	return func(peer netip.Addr, file string, size int64) error {
+		h, ok := inv.LookupIP(peer)
+		if !ok {
+			return nil
+		}
+		ev := audit.Event{Code: audit.FirstStageFetch, MAC: h.MAC, Host: h.Name, Actor: "system",
+			Details: map[string]string{"file": file, "bytes": fmt.Sprint(size), "via": "tftp"}}
+		if b, ok := steps.Current(h.MAC); ok {
+			ev.Boot = b.ID
+		}
+		return steps.Step(ctx, ev, store.StageFirstStage)
+	}
+}
+
+// expireGrants ends grants whose window has closed, every period: the
+// server enforces expiry whether or not anything asks.
+func expireGrants(ctx context.Context, db *sqlite.DB, period time.Duration, log *slog.Logger) error {
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		if n, err := db.ExpireGrants(ctx); err != nil && ctx.Err() == nil {
+			log.Error("expiring grants failed", "err", err)
+		} else if n > 0 {
+			log.Info("grants expired", "count", n)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// listen opens a TCP listener, with TLS if cert is set (the pair re-read at
+// each handshake, so that a renewed certificate needs no restart).
+func listen(addr, cert, key string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	if cert == "" {
+		return ln, nil
+	}
+	if _, err := tls.LoadX509KeyPair(cert, key); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("TLS key pair: %w", err)
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+		c, err := tls.LoadX509KeyPair(cert, key)
+		return &c, err
+	}}
+	return tls.NewListener(ln, tc), nil
+}
+
+// serveHTTP runs one listener until ctx is done, then shuts it down
+// gracefully. Requests see ctx, so that long ones (a followed event
+// stream) end at shutdown instead of holding it up.
+func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logger) error {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second,
+		BaseContext: func(net.Listener) context.Context { return ctx },
+		ErrorLog:    slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+		return nil
+	case err := <-errc:
+		return err
+	}
+}
