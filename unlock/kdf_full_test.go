@@ -8,6 +8,8 @@ import (
 	"runtime"
 	"testing"
 	"time"
+
+	"github.com/lifeboat-boot/lifeboat/unlock/unlocktest"
 )
 
 // TestUnsealFullDefaultArgon2id checks the pure-Go unsealing on the header a
@@ -15,7 +17,7 @@ import (
 // passes, 4 lanes). It is too slow under QEMU's emulation and under the race
 // detector, so it runs here, natively (make unit runs it without -race).
 func TestUnsealFullDefaultArgon2id(t *testing.T) {
-	img := luksImage(t, t.TempDir(), "full", "a long customer passphrase",
+	img := unlocktest.LUKSImage(t, t.TempDir(), "full", "a long customer passphrase",
 		"--type", "luks2", "--pbkdf", "argon2id", "--pbkdf-memory", "1048576", "--pbkdf-force-iterations", "4", "--pbkdf-parallel", "4")
 	f, _ := os.Open(img)
 	h, err := ReadHeader(f)

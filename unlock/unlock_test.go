@@ -14,34 +14,8 @@ import (
 	"time"
 
 	"github.com/lifeboat-boot/lifeboat/pxe/store/audit"
+	"github.com/lifeboat-boot/lifeboat/unlock/unlocktest"
 )
-
-// luksImage formats a LUKS volume in a file with cryptsetup. The passphrase
-// goes through a key file, never argv.
-func luksImage(t testing.TB, dir, name, pass string, args ...string) string {
-	t.Helper()
-	if _, err := exec.LookPath("cryptsetup"); err != nil {
-		t.Fatal("cryptsetup is required (make deps)")
-	}
-	img := filepath.Join(dir, name)
-	if err := os.WriteFile(img, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(img, 20<<20); err != nil {
-		t.Fatal(err)
-	}
-	kf := filepath.Join(dir, name+".pass")
-	if err := os.WriteFile(kf, []byte(pass), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	all := append([]string{"luksFormat", "--batch-mode", "--key-file", kf}, args...)
-	if out, err := exec.Command("cryptsetup", append(all, img)...).CombinedOutput(); err != nil {
-		t.Fatalf("cryptsetup %v: %v\n%s", args, err, out)
-	}
-	return img
-}
-
-var fast = []string{"--pbkdf-force-iterations", "4", "--pbkdf-memory", "8192", "--pbkdf-parallel", "1"}
 
 func TestReadHeaderAndUnseal(t *testing.T) {
 	dir := t.TempDir()
@@ -52,13 +26,13 @@ func TestReadHeaderAndUnseal(t *testing.T) {
 		ver  int
 	}{
 		{"luks1-pbkdf2", []string{"--type", "luks1", "--pbkdf-force-iterations", "1000", "--hash", "sha256"}, Slot{KDF: "pbkdf2", Hash: "sha256", Iterations: 1000}, 1},
-		{"luks2-argon2id", append([]string{"--type", "luks2", "--pbkdf", "argon2id"}, fast...), Slot{KDF: "argon2id", Iterations: 4, MemoryKiB: 8192, Threads: 1}, 2},
-		{"luks2-argon2i", append([]string{"--type", "luks2", "--pbkdf", "argon2i"}, fast...), Slot{KDF: "argon2i", Iterations: 4, MemoryKiB: 8192, Threads: 1}, 2},
+		{"luks2-argon2id", append([]string{"--type", "luks2", "--pbkdf", "argon2id"}, unlocktest.Fast...), Slot{KDF: "argon2id", Iterations: 4, MemoryKiB: 8192, Threads: 1}, 2},
+		{"luks2-argon2i", append([]string{"--type", "luks2", "--pbkdf", "argon2i"}, unlocktest.Fast...), Slot{KDF: "argon2i", Iterations: 4, MemoryKiB: 8192, Threads: 1}, 2},
 		{"luks2-pbkdf2-sha512", []string{"--type", "luks2", "--pbkdf", "pbkdf2", "--hash", "sha512", "--pbkdf-force-iterations", "1000"}, Slot{KDF: "pbkdf2", Hash: "sha512", Iterations: 1000}, 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			img := luksImage(t, dir, tt.name, "correct horse", append(tt.args, "--uuid", "0ddba11c-0000-4000-8000-00000000000"+fmt.Sprint(tt.ver))...)
+			img := unlocktest.LUKSImage(t, dir, tt.name, "correct horse", append(tt.args, "--uuid", "0ddba11c-0000-4000-8000-00000000000"+fmt.Sprint(tt.ver))...)
 			f, _ := os.Open(img)
 			h, err := ReadHeader(f)
 			f.Close()
@@ -95,10 +69,10 @@ func TestReadHeaderAndUnseal(t *testing.T) {
 
 func TestUnsealSecondSlotAndMemoryLimit(t *testing.T) {
 	dir := t.TempDir()
-	img := luksImage(t, dir, "two", "first", append([]string{"--type", "luks2", "--pbkdf", "argon2id"}, fast...)...)
+	img := unlocktest.LUKSImage(t, dir, "two", "first", append([]string{"--type", "luks2", "--pbkdf", "argon2id"}, unlocktest.Fast...)...)
 	nk := filepath.Join(dir, "new.pass")
 	_ = os.WriteFile(nk, []byte("second"), 0o600)
-	cmd := exec.Command("cryptsetup", append([]string{"luksAddKey", "--batch-mode", "--key-file", filepath.Join(dir, "two.pass"), "--pbkdf", "argon2id"}, append(fast, img, nk)...)...)
+	cmd := exec.Command("cryptsetup", append([]string{"luksAddKey", "--batch-mode", "--key-file", filepath.Join(dir, "two.pass"), "--pbkdf", "argon2id"}, append(unlocktest.Fast, img, nk)...)...)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("luksAddKey: %v\n%s", err, out)
 	}
@@ -122,7 +96,7 @@ func TestUnsealSecondSlotAndMemoryLimit(t *testing.T) {
 
 func TestCorruptHeaders(t *testing.T) {
 	dir := t.TempDir()
-	img := luksImage(t, dir, "c", "pw", append([]string{"--type", "luks2", "--pbkdf", "argon2id"}, fast...)...)
+	img := unlocktest.LUKSImage(t, dir, "c", "pw", append([]string{"--type", "luks2", "--pbkdf", "argon2id"}, unlocktest.Fast...)...)
 	orig, _ := os.ReadFile(img)
 	cases := map[string]func([]byte){
 		"json garbage":    func(b []byte) { copy(b[4096:], "{{{{not json") },
@@ -157,7 +131,7 @@ func TestCorruptHeaders(t *testing.T) {
 func FuzzReadHeader(f *testing.F) {
 	dir := f.TempDir()
 	for _, typ := range []string{"luks1", "luks2"} {
-		img := luksImage(f, dir, typ, "pw", "--type", typ, "--pbkdf-force-iterations", "1000", "--pbkdf", "pbkdf2")
+		img := unlocktest.LUKSImage(f, dir, typ, "pw", "--type", typ, "--pbkdf-force-iterations", "1000", "--pbkdf", "pbkdf2")
 		b, _ := os.ReadFile(img)
 		f.Add(b[:16<<10]) // the LUKS2 binary header and its JSON area
 	}
@@ -225,19 +199,6 @@ func TestLimiter(t *testing.T) {
 }
 
 // fakeSys lays out /sys/class/block and /dev for Scan, with img as "vdb".
-func fakeSys(t *testing.T, imgs map[string]string) (string, string) {
-	sys, dev := t.TempDir(), t.TempDir()
-	for name, img := range imgs {
-		_ = os.MkdirAll(filepath.Join(sys, name), 0o755)
-		fi, _ := os.Stat(img)
-		_ = os.WriteFile(filepath.Join(sys, name, "size"), []byte(fmt.Sprintf("%d\n", fi.Size()/512)), 0o644)
-		if err := os.Symlink(img, filepath.Join(dev, name)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return sys, dev
-}
-
 type rwPipe struct {
 	in  io.Reader
 	out bytes.Buffer
@@ -249,10 +210,10 @@ func (p *rwPipe) String() string              { return p.out.String() }
 
 func TestSessionScripted(t *testing.T) {
 	dir := t.TempDir()
-	img := luksImage(t, dir, "vdb.img", "open sesame", append([]string{"--type", "luks2", "--pbkdf", "argon2id"}, fast...)...)
+	img := unlocktest.LUKSImage(t, dir, "vdb.img", "open sesame", append([]string{"--type", "luks2", "--pbkdf", "argon2id"}, unlocktest.Fast...)...)
 	plain := filepath.Join(dir, "vda.img")
 	_ = os.WriteFile(plain, make([]byte, 1<<20), 0o600)
-	sys, dev := fakeSys(t, map[string]string{"vdb": img, "vda": plain})
+	sys, dev := unlocktest.FakeSys(t, map[string]string{"vdb": img, "vda": plain})
 
 	var codes []audit.Code
 	var handed []byte
@@ -293,8 +254,8 @@ func TestSessionScripted(t *testing.T) {
 
 func TestSessionLockoutAndRecordFirst(t *testing.T) {
 	dir := t.TempDir()
-	img := luksImage(t, dir, "vdb.img", "right", "--type", "luks1", "--pbkdf-force-iterations", "1000")
-	sys, dev := fakeSys(t, map[string]string{"vdb": img})
+	img := unlocktest.LUKSImage(t, dir, "vdb.img", "right", "--type", "luks1", "--pbkdf-force-iterations", "1000")
+	sys, dev := unlocktest.FakeSys(t, map[string]string{"vdb": img})
 	var codes []audit.Code
 	failReport := false
 	handoffs := 0
@@ -336,7 +297,7 @@ func TestSessionLockoutAndRecordFirst(t *testing.T) {
 }
 
 func TestSessionNoVolumes(t *testing.T) {
-	sys, dev := fakeSys(t, map[string]string{})
+	sys, dev := unlocktest.FakeSys(t, map[string]string{})
 	s := &Session{Host: "h", Boot: "b", Volumes: func() ([]Volume, error) { return Scan(sys, dev) }}
 	rw := &rwPipe{in: strings.NewReader("x\n")}
 	if code := s.Run(context.Background(), rw, false); code != ExitNoVolume || !strings.Contains(rw.String(), "hint:") {
@@ -347,7 +308,7 @@ func TestSessionNoVolumes(t *testing.T) {
 // Volumes are looked for only once the disk drivers have loaded; the
 // customer is told what the wait is for.
 func TestSessionWaitsForDiskDrivers(t *testing.T) {
-	sys, dev := fakeSys(t, map[string]string{})
+	sys, dev := unlocktest.FakeSys(t, map[string]string{})
 	ready := make(chan struct{})
 	scanned := false
 	s := &Session{Host: "h", Boot: "b", DisksReady: ready, Volumes: func() ([]Volume, error) {
@@ -368,8 +329,8 @@ func TestSessionWaitsForDiskDrivers(t *testing.T) {
 
 func TestSessionHandoffFailureKeepsTerminalOpen(t *testing.T) {
 	dir := t.TempDir()
-	img := luksImage(t, dir, "vdb.img", "right", "--type", "luks1", "--pbkdf-force-iterations", "1000")
-	sys, dev := fakeSys(t, map[string]string{"vdb": img})
+	img := unlocktest.LUKSImage(t, dir, "vdb.img", "right", "--type", "luks1", "--pbkdf-force-iterations", "1000")
+	sys, dev := unlocktest.FakeSys(t, map[string]string{"vdb": img})
 	tries := 0
 	s := &Session{Host: "h", Boot: "b", Unsealer: &Unsealer{}, Limiter: &Limiter{MaxTries: 5, Lockout: time.Hour},
 		Volumes: func() ([]Volume, error) { return Scan(sys, dev) },

@@ -11,7 +11,6 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
-	"github.com/lifeboat-boot/lifeboat/initramfs/agent"
 	"github.com/lifeboat-boot/lifeboat/pxe/keys/sshca"
 )
 
@@ -36,7 +35,7 @@ func TestOpenSSHTrustsCertifiedHostKey(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		s, err := agent.CertifiedHostKey(key, string(ssh.MarshalAuthorizedKey(cert)))
+		s, err := CertifiedHostKey(key, string(ssh.MarshalAuthorizedKey(cert)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -70,7 +69,7 @@ func TestOpenSSHTrustsCertifiedHostKey(t *testing.T) {
 	_, priv3, _ := ed25519.GenerateKey(rand.Reader)
 	k3, _ := ssh.NewSignerFromKey(priv3)
 	cert, _ := ca.Sign(sshca.HostCert{Key: k3.PublicKey(), Principals: []string{"x"}, ValidFor: time.Hour, Now: time.Now()})
-	if _, err := agent.CertifiedHostKey(other, string(ssh.MarshalAuthorizedKey(cert))); err == nil {
+	if _, err := CertifiedHostKey(other, string(ssh.MarshalAuthorizedKey(cert))); err == nil {
 		t.Fatal("a certificate for another key was accepted")
 	}
 }
