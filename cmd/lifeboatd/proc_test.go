@@ -257,7 +257,13 @@ func TestNoticesSurviveRestarts(t *testing.T) {
 				t.Fatalf("round %d, %s: %v", round, h.Name, err)
 			}
 		}
-		time.Sleep(500 * time.Millisecond) // a few failed attempts
+		// The outage path runs in every round: deliveries are tried and
+		// turned away before lifeboatd restarts.
+		for before, end := rx.TurnedAway(), time.Now().Add(20*time.Second); rx.TurnedAway() == before; time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(end) {
+				t.Fatalf("round %d: no delivery was tried in 20 s", round)
+			}
+		}
 		if round < 2 {
 			p.stop(false)
 			p.start()
@@ -303,6 +309,27 @@ func waitNotices(rx *notifytest.Receiver, acked []bootsim.Ack, d time.Duration) 
 		time.Sleep(50 * time.Millisecond)
 	}
 	return want
+}
+
+// waitRecorded waits until rx has had a notice for every notified record
+// in the store at dbPath, acknowledged to a client or not.
+func waitRecorded(t *testing.T, rx *notifytest.Receiver, dbPath string, d time.Duration) {
+	t.Helper()
+	for deadline := time.Now().Add(d); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		evs, err := sqlite.ReadEvents(dbPath)
+		if err != nil {
+			continue // lifeboatd may be migrating or checkpointing
+		}
+		notified := 0
+		for _, e := range evs {
+			if audit.Notify[e.Code] && e.Customer != "" {
+				notified++
+			}
+		}
+		if uniqueIDs(rx.Deliveries()) >= notified {
+			return
+		}
+	}
 }
 
 func uniqueIDs(ds []notifytest.Delivery) int {
@@ -429,7 +456,7 @@ killing:
 		t.Errorf("only %d kills: the run was too short to test anything", kills)
 	}
 	want := waitNotices(rx, got.list, 60*time.Second)
-	time.Sleep(500 * time.Millisecond) // notices of records written but not acknowledged
+	waitRecorded(t, rx, p.db, 30*time.Second) // records written but not acknowledged are told too
 	p.stop(false)
 	recs := checkRecords(t, p.db, got.list)
 	lat := checkDeliveries(t, recs, rx.Deliveries(), want)

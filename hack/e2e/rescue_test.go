@@ -564,7 +564,10 @@ func (r *rescueRig) encryptedFlow(t *testing.T) {
 	if _, err := run.Console.WaitFor(ctx, time.Minute, "type the grant's one-time code"); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(time.Second) // the prompt is up
+	// Echo is off from before the banner; the code is typed at the prompt.
+	if _, err := run.Console.WaitFor(ctx, time.Minute, "one-time code: "); err != nil {
+		t.Fatal(err)
+	}
 	if err := run.Type("0000-0000\r"); err != nil {
 		t.Fatal(err)
 	}
@@ -574,10 +577,11 @@ func (r *rescueRig) encryptedFlow(t *testing.T) {
 	if err := run.Type(code4[1] + "\r"); err != nil {
 		t.Fatal(err)
 	}
+	// The banner comes once the code reader has let go of the console:
+	// what is typed from here goes to the shell.
 	if _, err := run.Console.WaitFor(ctx, time.Minute, "Input is not recorded"); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(time.Second)
 	if err := run.Type("echo console-$((40+2))\r"); err != nil {
 		t.Fatal(err)
 	}

@@ -68,6 +68,16 @@ func (r *consoleRig) waitScreen(t *testing.T, s string) {
 	}
 }
 
+// waitCount waits until the console has shown s n times.
+func (r *consoleRig) waitCount(t *testing.T, s string, n int) {
+	t.Helper()
+	for end := time.Now().Add(10 * time.Second); strings.Count(r.screen.String(), s) < n; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("console showed %q fewer than %d times:\n%s", s, n, r.screen.String())
+		}
+	}
+}
+
 func TestConsoleCode(t *testing.T) {
 	r := newConsoleRig(t)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -116,10 +126,9 @@ func TestConsoleLocksAfterWrongCodes(t *testing.T) {
 	go func() { r.c.Run(ctx); close(done) }()
 	in := bufio.NewWriter(r.master)
 	for i := range MaxCodeTries {
-		r.waitScreen(t, strings.Repeat("one-time code: ", 1))
+		r.waitCount(t, "one-time code: ", i+1) // the prompt for this try is up
 		in.WriteString("0000-000" + string(rune('0'+i)) + "\n")
 		in.Flush()
-		time.Sleep(100 * time.Millisecond)
 	}
 	r.waitScreen(t, "locked for the rest of this grant")
 	select {

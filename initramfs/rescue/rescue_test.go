@@ -147,11 +147,27 @@ func TestShellRecordsOutputNotInput(t *testing.T) {
 		Stderr: io.Discard, PTY: true, Term: "xterm", Size: sshd.WinSize{Cols: 80, Rows: 24}}
 	done := make(chan int)
 	go func() { done <- Shell(context.Background(), q, rec, "banner: grant g1\r\n") }()
-	// A password typed at a prompt with echo off must not be recorded.
-	fmt.Fprint(inW, "stty -echo; read secret; stty echo; echo got-${#secret}-chars\n")
-	time.Sleep(300 * time.Millisecond)
+	seen := func(what string) {
+		t.Helper()
+		for end := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			cmu.Lock()
+			ok := strings.Contains(client.String(), what)
+			cmu.Unlock()
+			if ok {
+				return
+			}
+			if time.Now().After(end) {
+				t.Fatalf("the client never saw %q", what)
+			}
+		}
+	}
+	// A password typed at a prompt with echo off must not be recorded. The
+	// secret is typed only once echo is off (the shell says so: its echoed
+	// command line reads NO""ECHO, not NOECHO).
+	fmt.Fprint(inW, "stty -echo; echo NO\"\"ECHO; read secret; stty echo; echo got-${#secret}-chars\n")
+	seen("NOECHO")
 	fmt.Fprint(inW, "hunter2-secret\n")
-	time.Sleep(300 * time.Millisecond)
+	seen("got-14-chars")
 	fmt.Fprint(inW, "exit 3\n")
 	select {
 	case code := <-done:
@@ -186,10 +202,17 @@ func TestShellEndsWithContext(t *testing.T) {
 	rec.Start(context.Background(), Header{Width: 80, Height: 24})
 	inR, _ := io.Pipe()
 	ctx, cancel := context.WithCancel(context.Background())
-	q := &sshd.Request{RW: pipeRW{inR, io.Discard}, Stderr: io.Discard}
+	started := make(chan struct{})
+	var once sync.Once
+	q := &sshd.Request{RW: pipeRW{inR, writerFunc(func(p []byte) (int, error) { once.Do(func() { close(started) }); return len(p), nil })},
+		Stderr: io.Discard}
 	done := make(chan int)
-	go func() { done <- Shell(ctx, q, rec, "") }()
-	time.Sleep(200 * time.Millisecond)
+	go func() { done <- Shell(ctx, q, rec, "banner\r\n") }()
+	select {
+	case <-started: // the banner is out: the shell runs
+	case <-time.After(10 * time.Second):
+		t.Fatal("the shell did not start")
+	}
 	cancel() // the grant ended
 	select {
 	case code := <-done:

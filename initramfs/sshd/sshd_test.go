@@ -29,6 +29,23 @@ type rig struct {
 	logins                  []string
 	refused                 []string
 	ended                   int
+	waiting                 chan struct{} // a "wait" session has begun
+}
+
+// until waits (10 s at most) for cond, checked under r.mu.
+func (r *rig) until(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for end := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		r.mu.Lock()
+		ok := cond()
+		r.mu.Unlock()
+		if ok {
+			return
+		}
+		if time.Now().After(end) {
+			t.Fatalf("after 10 s, still not %s", what)
+		}
+	}
 }
 
 func keygen(t *testing.T, path string) ssh.PublicKey {
@@ -56,7 +73,7 @@ func startWith(t *testing.T, hk ssh.Signer) *rig {
 	keygen(t, r.other)
 	staffPub := keygen(t, r.staff)
 	r.authFP, r.staffFP = ssh.FingerprintSHA256(authPub), ssh.FingerprintSHA256(staffPub)
-	r.staffDone = make(chan struct{})
+	r.staffDone, r.waiting = make(chan struct{}), make(chan struct{}, 8)
 	s := &Server{HostKey: hk, Authorized: []ssh.PublicKey{authPub}, LoginTimeout: time.Second, Log: slog.New(slog.DiscardHandler),
 		Staff: staffPub, StaffDone: r.staffDone,
 		OnLogin: func(_ context.Context, role, user, fp, _ string) error {
@@ -72,6 +89,7 @@ func startWith(t *testing.T, hk ssh.Signer) *rig {
 		},
 		Session: func(ctx context.Context, q *Request) int {
 			if q.Command == "wait" {
+				r.waiting <- struct{}{}
 				<-ctx.Done()
 				return 0
 			}
@@ -147,7 +165,7 @@ func TestOpenSSHClient(t *testing.T) {
 	if out, code = r.ssh("", "-i", r.auth, "root@127.0.0.1", "cat /etc/shadow"); code != 127 || !strings.Contains(out, `unknown command "cat /etc/shadow"`) {
 		t.Errorf("other command: exit %d\n%s", code, out)
 	}
-	time.Sleep(200 * time.Millisecond)
+	r.until(t, "2 sessions signalled their end", func() bool { return r.ended >= 2 })
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.ended != 2 {
@@ -174,7 +192,11 @@ func TestStaffKey(t *testing.T) {
 	}
 	waiting := make(chan int)
 	go func() { _, code := r.ssh("", "-i", r.staff, "root@127.0.0.1", "wait"); waiting <- code }()
-	time.Sleep(500 * time.Millisecond)
+	select {
+	case <-r.waiting: // the staff session is open
+	case <-time.After(10 * time.Second):
+		t.Fatal("the staff session did not begin")
+	}
 	close(r.staffDone)
 	select {
 	case code := <-waiting:
@@ -191,7 +213,7 @@ func TestStaffKey(t *testing.T) {
 		t.Errorf("customer after the grant: exit %d", code)
 	}
 	r.ssh("", "-i", r.other, "root@127.0.0.1", "unlock")
-	time.Sleep(100 * time.Millisecond)
+	r.until(t, "2 refusals reported", func() bool { return len(r.refused) >= 2 })
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	want := []string{r.staffFP, ssh.FingerprintSHA256(mustPub(t, r.other))}

@@ -128,7 +128,8 @@ func TestRelayDeliversThroughOutage(t *testing.T) {
 	r.boot(t, 3)
 	// 3 boots × 5 notified codes (boot.start is not told).
 	waitFor(t, "mail", 10*time.Second, func() bool { return len(r.mx.Messages()) == 15 })
-	time.Sleep(300 * time.Millisecond) // a few failed webhook attempts
+	// The outage path runs: deliveries are tried, turned away, retried.
+	waitFor(t, "failed webhook attempts", 10*time.Second, func() bool { return r.rx.TurnedAway() >= 3 })
 	if len(r.rx.Deliveries()) != 0 {
 		t.Fatal("deliveries while the receiver was down")
 	}

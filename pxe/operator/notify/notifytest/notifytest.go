@@ -54,8 +54,11 @@ type Receiver struct {
 	ln   net.Listener
 	mu   sync.Mutex
 	down bool
-	got  []Delivery
-	bad  []string // requests refused for a bad signature, and why
+	// turnedAway counts the requests answered 503 while down: a test of
+	// an outage waits on it, so that the outage path surely ran.
+	turnedAway int
+	got        []Delivery
+	bad        []string // requests refused for a bad signature, and why
 }
 
 // NewReceiver listens on addr (127.0.0.1:0 for any port) and verifies
@@ -95,6 +98,13 @@ func (r *Receiver) SetDown(down bool) {
 	r.mu.Unlock()
 }
 
+// TurnedAway counts the requests answered 503 while the receiver was down.
+func (r *Receiver) TurnedAway() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.turnedAway
+}
+
 // Close stops it.
 func (r *Receiver) Close() error { return r.srv.Close() }
 
@@ -121,6 +131,7 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.down {
+		r.turnedAway++
 		http.Error(w, "down for maintenance", http.StatusServiceUnavailable)
 		return
 	}
