@@ -16,22 +16,6 @@ import (
 	"github.com/lifeboat-boot/lifeboat/pxe/recordings"
 )
 
-func (e *env) recording(args []string) error {
-	sub := ""
-	if len(args) > 0 {
-		sub, args = args[0], args[1:]
-	}
-	switch sub {
-	case "list", "ls":
-		return e.recordingList(args)
-	case "play":
-		return e.recordingPlay(args)
-	case "get":
-		return e.recordingGet(args)
-	}
-	return usageError{fmt.Sprintf("recording %q: want list, play or get", sub)}
-}
-
 func (e *env) recordingList(args []string) error {
 	fs := e.flags("recording list")
 	if _, err := parse(fs, args, 0, "no arguments"); err != nil {
@@ -64,36 +48,6 @@ func nonNilList(l []recordings.Info) []recordings.Info {
 		return []recordings.Info{}
 	}
 	return l
-}
-
-// customerAge sets the age key a customer's recordings are sealed to.
-func (e *env) customerAge(args []string) error {
-	fs := e.flags("customer age-recipient")
-	remove := fs.Bool("remove", false, "remove it: recordings from now on are stored in the clear")
-	pos, err := parse(fs, args, -1, "NAME and an age recipient (age1...), or NAME --remove")
-	if err != nil {
-		return err
-	}
-	recipient := ""
-	switch {
-	case len(pos) == 2 && !*remove:
-		recipient = pos[1]
-	case len(pos) == 1 && *remove:
-	default:
-		return usageError{"customer age-recipient: want NAME age1..., or NAME --remove"}
-	}
-	if err := e.connect(); err != nil {
-		return err
-	}
-	if err := e.client.SetAgeRecipient(e.ctx, pos[0], recipient); err != nil {
-		return err
-	}
-	if recipient == "" {
-		fmt.Fprintf(e.out, "customer %s: new recordings are stored in the clear\n", clean(pos[0]))
-	} else {
-		fmt.Fprintf(e.out, "customer %s: new recordings of their hosts are sealed to %s; only their key reads them\n", clean(pos[0]), recipient)
-	}
-	return nil
 }
 
 // openRecording fetches a recording, unsealed with the age identity file if

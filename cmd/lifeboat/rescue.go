@@ -9,24 +9,6 @@ import (
 	"github.com/lifeboat-boot/lifeboat/pxe/store"
 )
 
-func (e *env) rescue(args []string) error {
-	sub := ""
-	if len(args) > 0 {
-		sub, args = args[0], args[1:]
-	}
-	switch sub {
-	case "request":
-		return e.rescueRequest(args)
-	case "list", "ls":
-		return e.rescueList(args)
-	case "show":
-		return e.rescueShow(args)
-	case "revoke":
-		return e.rescueRevoke(args)
-	}
-	return usageError{fmt.Sprintf("rescue %q: want request, list, show or revoke", sub)}
-}
-
 func (e *env) rescueRequest(args []string) error {
 	fs := e.flags("rescue request")
 	scope := fs.String("scope", "", "password-reset, shell or console")
@@ -155,44 +137,4 @@ func (e *env) rescueRevoke(args []string) error {
 	}
 	fmt.Fprintf(e.out, "grant %s revoked; customer %s has been told\n", g.ID, clean(g.Customer))
 	return nil
-}
-
-// customerPolicy lists a customer's grant policies, or sets one.
-func (e *env) customerPolicy(args []string) error {
-	fs := e.flags("customer policy")
-	pos, err := parse(fs, args, -1, "")
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 && len(pos) != 3 {
-		return usageError{"customer policy: want NAME, or NAME SCOPE approve|notify"}
-	}
-	if err := e.connect(); err != nil {
-		return err
-	}
-	if len(pos) == 3 {
-		if err := e.client.SetPolicy(e.ctx, pos[0], pos[1], pos[2]); err != nil {
-			return err
-		}
-		fmt.Fprintf(e.out, "customer %s: %s grants now %s\n", clean(pos[0]), clean(pos[1]), map[string]string{
-			store.PolicyApprove: "wait for the customer's approval", store.PolicyNotify: "may be used at once; the customer is told"}[pos[2]])
-		return nil
-	}
-	ps, err := e.client.Policies(e.ctx, pos[0])
-	if err != nil {
-		return err
-	}
-	if e.json {
-		return e.printJSON(api.PolicyList{Policies: ps})
-	}
-	tw := tabwriter.NewWriter(e.out, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "SCOPE\tPOLICY")
-	for _, p := range ps {
-		note := ""
-		if p.Default {
-			note = " (default)"
-		}
-		fmt.Fprintf(tw, "%s\t%s%s\n", p.Scope, p.Policy, note)
-	}
-	return tw.Flush()
 }
