@@ -40,7 +40,7 @@ func (e *env) bootList(args []string) error {
 		if n := len(b.Stages); n > 0 {
 			took = round(b.Stages[n-1].After)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", clean(b.ID), clean(b.Host), clean(b.Firmware),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", clean(b.ID), clean(b.Host), clean(string(b.Firmware)),
 			b.Started.Local().Format("2006-01-02 15:04:05"), clean(b.Stage), took)
 	}
 	return tw.Flush()
@@ -62,7 +62,7 @@ func (e *env) bootShow(args []string) error {
 	if e.json {
 		return e.printJSON(b)
 	}
-	fmt.Fprintf(e.out, "boot %s of %s (%s, MAC %s), started %s\n", clean(b.ID), clean(b.Host), clean(b.Firmware), clean(b.MAC),
+	fmt.Fprintf(e.out, "boot %s of %s (%s, MAC %s), started %s\n", clean(b.ID), clean(b.Host), clean(string(b.Firmware)), clean(b.MAC),
 		b.Started.Local().Format("2006-01-02 15:04:05 MST"))
 	tw := tabwriter.NewWriter(e.out, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "STAGE\tAT\tAFTER START\tSTEP")

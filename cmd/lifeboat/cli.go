@@ -82,7 +82,7 @@ func cli(ctx context.Context, args []string, getenv func(string) string, stdin i
 		fmt.Fprintf(stderr, "lifeboat: %s\nhint: is lifeboatd running, and is %s its api_listen address? (--server, LIFEBOAT_SERVER)\n", clean(err.Error()), e.opts.server)
 		return exitNoServer
 	case errors.As(err, &ae):
-		fmt.Fprintf(stderr, "lifeboat: %s\n", clean(ae.Message))
+		fmt.Fprintf(stderr, "lifeboat: %s\n", cleanLines(ae.Message))
 		if ae.Hint != "" {
 			fmt.Fprintf(stderr, "hint: %s\n", clean(ae.Hint))
 		}
@@ -198,6 +198,16 @@ func (e *env) whoami(args []string) error {
 
 // clean makes text from the server safe for a terminal: control
 // characters (escape sequences) are shown escaped, never sent raw.
+// cleanLines cleans each line of a message from the server (a list of
+// mistakes comes one a line), the later ones indented under the first.
+func cleanLines(s string) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	for i, l := range lines {
+		lines[i] = clean(l)
+	}
+	return strings.Join(lines, "\n  ")
+}
+
 func clean(s string) string {
 	if !strings.ContainsFunc(s, func(r rune) bool { return !unicode.IsPrint(r) && r != ' ' }) {
 		return s

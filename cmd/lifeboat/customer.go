@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/lifeboat-boot/lifeboat/pxe/operator/api"
-	"github.com/lifeboat-boot/lifeboat/pxe/store"
+	"github.com/lifeboat-boot/lifeboat/pxe/store/kind"
 )
 
 func (e *env) customerList(args []string) error {
@@ -46,7 +46,7 @@ func (e *env) customerAdd(args []string) error {
 	if err := e.connect(); err != nil {
 		return err
 	}
-	c := store.Customer{Name: pos[0], DisplayName: *display, Emails: emails}
+	c := api.Customer{Name: pos[0], DisplayName: *display, Emails: emails}
 	if err := e.client.AddCustomer(e.ctx, c); err != nil {
 		return err
 	}
@@ -153,11 +153,11 @@ func (e *env) customerPolicy(args []string) error {
 		return err
 	}
 	if len(pos) == 3 {
-		if err := e.client.SetPolicy(e.ctx, pos[0], pos[1], pos[2]); err != nil {
+		if err := e.client.SetPolicy(e.ctx, pos[0], kind.Scope(pos[1]), kind.Policy(pos[2])); err != nil {
 			return err
 		}
-		fmt.Fprintf(e.out, "customer %s: %s grants now %s\n", clean(pos[0]), clean(pos[1]), map[string]string{
-			store.PolicyApprove: "wait for the customer's approval", store.PolicyNotify: "may be used at once; the customer is told"}[pos[2]])
+		fmt.Fprintf(e.out, "customer %s: %s grants now %s\n", clean(pos[0]), clean(pos[1]), map[kind.Policy]string{
+			kind.PolicyApprove: "wait for the customer's approval", kind.PolicyNotify: "may be used at once; the customer is told"}[kind.Policy(pos[2])])
 		return nil
 	}
 	ps, err := e.client.Policies(e.ctx, pos[0])

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"cmp"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -11,7 +13,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/lifeboat-boot/lifeboat/pxe/operator/api"
-	"github.com/lifeboat-boot/lifeboat/pxe/store"
+	"github.com/lifeboat-boot/lifeboat/pxe/store/kind"
 )
 
 func (e *env) hostList(args []string) error {
@@ -36,7 +38,7 @@ func (e *env) hostList(args []string) error {
 		if n := len(h.OtherMACs); n > 0 {
 			mac += fmt.Sprintf(" (+%d)", n)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s/%d\t%s\t%s\t%d\n", clean(h.Name), mac, h.IP, h.Prefix, clean(h.Mode), cmp.Or(clean(h.Customer), "-"), len(h.AuthorizedKeys))
+		fmt.Fprintf(tw, "%s\t%s\t%s/%d\t%s\t%s\t%d\n", clean(h.Name), mac, h.IP, h.Prefix, clean(string(h.Mode)), cmp.Or(clean(h.Customer), "-"), len(h.AuthorizedKeys))
 	}
 	return tw.Flush()
 }
@@ -60,7 +62,7 @@ func (e *env) hostShow(args []string) error {
 	tw := tabwriter.NewWriter(e.out, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "name:\t%s\n", clean(h.Name))
 	fmt.Fprintf(tw, "customer:\t%s\n", cmp.Or(clean(h.Customer), "-"))
-	fmt.Fprintf(tw, "mode:\t%s\n", clean(h.Mode))
+	fmt.Fprintf(tw, "mode:\t%s\n", clean(string(h.Mode)))
 	fmt.Fprintf(tw, "macs:\t%s\n", strings.Join(h.MACs(), ", "))
 	fmt.Fprintf(tw, "address:\t%s/%d\n", h.IP, h.Prefix)
 	if h.Gateway.IsValid() {
@@ -122,7 +124,7 @@ func (e *env) hostAddSet(args []string, add bool) error {
 	if err := e.connect(); err != nil {
 		return err
 	}
-	h := &store.Host{Name: pos[0]}
+	h := &api.Host{Name: pos[0]}
 	if !add {
 		if len(given) == 0 || (len(given) == 1 && given["json"]) {
 			return usageError{"host set: name at least one field to change (lifeboat host set --help)"}
@@ -167,7 +169,7 @@ func (e *env) hostAddSet(args []string, add bool) error {
 		}
 	}
 	if given["mode"] {
-		h.Mode = *mode
+		h.Mode = kind.Mode(*mode)
 	}
 	if given["customer"] {
 		h.Customer = *customer
@@ -261,16 +263,18 @@ func (e *env) hostImport(args []string) error {
 	if err != nil {
 		return usageError{err.Error()}
 	}
-	// Checked here first, so that every mistake in the file is listed
-	// before anything is sent; the server checks again.
-	inv, err := store.ParseInventory(data)
-	if err != nil {
-		return usageError{fmt.Sprintf("%s: %v", pos[0], err)}
+	// The file's shape is checked here; its entries by the server, which
+	// lists every mistake at once.
+	var inv api.HostList
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&inv); err != nil {
+		return usageError{fmt.Sprintf("%s: not valid inventory JSON: %v", pos[0], err)}
 	}
 	if err := e.connect(); err != nil {
 		return err
 	}
-	res, err := e.client.Import(e.ctx, inv.Hosts())
+	res, err := e.client.Import(e.ctx, inv.Hosts)
 	if err != nil {
 		return err
 	}

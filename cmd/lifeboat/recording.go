@@ -13,7 +13,8 @@ import (
 
 	"filippo.io/age"
 
-	"github.com/lifeboat-boot/lifeboat/pxe/recordings"
+	"github.com/lifeboat-boot/lifeboat/pxe/operator/api"
+	"github.com/lifeboat-boot/lifeboat/pxe/recordings/sealed"
 )
 
 func (e *env) recordingList(args []string) error {
@@ -43,9 +44,9 @@ func (e *env) recordingList(args []string) error {
 	return tw.Flush()
 }
 
-func nonNilList(l []recordings.Info) []recordings.Info {
+func nonNilList(l []api.Recording) []api.Recording {
 	if l == nil {
-		return []recordings.Info{}
+		return []api.Recording{}
 	}
 	return l
 }
@@ -61,8 +62,8 @@ func (e *env) openRecording(id, identity string) (io.ReadCloser, error) {
 		return nil, err
 	}
 	br := bufio.NewReader(body)
-	head, _ := br.Peek(len(recordings.SealedMagic))
-	if !recordings.IsSealed(head) {
+	head, _ := br.Peek(len(sealed.Magic))
+	if !sealed.IsSealed(head) {
 		if identity != "" {
 			body.Close()
 			return nil, fmt.Errorf("recording %s is not sealed: drop --identity", id)
@@ -89,7 +90,7 @@ func (e *env) openRecording(id, identity string) (io.ReadCloser, error) {
 		return nil, fmt.Errorf("identity file %s: %w", identity, err)
 	}
 	var plain bytes.Buffer
-	if err := recordings.Unseal(&plain, br, ids...); err != nil {
+	if err := sealed.Unseal(&plain, br, ids...); err != nil {
 		return nil, fmt.Errorf("recording %s: %w", id, err)
 	}
 	return io.NopCloser(&plain), nil

@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/lifeboat-boot/lifeboat/pxe/operator/api"
-	"github.com/lifeboat-boot/lifeboat/pxe/store"
+	"github.com/lifeboat-boot/lifeboat/pxe/store/kind"
 )
 
 func (e *env) rescueRequest(args []string) error {
@@ -33,7 +33,7 @@ func (e *env) rescueRequest(args []string) error {
 	if err := e.connect(); err != nil {
 		return err
 	}
-	g, err := e.client.RequestGrant(e.ctx, store.GrantRequest{Host: pos[0], Scope: *scope, Ticket: *ticket, Reason: *reason, TTL: *ttl, StaffKey: keys[0]})
+	g, err := e.client.RequestGrant(e.ctx, api.GrantRequest{Host: pos[0], Scope: kind.Scope(*scope), Ticket: *ticket, Reason: *reason, TTL: *ttl, StaffKey: keys[0]})
 	if err != nil {
 		return err
 	}
@@ -41,7 +41,7 @@ func (e *env) rescueRequest(args []string) error {
 		return e.printJSON(g)
 	}
 	switch g.State {
-	case store.GrantRequested:
+	case kind.GrantRequested:
 		fmt.Fprintf(e.out, "grant %s requested: %s on %s for ticket %s\nit waits for customer %s's approval (policy %q); they have been sent a link\n",
 			g.ID, g.Scope, clean(g.Host), clean(g.Ticket), clean(g.Customer), g.Policy)
 	default:
@@ -56,10 +56,10 @@ func (e *env) rescueRequest(args []string) error {
 
 func (e *env) rescueList(args []string) error {
 	fs := e.flags("rescue list")
-	var f store.GrantFilter
+	var f api.GrantFilter
 	fs.StringVar(&f.Host, "host", "", "only this host's")
 	fs.StringVar(&f.Customer, "customer", "", "only this customer's")
-	fs.StringVar(&f.State, "state", "", "only grants in this state (requested, approved, active, ended, expired, revoked, denied)")
+	fs.Func("state", "only grants in this state (requested, approved, active, ended, expired, revoked, denied)", func(v string) error { f.State = kind.GrantState(v); return nil })
 	fs.IntVar(&f.Limit, "limit", 50, "at most this many, newest first")
 	if _, err := parse(fs, args, 0, "no arguments"); err != nil {
 		return err
@@ -98,7 +98,7 @@ func (e *env) rescueShow(args []string) error {
 	return e.printGrant(g)
 }
 
-func (e *env) printGrant(g *store.Grant) error {
+func (e *env) printGrant(g *api.Grant) error {
 	if e.json {
 		return e.printJSON(g)
 	}
@@ -111,7 +111,7 @@ func (e *env) printGrant(g *store.Grant) error {
 	fmt.Fprintf(tw, "reason:\t%s\n", clean(g.Reason))
 	fmt.Fprintf(tw, "valid:\t%s to %s\n", g.From.Local().Format(time.DateTime), g.Until.Local().Format(time.DateTime))
 	fmt.Fprintf(tw, "policy:\t%s\n", g.Policy)
-	st := g.State
+	st := string(g.State)
 	if g.DecidedBy != "" {
 		st += fmt.Sprintf(" (by %s, %s)", clean(g.DecidedBy), g.Decided.Local().Format(time.DateTime))
 	}

@@ -166,10 +166,10 @@ func (p *proc) stop(kill bool) {
 // fleet adds customer acme with a webhook to rx and an e-mail address, and
 // n hosts of theirs, at the addresses after the server's. It returns the
 // hosts.
-func (p *proc) fleet(rx *notifytest.Receiver, n int) []*store.Host {
+func (p *proc) fleet(rx *notifytest.Receiver, n int) []*api.Host {
 	p.t.Helper()
 	ctx := context.Background()
-	if err := p.api.AddCustomer(ctx, store.Customer{Name: "acme"}); err != nil {
+	if err := p.api.AddCustomer(ctx, api.Customer{Name: "acme"}); err != nil {
 		p.t.Fatal(err)
 	}
 	if rx != nil {
@@ -182,10 +182,10 @@ func (p *proc) fleet(rx *notifytest.Receiver, n int) []*store.Host {
 		}
 	}
 	base := netip.MustParseAddr(p.ip).As4()
-	var hosts []*store.Host
+	var hosts []*api.Host
 	for i := range n {
 		ip := netip.AddrFrom4([4]byte{base[0], base[1], base[2], base[3] + byte(1+i)})
-		hosts = append(hosts, &store.Host{Name: fmt.Sprintf("node%02d", i), MAC: fmt.Sprintf("52:54:00:aa:00:%02x", i), IP: ip,
+		hosts = append(hosts, &api.Host{Name: fmt.Sprintf("node%02d", i), MAC: fmt.Sprintf("52:54:00:aa:00:%02x", i), IP: ip,
 			Customer: "acme", AuthorizedKeys: []string{"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl c"}})
 	}
 	if _, err := p.api.Import(ctx, hosts); err != nil {
@@ -284,7 +284,7 @@ func TestNoticesSurviveRestarts(t *testing.T) {
 
 // notifiedFleet starts a lifeboatd with customer acme, a webhook to a
 // receiver, and n hosts.
-func notifiedFleet(t *testing.T, n int) (*notifytest.Receiver, *proc, []*store.Host) {
+func notifiedFleet(t *testing.T, n int) (*notifytest.Receiver, *proc, []*api.Host) {
 	t.Helper()
 	rx, err := notifytest.NewReceiver("127.0.0.1:0")
 	if err != nil {
@@ -479,7 +479,7 @@ func TestRescueBootUsesGrantOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	staff := "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBmB4gKb2zvjO5JRBcWbJY5mbBuJYHc2hqYt29y7jYIb bob@provider"
-	g, err := p.api.RequestGrant(ctx, store.GrantRequest{Host: h.Name, Scope: store.ScopePasswordReset, Ticket: "SUP-5",
+	g, err := p.api.RequestGrant(ctx, api.GrantRequest{Host: h.Name, Scope: store.ScopePasswordReset, Ticket: "SUP-5",
 		Reason: "root password forgotten", TTL: time.Hour, StaffKey: staff})
 	if err != nil || g.State != store.GrantApproved {
 		t.Fatalf("grant = %+v, %v", g, err)

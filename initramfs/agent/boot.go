@@ -18,6 +18,7 @@ import (
 	"github.com/lifeboat-boot/lifeboat/initramfs/sshd"
 	"github.com/lifeboat-boot/lifeboat/pxe/agent/agentapi"
 	"github.com/lifeboat-boot/lifeboat/pxe/store/audit"
+	"github.com/lifeboat-boot/lifeboat/pxe/store/kind"
 	"github.com/lifeboat-boot/lifeboat/unlock"
 )
 
@@ -192,7 +193,7 @@ func (b *Boot) rescue(ctx context.Context, srv *sshd.Server) error {
 	if err != nil {
 		return fmt.Errorf("rescue grant %s: staff key: %w", g.ID, err)
 	}
-	guard := &rescue.Guard{Left: g.Left, PollEvery: b.GrantPoll, Poll: func(ctx context.Context) (string, error) {
+	guard := &rescue.Guard{Left: g.Left, PollEvery: b.GrantPoll, Poll: func(ctx context.Context) (kind.GrantState, error) {
 		st, err := a.Client.Grant(ctx, a.Config.ReportToken, g.ID)
 		if err != nil {
 			return "", err

@@ -23,6 +23,7 @@ import (
 	"github.com/lifeboat-boot/lifeboat/initramfs/rescue"
 	"github.com/lifeboat-boot/lifeboat/initramfs/sshd"
 	"github.com/lifeboat-boot/lifeboat/pxe/agent/agentapi"
+	"github.com/lifeboat-boot/lifeboat/pxe/store/kind"
 	"github.com/lifeboat-boot/lifeboat/unlock"
 	"github.com/lifeboat-boot/lifeboat/unlock/unlocktest"
 )
@@ -45,7 +46,7 @@ func (f *fakeServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.mu.Unlock()
 		w.WriteHeader(http.StatusNoContent)
 	case strings.HasPrefix(r.URL.Path, agentapi.GrantsPath):
-		_ = json.NewEncoder(w).Encode(agentapi.GrantStatus{State: f.state.Load().(string), Left: time.Hour})
+		_ = json.NewEncoder(w).Encode(agentapi.GrantStatus{State: kind.GrantState(f.state.Load().(string)), Left: time.Hour})
 	default:
 		http.NotFound(w, r)
 	}
@@ -74,7 +75,7 @@ type machine struct {
 	handoffs, inPlace, jumps, reboots atomic.Int32
 }
 
-func newBoot(t *testing.T, mode string, grant *agentapi.RescueGrant, vols func() ([]unlock.Volume, error)) (*Boot, *fakeServer, *machine) {
+func newBoot(t *testing.T, mode kind.Mode, grant *agentapi.RescueGrant, vols func() ([]unlock.Volume, error)) (*Boot, *fakeServer, *machine) {
 	fs := &fakeServer{}
 	fs.state.Store("active")
 	srv := httptest.NewServer(fs)
@@ -111,7 +112,7 @@ func newBoot(t *testing.T, mode string, grant *agentapi.RescueGrant, vols func()
 	return b, fs, m
 }
 
-func grant(scope string) *agentapi.RescueGrant {
+func grant(scope kind.Scope) *agentapi.RescueGrant {
 	_, priv, _ := ed25519.GenerateKey(rand.Reader)
 	s, _ := ssh.NewSignerFromKey(priv)
 	return &agentapi.RescueGrant{ID: "g-1", Scope: scope, Staff: "bob", Ticket: "T-1", Until: time.Now().Add(time.Hour), Left: time.Hour,
@@ -128,7 +129,7 @@ func TestBootSessions(t *testing.T) {
 	none := func() ([]unlock.Volume, error) { return nil, nil }
 	for _, tt := range []struct {
 		name    string
-		mode    string
+		mode    kind.Mode
 		grant   *agentapi.RescueGrant
 		vols    func() ([]unlock.Volume, error)
 		role    string

@@ -4,6 +4,8 @@ import (
 	"context"
 	"sync"
 	"time"
+
+	"github.com/lifeboat-boot/lifeboat/pxe/store/kind"
 )
 
 // Why a rescue session ended, as reported in rescue.end.
@@ -24,7 +26,7 @@ type Guard struct {
 	PollEvery time.Duration // default 10 s
 	// Poll returns the grant's state on the server; an error (the server
 	// unreachable) keeps the session going until Left runs out.
-	Poll func(ctx context.Context) (string, error)
+	Poll func(ctx context.Context) (kind.GrantState, error)
 
 	mu       sync.Mutex
 	sessions int
@@ -97,8 +99,8 @@ func (g *Guard) Wait(ctx context.Context) string {
 				pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 				state, err := g.Poll(pctx)
 				cancel()
-				if err == nil && state != "active" {
-					return EndServer + ": " + state
+				if err == nil && state != kind.GrantActive {
+					return EndServer + ": " + string(state)
 				}
 			}
 		}

@@ -6,10 +6,12 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/lifeboat-boot/lifeboat/pxe/store/kind"
 )
 
 func TestGuard(t *testing.T) {
-	never := func(context.Context) (string, error) { return "active", nil }
+	never := func(context.Context) (kind.GrantState, error) { return "active", nil }
 	for _, tc := range []struct {
 		name string
 		g    *Guard
@@ -19,9 +21,9 @@ func TestGuard(t *testing.T) {
 		{"time runs out", &Guard{Left: 50 * time.Millisecond, Idle: time.Hour, PollEvery: 10 * time.Millisecond, Poll: never}, nil, EndExpired},
 		{"time runs out with the server unreachable",
 			&Guard{Left: 50 * time.Millisecond, Idle: time.Hour, PollEvery: 5 * time.Millisecond,
-				Poll: func(context.Context) (string, error) { return "", errors.New("no route to host") }}, nil, EndExpired},
+				Poll: func(context.Context) (kind.GrantState, error) { return "", errors.New("no route to host") }}, nil, EndExpired},
 		{"revoked on the server", &Guard{Left: time.Hour, Idle: time.Hour, PollEvery: 10 * time.Millisecond,
-			Poll: func(context.Context) (string, error) { return "revoked", nil }}, nil, EndServer + ": revoked"},
+			Poll: func(context.Context) (kind.GrantState, error) { return "revoked", nil }}, nil, EndServer + ": revoked"},
 		{"idle", &Guard{Left: time.Hour, Idle: 30 * time.Millisecond, PollEvery: time.Hour, Poll: never}, nil, EndIdle},
 		{"staff says end", &Guard{Left: time.Hour, Idle: time.Hour, Poll: never}, func(g *Guard) { g.Stop(EndStaff) }, EndStaff},
 	} {
@@ -47,7 +49,7 @@ func TestGuard(t *testing.T) {
 func TestGuardNotIdleWhileInSession(t *testing.T) {
 	var polls atomic.Int32
 	g := &Guard{Left: 300 * time.Millisecond, Idle: 20 * time.Millisecond, PollEvery: 10 * time.Millisecond,
-		Poll: func(context.Context) (string, error) { polls.Add(1); return "active", nil }}
+		Poll: func(context.Context) (kind.GrantState, error) { polls.Add(1); return "active", nil }}
 	end := g.Begin()
 	defer end()
 	if got := g.Wait(context.Background()); got != EndExpired {

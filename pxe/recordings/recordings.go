@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"filippo.io/age"
+
+	"github.com/lifeboat-boot/lifeboat/pxe/recordings/sealed"
 )
 
 // MaxSize bounds one recording: a shell that prints more is cut off by the
@@ -163,22 +165,22 @@ func (s *Store) appendSealed(p string, off int64, data []byte, to age.Recipient)
 		if to == nil {
 			return 0, errors.New("sealed recording without a recipient")
 		}
-		if _, err := f.WriteAt([]byte(SealedMagic), 0); err != nil {
+		if _, err := f.WriteAt([]byte(sealed.Magic), 0); err != nil {
 			return 0, err
 		}
-		onDisk = int64(len(SealedMagic))
+		onDisk = int64(len(sealed.Magic))
 	}
-	segs, err := segments(f, onDisk)
+	segs, err := sealed.Segments(f, onDisk)
 	if err != nil {
 		return 0, err
 	}
 	var size int64
 	if n := len(segs); n > 0 {
-		size = segs[n-1].off + int64(segs[n-1].plain)
+		size = segs[n-1].Off + int64(segs[n-1].Plain)
 	}
 	fresh, err := placement(size, off, func() bool {
 		for _, sg := range segs {
-			if sg.off == off && int(sg.plain) == len(data) {
+			if sg.Off == off && int(sg.Plain) == len(data) {
 				return true // its bytes cannot be compared: sealed
 			}
 		}
@@ -190,7 +192,7 @@ func (s *Store) appendSealed(p string, off int64, data []byte, to age.Recipient)
 	if onDisk+int64(len(data)) > MaxSize {
 		return size, fmt.Errorf("recording would pass %d MiB", MaxSize>>20)
 	}
-	seg, err := seal(off, data, to)
+	seg, err := sealed.Seal(off, data, to)
 	if err != nil {
 		return size, err
 	}

@@ -6,6 +6,8 @@ import (
 	"maps"
 	"sync"
 	"time"
+
+	"github.com/lifeboat-boot/lifeboat/pxe/store/kind"
 )
 
 // Stage is a step of a netboot, in the order a boot goes through them.
@@ -33,6 +35,17 @@ func (s Stage) String() string {
 	}
 	return stageNames[s]
 }
+
+// Firmware is what booted a host (see kind.Firmware).
+type Firmware = kind.Firmware
+
+// Firmware kinds lifeboat boots.
+const (
+	FirmwareBIOS     = kind.FirmwareBIOS
+	FirmwareUEFI     = kind.FirmwareUEFI
+	FirmwareUEFIHTTP = kind.FirmwareUEFIHTTP
+	FirmwareIPXE     = kind.FirmwareIPXE
+)
 
 // Client says what kind of DHCP client spoke: the firmware's own PXE, iPXE,
 // or the agent in the RAM image.
@@ -69,7 +82,7 @@ type Boot struct {
 	Host     string
 	MAC      string
 	Started  time.Time
-	Firmware string
+	Firmware Firmware
 	Stage    Stage
 	// Times records when each stage was first reached.
 	Times map[Stage]time.Time
@@ -92,7 +105,7 @@ func NewBoots() *Boots {
 // OnDiscover applies a DISCOVER to the state machine and returns the boot it
 // belongs to, and whether it just began. It returns nil for an agent
 // DISCOVER without a boot in flight.
-func (b *Boots) OnDiscover(mac, host string, c Client, firmware string) (*Boot, bool) {
+func (b *Boots) OnDiscover(mac, host string, c Client, firmware Firmware) (*Boot, bool) {
 	b.mu.Lock()
 	cur, ok := b.byMAC[mac]
 	var st Stage

@@ -7,47 +7,59 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/lifeboat-boot/lifeboat/pxe/store/kind"
 )
 
-// Rescue scopes: what a grant lets support do.
+// Scope is what a grant lets support do (see kind.Scope).
+type Scope = kind.Scope
+
+// Rescue scopes.
 const (
-	ScopePasswordReset = "password-reset" // reset one user's password on the installed OS
-	ScopeShell         = "shell"          // a recorded shell in the RAM image
-	ScopeConsole       = "console"        // remote hands at the console, with a one-time code
+	ScopePasswordReset = kind.ScopePasswordReset
+	ScopeShell         = kind.ScopeShell
+	ScopeConsole       = kind.ScopeConsole
 )
 
 // Scopes lists the scopes in the order they are shown.
-var Scopes = []string{ScopePasswordReset, ScopeShell, ScopeConsole}
+var Scopes = []Scope{ScopePasswordReset, ScopeShell, ScopeConsole}
 
-// Policies: how a customer wants grants of a scope handled.
+// PolicyChoice is how a customer wants grants of a scope handled (see
+// kind.Policy).
+type PolicyChoice = kind.Policy
+
+// Policies.
 const (
-	PolicyApprove = "approve" // the grant waits until the customer approves it
-	PolicyNotify  = "notify"  // the grant may be used at once; the customer is told
+	PolicyApprove = kind.PolicyApprove
+	PolicyNotify  = kind.PolicyNotify
 )
 
 // DefaultPolicy is a scope's policy for a customer who has not chosen one:
 // a shell sees everything in RAM, so it waits for the customer; a password
 // reset and the console are told.
-func DefaultPolicy(scope string) string {
+func DefaultPolicy(scope Scope) PolicyChoice {
 	if scope == ScopeShell {
 		return PolicyApprove
 	}
 	return PolicyNotify
 }
 
+// GrantState is where a grant is in its life (see kind.GrantState).
+type GrantState = kind.GrantState
+
 // Grant states.
 const (
-	GrantRequested = "requested" // waiting for the customer's approval
-	GrantApproved  = "approved"  // may be used from From until Until
-	GrantActive    = "active"    // a rescue boot is using it
-	GrantEnded     = "ended"     // the session ended
-	GrantExpired   = "expired"   // Until passed
-	GrantRevoked   = "revoked"   // withdrawn by staff, an operator or the customer
-	GrantDenied    = "denied"    // the customer said no
+	GrantRequested = kind.GrantRequested
+	GrantApproved  = kind.GrantApproved
+	GrantActive    = kind.GrantActive
+	GrantEnded     = kind.GrantEnded
+	GrantExpired   = kind.GrantExpired
+	GrantRevoked   = kind.GrantRevoked
+	GrantDenied    = kind.GrantDenied
 )
 
 // transitions are the state changes a grant may make.
-var transitions = map[string][]string{
+var transitions = map[GrantState][]GrantState{
 	GrantRequested: {GrantApproved, GrantDenied, GrantRevoked, GrantExpired},
 	GrantApproved:  {GrantActive, GrantRevoked, GrantExpired},
 	GrantActive:    {GrantEnded, GrantRevoked, GrantExpired},
@@ -59,7 +71,7 @@ const MaxGrantTTL = 8 * time.Hour
 // GrantRequest is what support asks for.
 type GrantRequest struct {
 	Host     string        `json:"host"`
-	Scope    string        `json:"scope"`
+	Scope    Scope         `json:"scope"`
 	Ticket   string        `json:"ticket"`
 	Reason   string        `json:"reason"`
 	TTL      time.Duration `json:"ttl_ns"`
@@ -72,8 +84,8 @@ func (r *GrantRequest) Check() error {
 	if !ValidName(r.Host) {
 		errs = append(errs, fmt.Errorf("host %q: not a host name", r.Host))
 	}
-	if !validScope(r.Scope) {
-		errs = append(errs, fmt.Errorf("scope %q: want %s", r.Scope, strings.Join(Scopes, ", ")))
+	if !ValidScope(r.Scope) {
+		errs = append(errs, fmt.Errorf("scope %q: want %s", r.Scope, ScopeList()))
 	}
 	if r.Ticket == "" || len(r.Ticket) > 100 || !printable(r.Ticket) {
 		errs = append(errs, errors.New("ticket: the support ticket this is for is required (at most 100 printable characters)"))
@@ -90,7 +102,17 @@ func (r *GrantRequest) Check() error {
 	return errors.Join(errs...)
 }
 
-func validScope(s string) bool {
+// ScopeList is the scopes for a message: "password-reset, shell, console".
+func ScopeList() string {
+	names := make([]string, len(Scopes))
+	for i, s := range Scopes {
+		names[i] = string(s)
+	}
+	return strings.Join(names, ", ")
+}
+
+// ValidScope says whether s is one of the Scopes.
+func ValidScope(s Scope) bool {
 	for _, x := range Scopes {
 		if s == x {
 			return true
@@ -106,21 +128,21 @@ func printable(s string) bool {
 // Grant is a time-limited permission for one staff member to rescue one
 // host in one scope, tied to a ticket.
 type Grant struct {
-	ID        string    `json:"id"`
-	Host      string    `json:"host"`
-	Customer  string    `json:"customer"`
-	Staff     string    `json:"staff"`     // the operator who asked
-	StaffKey  string    `json:"staff_key"` // their SSH public key
-	Ticket    string    `json:"ticket"`
-	Reason    string    `json:"reason"`
-	Scope     string    `json:"scope"`
-	Policy    string    `json:"policy"` // the policy it was asked under
-	State     string    `json:"state"`
-	From      time.Time `json:"from"`
-	Until     time.Time `json:"until"`
-	Created   time.Time `json:"created"`
-	Decided   time.Time `json:"decided,omitzero"`
-	DecidedBy string    `json:"decided_by,omitempty"`
+	ID        string       `json:"id"`
+	Host      string       `json:"host"`
+	Customer  string       `json:"customer"`
+	Staff     string       `json:"staff"`     // the operator who asked
+	StaffKey  string       `json:"staff_key"` // their SSH public key
+	Ticket    string       `json:"ticket"`
+	Reason    string       `json:"reason"`
+	Scope     Scope        `json:"scope"`
+	Policy    PolicyChoice `json:"policy"` // the policy it was asked under
+	State     GrantState   `json:"state"`
+	From      time.Time    `json:"from"`
+	Until     time.Time    `json:"until"`
+	Created   time.Time    `json:"created"`
+	Decided   time.Time    `json:"decided,omitzero"`
+	DecidedBy string       `json:"decided_by,omitempty"`
 	// ConsoleCode is a console grant's one-time code, set only in the
 	// answer to its request; ConsoleCodeHash is what is kept of it.
 	ConsoleCode     string `json:"console_code,omitempty"`
@@ -128,7 +150,7 @@ type Grant struct {
 }
 
 // Can says whether g may go to state to at now, and why not.
-func (g *Grant) Can(to string, now time.Time) error {
+func (g *Grant) Can(to GrantState, now time.Time) error {
 	for _, s := range transitions[g.State] {
 		if s == to {
 			if to == GrantActive && !g.Live(now) {
@@ -153,13 +175,13 @@ func (g *Grant) Open() bool { return len(transitions[g.State]) > 0 }
 type GrantFilter struct {
 	Host     string
 	Customer string
-	State    string
+	State    GrantState
 	Limit    int
 }
 
 // Policy is a customer's choice for one scope.
 type Policy struct {
-	Scope   string `json:"scope"`
-	Policy  string `json:"policy"`
-	Default bool   `json:"default"` // not chosen: the scope's default
+	Scope   Scope        `json:"scope"`
+	Policy  PolicyChoice `json:"policy"`
+	Default bool         `json:"default"` // not chosen: the scope's default
 }

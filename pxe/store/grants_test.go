@@ -9,11 +9,11 @@ import (
 
 func TestGrantTransitions(t *testing.T) {
 	now := time.Date(2026, 11, 23, 3, 0, 0, 0, time.UTC)
-	g := func(state string) *Grant {
+	g := func(state GrantState) *Grant {
 		return &Grant{ID: "g-1", State: state, From: now.Add(-time.Hour), Until: now.Add(time.Hour)}
 	}
 	tests := []struct {
-		from, to string
+		from, to GrantState
 		ok       bool
 	}{
 		{GrantRequested, GrantApproved, true},

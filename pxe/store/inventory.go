@@ -13,17 +13,18 @@ import (
 	"strings"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/lifeboat-boot/lifeboat/pxe/store/kind"
 )
+
+// Mode is what a host's netboots are for (see kind.Mode).
+type Mode = kind.Mode
 
 // Modes a host can be in.
 const (
-	// ModeUnlock: every netboot lands at the unlock prompt.
-	ModeUnlock = "unlock"
-	// ModeDisk: iPXE exits at once and the firmware boots the local disk.
-	ModeDisk = "disk"
-	// ModeRescue is never set on a host: it is the mode a host boots in
-	// while a rescue grant for it is live (see Rescue).
-	ModeRescue = "rescue"
+	ModeUnlock = kind.ModeUnlock
+	ModeDisk   = kind.ModeDisk
+	ModeRescue = kind.ModeRescue // never set on a host: a live grant's boot
 )
 
 // Host is one entry of the inventory: everything that decides the fate of a
@@ -39,7 +40,7 @@ type Host struct {
 	Prefix    int          `json:"prefix"` // netmask length of the reservation
 	Gateway   netip.Addr   `json:"gateway,omitzero"`
 	DNS       []netip.Addr `json:"dns,omitempty"`
-	Mode      string       `json:"mode"`
+	Mode      Mode         `json:"mode"`
 	// CircuitID identifies the host by the switch port its relay reports
 	// (DHCP option 82, circuit-id), for hosts whose MAC is not known yet
 	// (a replaced NIC, a new machine in a known slot).

@@ -28,7 +28,7 @@ type Steps struct {
 // boot's start is recorded with ev (its Boot set here) and the error is
 // that record's. It returns the boot the request belongs to (nil for an
 // agent's DISCOVER with no boot in flight) and whether it just began.
-func (s *Steps) Begin(ctx context.Context, mac, host string, c Client, firmware string, ev audit.Event) (*Boot, bool, error) {
+func (s *Steps) Begin(ctx context.Context, mac, host string, c Client, firmware Firmware, ev audit.Event) (*Boot, bool, error) {
 	b, started := s.Boots.OnDiscover(mac, host, c, firmware)
 	if !started {
 		return b, false, nil

@@ -4,10 +4,11 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
-	"filippo.io/age"
 	"fmt"
 	"strings"
 	"time"
+
+	"filippo.io/age"
 
 	"github.com/lifeboat-boot/lifeboat/pxe/store/audit"
 )
@@ -87,7 +88,7 @@ type BootRecord struct {
 	ID       string       `json:"id"`
 	Host     string       `json:"host"`
 	MAC      string       `json:"mac"`
-	Firmware string       `json:"firmware"`
+	Firmware Firmware     `json:"firmware"`
 	Started  time.Time    `json:"started"`
 	Stage    string       `json:"stage"` // the furthest stage reached
 	Stages   []StageTimes `json:"stages"`
@@ -191,7 +192,7 @@ type CheckinRequest struct {
 type Checkin struct {
 	Binding     Binding
 	Host        *Host
-	Mode        string
+	Mode        Mode
 	HostCert    string
 	ReportToken string
 	Grant       *Grant // the rescue grant this boot activated, if any

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/crypto/argon2"
 
 	"github.com/lifeboat-boot/lifeboat/pxe/store/audit"
+	"github.com/lifeboat-boot/lifeboat/pxe/store/kind"
 )
 
 // Paths of the agent API on the boot listener.
@@ -56,10 +57,10 @@ type CheckinRequest struct {
 
 // CheckinResponse is the host's configuration for this boot.
 type CheckinResponse struct {
-	Host           string   `json:"host"`
-	Boot           string   `json:"boot"`
-	Mode           string   `json:"mode"`
-	AuthorizedKeys []string `json:"authorized_keys"`
+	Host           string    `json:"host"`
+	Boot           string    `json:"boot"`
+	Mode           kind.Mode `json:"mode"`
+	AuthorizedKeys []string  `json:"authorized_keys"`
 	// ReportToken authenticates the agent's later event reports for this
 	// boot only.
 	ReportToken string       `json:"report_token"`
@@ -76,12 +77,12 @@ type CheckinResponse struct {
 // (that key only), for what, and until when (enforced by the agent too, so
 // that a host cut off from the server still ends the session).
 type RescueGrant struct {
-	ID       string    `json:"id"`
-	Scope    string    `json:"scope"`
-	Staff    string    `json:"staff"`
-	StaffKey string    `json:"staff_key"`
-	Ticket   string    `json:"ticket"`
-	Until    time.Time `json:"until"`
+	ID       string     `json:"id"`
+	Scope    kind.Scope `json:"scope"`
+	Staff    string     `json:"staff"`
+	StaffKey string     `json:"staff_key"`
+	Ticket   string     `json:"ticket"`
+	Until    time.Time  `json:"until"`
 	// ConsoleCodeHash checks the one-time code a console grant's
 	// technician types at the host (ConsoleCodeHash).
 	ConsoleCodeHash string `json:"console_code_hash,omitempty"`
@@ -121,8 +122,8 @@ func ConsoleCodeHash(grantID, code string) string {
 // GrantStatus is the server's view of a rescue grant, polled by the agent
 // so that a revocation ends the session at once.
 type GrantStatus struct {
-	State string        `json:"state"`
-	Left  time.Duration `json:"left_ns"`
+	State kind.GrantState `json:"state"`
+	Left  time.Duration   `json:"left_ns"`
 }
 
 // UnlockPolicy limits passphrase guessing at the prompt.

@@ -37,14 +37,14 @@ type Self struct {
 // Kind says who sent a request, from its options.
 type Kind struct {
 	Client   store.Client
-	Firmware string // "bios", "uefi", or "" when no option 93 was sent
+	Firmware store.Firmware // "" when no option 93 was sent
 	Arch     iana.Arch
 	HasArch  bool
 }
 
 // Known reports whether lifeboat has a first stage for this firmware.
 func (k Kind) Known() bool {
-	return k.Firmware == "bios" || k.Firmware == "uefi" || k.Firmware == "uefi-http"
+	return k.Firmware == store.FirmwareBIOS || k.Firmware == store.FirmwareUEFI || k.Firmware == store.FirmwareUEFIHTTP
 }
 
 // Classify reads option 93 (client architecture) and the iPXE markers
@@ -55,13 +55,13 @@ func Classify(req *dhcpv4.DHCPv4) Kind {
 		k.Arch, k.HasArch = archs[0], true
 		switch k.Arch {
 		case iana.INTEL_X86PC:
-			k.Firmware = "bios"
+			k.Firmware = store.FirmwareBIOS
 		case iana.EFI_X86_64, iana.EFI_BC:
-			k.Firmware = "uefi"
+			k.Firmware = store.FirmwareUEFI
 		case iana.EFI_X86_64_HTTP:
-			k.Firmware = "uefi-http"
+			k.Firmware = store.FirmwareUEFIHTTP
 		default:
-			k.Firmware = k.Arch.String()
+			k.Firmware = store.Firmware(k.Arch.String())
 		}
 	}
 	switch {
@@ -191,7 +191,7 @@ func Decide(req *dhcpv4.DHCPv4, h *store.Host, self Self) Decision {
 			mods = append(mods, dhcpv4.WithOption(dhcpv4.OptGeneric(dhcpv4.OptionClientMachineIdentifier, uuid)))
 		}
 	}
-	if d.Kind.Firmware == "uefi-http" {
+	if d.Kind.Firmware == store.FirmwareUEFIHTTP {
 		// UEFI HTTP boot takes only offers that echo its vendor class.
 		mods = append(mods, dhcpv4.WithOption(dhcpv4.OptClassIdentifier("HTTPClient")))
 	}
@@ -228,11 +228,11 @@ func bootFileFor(k Kind, mac net.HardwareAddr, self Self) (string, bool) {
 	switch {
 	case k.Client == store.ClientIPXE:
 		return self.ScriptURL(mac), true
-	case k.Client == store.ClientFirmware && k.Firmware == "bios":
+	case k.Client == store.ClientFirmware && k.Firmware == store.FirmwareBIOS:
 		return self.Loaders.BIOS, true
-	case k.Client == store.ClientFirmware && k.Firmware == "uefi":
+	case k.Client == store.ClientFirmware && k.Firmware == store.FirmwareUEFI:
 		return self.Loaders.UEFI, true
-	case k.Client == store.ClientFirmware && k.Firmware == "uefi-http" && self.LoaderURL != nil:
+	case k.Client == store.ClientFirmware && k.Firmware == store.FirmwareUEFIHTTP && self.LoaderURL != nil:
 		return self.LoaderURL(self.Loaders.UEFI), true
 	case k.Client == store.ClientFirmware:
 		return "", false
@@ -301,7 +301,7 @@ func proxyReply(req *dhcpv4.DHCPv4, h *store.Host, self Self, d Decision, mt dhc
 	if uuid := req.GetOneOption(dhcpv4.OptionClientMachineIdentifier); uuid != nil {
 		mods = append(mods, dhcpv4.WithOption(dhcpv4.OptGeneric(dhcpv4.OptionClientMachineIdentifier, uuid)))
 	}
-	if d.Kind.Firmware == "bios" && d.Kind.Client == store.ClientFirmware {
+	if d.Kind.Firmware == store.FirmwareBIOS && d.Kind.Client == store.ClientFirmware {
 		mods = append(mods, dhcpv4.WithOption(dhcpv4.OptGeneric(dhcpv4.OptionVendorSpecificInformation, pxeVendorBIOS)))
 	}
 	r, err := dhcpv4.NewReplyFromRequest(req, mods...)
@@ -317,7 +317,7 @@ func proxyReply(req *dhcpv4.DHCPv4, h *store.Host, self Self, d Decision, mt dhc
 }
 
 func vendorClass(k Kind) string {
-	if k.Firmware == "uefi-http" {
+	if k.Firmware == store.FirmwareUEFIHTTP {
 		return "HTTPClient"
 	}
 	return "PXEClient"

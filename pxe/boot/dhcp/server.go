@@ -118,7 +118,7 @@ func (s *Server) handle(ctx context.Context, conn net.PacketConn, req *dhcpv4.DH
 		s.logUnknown(log, mac.String())
 		return
 	}
-	log = log.With("host", h.Name, "type", req.MessageType().String(), "firmware", d.Kind.Firmware)
+	log = log.With("host", h.Name, "type", req.MessageType().String(), "firmware", string(d.Kind.Firmware))
 	if by != "mac" {
 		log = log.With("identified_by", by)
 	}
@@ -137,9 +137,9 @@ func (s *Server) handle(ctx context.Context, conn net.PacketConn, req *dhcpv4.DH
 		var started bool
 		var err error
 		boot, started, err = s.Steps.Begin(ctx, h.MAC, h.Name, d.Kind.Client, d.Kind.Firmware,
-			audit.Event{Code: audit.BootStart, Actor: "system", Details: map[string]string{"firmware": d.Kind.Firmware}})
+			audit.Event{Code: audit.BootStart, Actor: "system", Details: map[string]string{"firmware": string(d.Kind.Firmware)}})
 		if started {
-			metrics.BootsStarted.WithLabelValues(d.Kind.Firmware).Inc()
+			metrics.BootsStarted.WithLabelValues(string(d.Kind.Firmware)).Inc()
 		}
 		if err != nil {
 			log.Error("not answering: event log failed", "err", err)

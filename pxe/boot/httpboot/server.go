@@ -159,8 +159,8 @@ func (s *Server) script(w http.ResponseWriter, r *http.Request) {
 		// No DHCP of ours saw this boot begin: the script fetch is its
 		// first sign (a re-fetch after the script stage is a reboot).
 		var err error
-		if boot, _, err = s.Steps.Begin(r.Context(), h.MAC, h.Name, store.ClientIPXE, "ipxe",
-			audit.Event{Code: audit.BootStart, Actor: "system", Details: map[string]string{"firmware": "ipxe"}}); err != nil {
+		if boot, _, err = s.Steps.Begin(r.Context(), h.MAC, h.Name, store.ClientIPXE, store.FirmwareIPXE,
+			audit.Event{Code: audit.BootStart, Actor: "system", Details: map[string]string{"firmware": string(store.FirmwareIPXE)}}); err != nil {
 			http.Error(w, "event log unavailable", http.StatusServiceUnavailable)
 			return
 		}
@@ -175,7 +175,7 @@ func (s *Server) script(w http.ResponseWriter, r *http.Request) {
 		// No token, no image: iPXE exits and the firmware goes on to
 		// the next boot device, the local disk.
 		if err := s.Steps.Step(r.Context(), audit.Event{Code: audit.ScriptFetch, MAC: h.MAC, Host: h.Name, Boot: boot.ID, Actor: "system",
-			Details: map[string]string{"mode": store.ModeDisk}}, store.StageScript); err != nil {
+			Details: map[string]string{"mode": string(store.ModeDisk)}}, store.StageScript); err != nil {
 			http.Error(w, "event log unavailable", http.StatusServiceUnavailable)
 			return
 		}

@@ -66,7 +66,10 @@ func newRig(t testing.TB) *rig {
 	if r.steps, err = el.NewSteps(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	for _, b := range []struct{ mac, name, fw string }{{"52:54:00:00:00:01", "web1", "bios"}, {"52:54:00:00:00:02", "db1", "uefi"}} {
+	for _, b := range []struct {
+		mac, name string
+		fw        store.Firmware
+	}{{"52:54:00:00:00:01", "web1", "bios"}, {"52:54:00:00:00:02", "db1", "uefi"}} {
 		boot, _, err := r.steps.Begin(context.Background(), b.mac, b.name, store.ClientIPXE, b.fw, audit.Event{Code: audit.BootStart})
 		if err != nil {
 			t.Fatal(err)

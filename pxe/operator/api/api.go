@@ -17,24 +17,23 @@ import (
 	"strings"
 	"time"
 
-	"github.com/lifeboat-boot/lifeboat/pxe/recordings"
-	"github.com/lifeboat-boot/lifeboat/pxe/store"
 	"github.com/lifeboat-boot/lifeboat/pxe/store/audit"
+	"github.com/lifeboat-boot/lifeboat/pxe/store/kind"
 )
 
-// Wire types of the listings. Entries are the store's own types.
+// Wire types of the listings; their entries are in types.go.
 type (
 	// HostList answers GET /v1/hosts.
 	HostList struct {
-		Hosts []*store.Host `json:"hosts"`
+		Hosts []*Host `json:"hosts"`
 	}
 	// CustomerList answers GET /v1/customers.
 	CustomerList struct {
-		Customers []store.Customer `json:"customers"`
+		Customers []Customer `json:"customers"`
 	}
 	// BootList answers GET /v1/boots.
 	BootList struct {
-		Boots []store.BootRecord `json:"boots"`
+		Boots []Boot `json:"boots"`
 	}
 	// EventList answers GET /v1/events; Next is the After of the next page.
 	EventList struct {
@@ -68,24 +67,24 @@ type (
 	}
 	// WebhookCreated answers it; the secret is shown this once.
 	WebhookCreated struct {
-		Webhook store.Webhook `json:"webhook"`
-		Secret  string        `json:"secret"`
+		Webhook Webhook `json:"webhook"`
+		Secret  string  `json:"secret"`
 	}
 	// WebhookList answers GET /v1/customers/{name}/webhooks.
 	WebhookList struct {
-		Webhooks []store.Webhook `json:"webhooks"`
+		Webhooks []Webhook `json:"webhooks"`
 	}
 	// NoticeList answers GET /v1/notices.
 	NoticeList struct {
-		Notices []store.Notice `json:"notices"`
+		Notices []Notice `json:"notices"`
 	}
 	// GrantList answers GET /v1/grants.
 	GrantList struct {
-		Grants []*store.Grant `json:"grants"`
+		Grants []*Grant `json:"grants"`
 	}
 	// RecordingList answers GET /v1/recordings.
 	RecordingList struct {
-		Recordings []recordings.Info `json:"recordings"`
+		Recordings []Recording `json:"recordings"`
 	}
 	// AgeRecipient is the body of PUT /v1/customers/{name}/age-recipient.
 	AgeRecipient struct {
@@ -93,7 +92,7 @@ type (
 	}
 	// PolicyList answers GET /v1/customers/{name}/policies.
 	PolicyList struct {
-		Policies []store.Policy `json:"policies"`
+		Policies []Policy `json:"policies"`
 	}
 	// CA answers GET /v1/ca: the key customers trust for host certificates.
 	CA struct {
@@ -241,7 +240,7 @@ func (c *Client) AddWebhook(ctx context.Context, customer, u string) (WebhookCre
 }
 
 // Webhooks lists a customer's webhooks.
-func (c *Client) Webhooks(ctx context.Context, customer string) ([]store.Webhook, error) {
+func (c *Client) Webhooks(ctx context.Context, customer string) ([]Webhook, error) {
 	var l WebhookList
 	err := c.do(ctx, "GET", "/v1/customers/"+url.PathEscape(customer)+"/webhooks", nil, &l)
 	return l.Webhooks, err
@@ -253,7 +252,7 @@ func (c *Client) RemoveWebhook(ctx context.Context, customer, id string) error {
 }
 
 // Notices lists the outbox, newest first.
-func (c *Client) Notices(ctx context.Context, customer string, limit int) ([]store.Notice, error) {
+func (c *Client) Notices(ctx context.Context, customer string, limit int) ([]Notice, error) {
 	v := url.Values{}
 	if customer != "" {
 		v.Set("customer", customer)
@@ -274,26 +273,26 @@ func (c *Client) CA(ctx context.Context) (CA, error) {
 }
 
 // Hosts lists the inventory.
-func (c *Client) Hosts(ctx context.Context) ([]*store.Host, error) {
+func (c *Client) Hosts(ctx context.Context) ([]*Host, error) {
 	var l HostList
 	err := c.do(ctx, "GET", "/v1/hosts", nil, &l)
 	return l.Hosts, err
 }
 
 // Host returns one host.
-func (c *Client) Host(ctx context.Context, name string) (*store.Host, error) {
-	var h store.Host
+func (c *Client) Host(ctx context.Context, name string) (*Host, error) {
+	var h Host
 	err := c.do(ctx, "GET", "/v1/hosts/"+url.PathEscape(name), nil, &h)
 	return &h, err
 }
 
 // AddHost adds a host; it must not exist.
-func (c *Client) AddHost(ctx context.Context, h *store.Host) error {
+func (c *Client) AddHost(ctx context.Context, h *Host) error {
 	return c.do(ctx, "POST", "/v1/hosts", h, nil)
 }
 
 // SetHost replaces an existing host's entry.
-func (c *Client) SetHost(ctx context.Context, h *store.Host) error {
+func (c *Client) SetHost(ctx context.Context, h *Host) error {
 	return c.do(ctx, "PUT", "/v1/hosts/"+url.PathEscape(h.Name), h, nil)
 }
 
@@ -303,26 +302,26 @@ func (c *Client) RemoveHost(ctx context.Context, name string) error {
 }
 
 // Import adds or replaces the hosts of an inventory file, all or none.
-func (c *Client) Import(ctx context.Context, hosts []*store.Host) (store.ChangeResult, error) {
-	var r store.ChangeResult
+func (c *Client) Import(ctx context.Context, hosts []*Host) (ChangeResult, error) {
+	var r ChangeResult
 	err := c.do(ctx, "POST", "/v1/hosts/import", HostList{Hosts: hosts}, &r)
 	return r, err
 }
 
 // Customers lists the customers.
-func (c *Client) Customers(ctx context.Context) ([]store.Customer, error) {
+func (c *Client) Customers(ctx context.Context) ([]Customer, error) {
 	var l CustomerList
 	err := c.do(ctx, "GET", "/v1/customers", nil, &l)
 	return l.Customers, err
 }
 
 // AddCustomer adds a customer.
-func (c *Client) AddCustomer(ctx context.Context, cu store.Customer) error {
+func (c *Client) AddCustomer(ctx context.Context, cu Customer) error {
 	return c.do(ctx, "POST", "/v1/customers", cu, nil)
 }
 
 // Boots lists boots, newest first; host and limit may be zero.
-func (c *Client) Boots(ctx context.Context, host string, limit int) ([]store.BootRecord, error) {
+func (c *Client) Boots(ctx context.Context, host string, limit int) ([]Boot, error) {
 	q := url.Values{}
 	if host != "" {
 		q.Set("host", host)
@@ -336,8 +335,8 @@ func (c *Client) Boots(ctx context.Context, host string, limit int) ([]store.Boo
 }
 
 // Boot returns one boot with its stages.
-func (c *Client) Boot(ctx context.Context, id string) (*store.BootRecord, error) {
-	var b store.BootRecord
+func (c *Client) Boot(ctx context.Context, id string) (*Boot, error) {
+	var b Boot
 	err := c.do(ctx, "GET", "/v1/boots/"+url.PathEscape(id), nil, &b)
 	return &b, err
 }
@@ -409,16 +408,16 @@ func (c *Client) Follow(ctx context.Context, q EventQuery, fn func(audit.Event) 
 }
 
 // RequestGrant asks for a rescue grant as the token's operator.
-func (c *Client) RequestGrant(ctx context.Context, r store.GrantRequest) (*store.Grant, error) {
-	var g store.Grant
+func (c *Client) RequestGrant(ctx context.Context, r GrantRequest) (*Grant, error) {
+	var g Grant
 	err := c.do(ctx, "POST", "/v1/grants", r, &g)
 	return &g, err
 }
 
 // Grants lists grants, newest first.
-func (c *Client) Grants(ctx context.Context, f store.GrantFilter) ([]*store.Grant, error) {
+func (c *Client) Grants(ctx context.Context, f GrantFilter) ([]*Grant, error) {
 	v := url.Values{}
-	for k, x := range map[string]string{"host": f.Host, "customer": f.Customer, "state": f.State} {
+	for k, x := range map[string]string{"host": f.Host, "customer": f.Customer, "state": string(f.State)} {
 		if x != "" {
 			v.Set(k, x)
 		}
@@ -432,21 +431,21 @@ func (c *Client) Grants(ctx context.Context, f store.GrantFilter) ([]*store.Gran
 }
 
 // Grant returns one grant.
-func (c *Client) Grant(ctx context.Context, id string) (*store.Grant, error) {
-	var g store.Grant
+func (c *Client) Grant(ctx context.Context, id string) (*Grant, error) {
+	var g Grant
 	err := c.do(ctx, "GET", "/v1/grants/"+url.PathEscape(id), nil, &g)
 	return &g, err
 }
 
 // RevokeGrant withdraws a grant.
-func (c *Client) RevokeGrant(ctx context.Context, id string) (*store.Grant, error) {
-	var g store.Grant
+func (c *Client) RevokeGrant(ctx context.Context, id string) (*Grant, error) {
+	var g Grant
 	err := c.do(ctx, "POST", "/v1/grants/"+url.PathEscape(id)+"/revoke", struct{}{}, &g)
 	return &g, err
 }
 
 // Recordings lists the rescue shells' recordings the token may read.
-func (c *Client) Recordings(ctx context.Context) ([]recordings.Info, error) {
+func (c *Client) Recordings(ctx context.Context) ([]Recording, error) {
 	var l RecordingList
 	err := c.do(ctx, "GET", "/v1/recordings", nil, &l)
 	return l.Recordings, err
@@ -468,13 +467,13 @@ func (c *Client) SetAgeRecipient(ctx context.Context, customer, recipient string
 }
 
 // Policies returns a customer's grant policies.
-func (c *Client) Policies(ctx context.Context, customer string) ([]store.Policy, error) {
+func (c *Client) Policies(ctx context.Context, customer string) ([]Policy, error) {
 	var l PolicyList
 	err := c.do(ctx, "GET", "/v1/customers/"+url.PathEscape(customer)+"/policies", nil, &l)
 	return l.Policies, err
 }
 
 // SetPolicy sets a customer's policy for a scope.
-func (c *Client) SetPolicy(ctx context.Context, customer, scope, policy string) error {
-	return c.do(ctx, "PUT", "/v1/customers/"+url.PathEscape(customer)+"/policies/"+url.PathEscape(scope), store.Policy{Scope: scope, Policy: policy}, nil)
+func (c *Client) SetPolicy(ctx context.Context, customer string, scope kind.Scope, policy kind.Policy) error {
+	return c.do(ctx, "PUT", "/v1/customers/"+url.PathEscape(customer)+"/policies/"+url.PathEscape(string(scope)), Policy{Scope: scope, Policy: policy}, nil)
 }

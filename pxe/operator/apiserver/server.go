@@ -42,7 +42,7 @@ type Store interface {
 	Grant(ctx context.Context, id string) (*store.Grant, error)
 	Grants(ctx context.Context, f store.GrantFilter) ([]*store.Grant, error)
 	RevokeGrant(ctx context.Context, id, actor string) (*store.Grant, error)
-	SetPolicy(ctx context.Context, customer, scope, policy, actor string) error
+	SetPolicy(ctx context.Context, customer string, scope store.Scope, policy store.PolicyChoice, actor string) error
 	Policies(ctx context.Context, customer string) ([]store.Policy, error)
 	SetAgeRecipient(ctx context.Context, customer, recipient, actor string) error
 }
@@ -99,7 +99,7 @@ func (s *Server) Handler() http.Handler {
 			s.fail(w, r, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, api.RecordingList{Recordings: nonNil(list)})
+		writeJSON(w, http.StatusOK, api.RecordingList{Recordings: each(list, recordingOut)})
 	}))
 	mux.Handle("GET /v1/recordings/{id}", anyone(s.recording))
 	// A customer sets their own age key (the stronger promise: nobody at
@@ -140,7 +140,7 @@ func (s *Server) Handler() http.Handler {
 			s.fail(w, r, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, api.WebhookList{Webhooks: nonNil(ws)})
+		writeJSON(w, http.StatusOK, api.WebhookList{Webhooks: each(ws, webhookOut)})
 	}))
 	mux.Handle("POST /v1/customers/{name}/webhooks", auth(s.addWebhook))
 	mux.Handle("DELETE /v1/customers/{name}/webhooks/{id}", auth(func(w http.ResponseWriter, r *http.Request) {
@@ -151,21 +151,21 @@ func (s *Server) Handler() http.Handler {
 		w.WriteHeader(http.StatusNoContent)
 	}))
 	mux.Handle("POST /v1/grants", auth(func(w http.ResponseWriter, r *http.Request) {
-		var req store.GrantRequest
+		var req api.GrantRequest
 		if !s.decode(w, r, &req) {
 			return
 		}
-		g, err := s.Store.RequestGrant(r.Context(), req, operator(r))
+		g, err := s.Store.RequestGrant(r.Context(), grantRequestIn(req), operator(r))
 		if err != nil {
 			s.fail(w, r, err)
 			return
 		}
 		s.Log.Info("api: rescue grant requested", "operator", operator(r), "grant", g.ID, "host", g.Host, "scope", g.Scope, "state", g.State)
-		writeJSON(w, http.StatusCreated, g)
+		writeJSON(w, http.StatusCreated, grantOut(g))
 	}))
 	mux.Handle("GET /v1/grants", auth(func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
-		f := store.GrantFilter{Host: q.Get("host"), Customer: q.Get("customer"), State: q.Get("state")}
+		f := store.GrantFilter{Host: q.Get("host"), Customer: q.Get("customer"), State: store.GrantState(q.Get("state"))}
 		var ok bool
 		if f.Limit, ok = limit(w, r); !ok {
 			return
@@ -175,7 +175,7 @@ func (s *Server) Handler() http.Handler {
 			s.fail(w, r, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, api.GrantList{Grants: nonNil(gs)})
+		writeJSON(w, http.StatusOK, api.GrantList{Grants: each(gs, grantOut)})
 	}))
 	mux.Handle("GET /v1/grants/{id}", auth(func(w http.ResponseWriter, r *http.Request) {
 		g, err := s.Store.Grant(r.Context(), r.PathValue("id"))
@@ -183,7 +183,7 @@ func (s *Server) Handler() http.Handler {
 			s.fail(w, r, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, g)
+		writeJSON(w, http.StatusOK, grantOut(g))
 	}))
 	mux.Handle("POST /v1/grants/{id}/revoke", auth(func(w http.ResponseWriter, r *http.Request) {
 		g, err := s.Store.RevokeGrant(r.Context(), r.PathValue("id"), operator(r))
@@ -192,7 +192,7 @@ func (s *Server) Handler() http.Handler {
 			return
 		}
 		s.Log.Info("api: rescue grant revoked", "operator", operator(r), "grant", g.ID)
-		writeJSON(w, http.StatusOK, g)
+		writeJSON(w, http.StatusOK, grantOut(g))
 	}))
 	mux.Handle("GET /v1/customers/{name}/policies", auth(func(w http.ResponseWriter, r *http.Request) {
 		ps, err := s.Store.Policies(r.Context(), r.PathValue("name"))
@@ -200,14 +200,14 @@ func (s *Server) Handler() http.Handler {
 			s.fail(w, r, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, api.PolicyList{Policies: ps})
+		writeJSON(w, http.StatusOK, api.PolicyList{Policies: each(ps, policyOut)})
 	}))
 	mux.Handle("PUT /v1/customers/{name}/policies/{scope}", auth(func(w http.ResponseWriter, r *http.Request) {
-		var p store.Policy
+		var p api.Policy
 		if !s.decode(w, r, &p) {
 			return
 		}
-		if err := s.Store.SetPolicy(r.Context(), r.PathValue("name"), r.PathValue("scope"), p.Policy, operator(r)); err != nil {
+		if err := s.Store.SetPolicy(r.Context(), r.PathValue("name"), store.Scope(r.PathValue("scope")), p.Policy, operator(r)); err != nil {
 			s.fail(w, r, err)
 			return
 		}
@@ -223,10 +223,10 @@ func (s *Server) Handler() http.Handler {
 			s.fail(w, r, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, api.NoticeList{Notices: nonNil(ns)})
+		writeJSON(w, http.StatusOK, api.NoticeList{Notices: each(ns, noticeOut)})
 	}))
 	mux.Handle("GET /v1/hosts", auth(func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, api.HostList{Hosts: nonNil(s.Store.Hosts())})
+		writeJSON(w, http.StatusOK, api.HostList{Hosts: each(s.Store.Hosts(), hostOut)})
 	}))
 	mux.Handle("POST /v1/hosts", auth(s.putHost(true)))
 	mux.Handle("POST /v1/hosts/import", auth(s.importHosts))
@@ -236,7 +236,7 @@ func (s *Server) Handler() http.Handler {
 			s.fail(w, r, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, h)
+		writeJSON(w, http.StatusOK, hostOut(h))
 	}))
 	mux.Handle("PUT /v1/hosts/{name}", auth(s.putHost(false)))
 	mux.Handle("DELETE /v1/hosts/{name}", auth(func(w http.ResponseWriter, r *http.Request) {
@@ -252,14 +252,14 @@ func (s *Server) Handler() http.Handler {
 			s.fail(w, r, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, api.CustomerList{Customers: nonNil(cs)})
+		writeJSON(w, http.StatusOK, api.CustomerList{Customers: each(cs, customerOut)})
 	}))
 	mux.Handle("POST /v1/customers", auth(func(w http.ResponseWriter, r *http.Request) {
-		var c store.Customer
+		var c api.Customer
 		if !s.decode(w, r, &c) {
 			return
 		}
-		if err := s.Store.AddCustomer(r.Context(), c, operator(r)); err != nil {
+		if err := s.Store.AddCustomer(r.Context(), customerIn(c), operator(r)); err != nil {
 			s.fail(w, r, err)
 			return
 		}
@@ -272,7 +272,7 @@ func (s *Server) Handler() http.Handler {
 			s.fail(w, r, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, b)
+		writeJSON(w, http.StatusOK, bootOut(*b))
 	}))
 	mux.Handle("GET /v1/events", auth(s.events))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -436,7 +436,7 @@ func (s *Server) addWebhook(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.Log.Info("api: webhook added", "operator", operator(r), "customer", wh.Customer, "webhook", wh.ID)
-	writeJSON(w, http.StatusCreated, api.WebhookCreated{Webhook: wh, Secret: secret})
+	writeJSON(w, http.StatusCreated, api.WebhookCreated{Webhook: webhookOut(wh), Secret: secret})
 }
 
 // after reads the after parameter (0 if absent); a bad one is answered here.
@@ -457,16 +457,17 @@ func after(w http.ResponseWriter, r *http.Request) (int64, bool) {
 // exist) one host.
 func (s *Server) putHost(create bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		var h store.Host
-		if !s.decode(w, r, &h) {
+		var in api.Host
+		if !s.decode(w, r, &in) {
 			return
 		}
+		h := hostIn(&in)
 		if !create && h.Name != r.PathValue("name") {
 			writeJSON(w, http.StatusBadRequest, api.Error{Message: fmt.Sprintf("the body names host %q, the URL %q", h.Name, r.PathValue("name")),
 				Hint: "a host is renamed by removing it and adding it again"})
 			return
 		}
-		res, err := s.Store.Apply(r.Context(), store.Change{Put: []*store.Host{&h}, Create: create, Replace: !create}, operator(r))
+		res, err := s.Store.Apply(r.Context(), store.Change{Put: []*store.Host{h}, Create: create, Replace: !create}, operator(r))
 		if err != nil {
 			s.fail(w, r, err)
 			return
@@ -477,7 +478,7 @@ func (s *Server) putHost(create bool) http.HandlerFunc {
 		if create {
 			code = http.StatusCreated
 		}
-		writeJSON(w, code, nh)
+		writeJSON(w, code, hostOut(nh))
 	}
 }
 
@@ -486,13 +487,20 @@ func (s *Server) importHosts(w http.ResponseWriter, r *http.Request) {
 	if !s.decode(w, r, &l) {
 		return
 	}
-	res, err := s.Store.Apply(r.Context(), store.Change{Put: l.Hosts}, operator(r))
+	hosts := each(l.Hosts, hostIn)
+	// The file is checked as a whole first, so that every mistake in it
+	// is listed at once, by its place in the file.
+	if _, err := store.NewIndex(hosts); err != nil {
+		s.fail(w, r, fmt.Errorf("%w: %w", store.ErrInvalid, err))
+		return
+	}
+	res, err := s.Store.Apply(r.Context(), store.Change{Put: hosts}, operator(r))
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
 	s.Log.Info("api: hosts imported", "operator", operator(r), "added", res.Added, "updated", res.Updated, "unchanged", res.Unchanged)
-	writeJSON(w, http.StatusOK, res)
+	writeJSON(w, http.StatusOK, changeOut(res))
 }
 
 func (s *Server) boots(w http.ResponseWriter, r *http.Request) {
@@ -506,7 +514,7 @@ func (s *Server) boots(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, api.BootList{Boots: nonNil(bs)})
+	writeJSON(w, http.StatusOK, api.BootList{Boots: each(bs, bootOut)})
 }
 
 // events serves a page of the log, or with follow=1 streams it (NDJSON)

@@ -32,7 +32,7 @@ type Server struct {
 }
 
 // scopeText says in plain words what each scope lets support do.
-var scopeText = map[string]string{
+var scopeText = map[store.Scope]string{
 	store.ScopePasswordReset: "reset the password of one user on the installed system, and nothing else. On an encrypted disk this is refused until you unlock it yourself.",
 	store.ScopeShell:         "open a shell in lifeboat's rescue system on this host. Its output is recorded. Encrypted disks stay locked unless you unlock them.",
 	store.ScopeConsole:       "let a data-centre technician use the host's console, with a one-time code.",

@@ -215,7 +215,7 @@ func (r *Relay) dispatch(ctx context.Context) (int, error) {
 
 func (r *Relay) deliver(ctx context.Context, n store.Notice) {
 	link := ""
-	if n.Event.Code == audit.RescueRequest && n.Event.Details["state"] == store.GrantRequested && r.ApprovalURL != nil {
+	if n.Event.Code == audit.RescueRequest && n.Event.Details["state"] == string(store.GrantRequested) && r.ApprovalURL != nil {
 		link = r.ApprovalURL(n.Event.Details["grant"])
 	}
 	msg := Render(n.Event, link)

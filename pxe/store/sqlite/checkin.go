@@ -32,7 +32,8 @@ func (db *DB) Checkin(ctx context.Context, req store.CheckinRequest) (*store.Che
 	out := &store.Checkin{}
 	activated := false
 	err := db.change(ctx, func(tx *sql.Tx) ([]audit.Event, error) {
-		var expires, hostKey, mode, cert, grantID string
+		var expires, hostKey, cert, grantID string
+		var mode store.Mode
 		var used bool
 		b := &out.Binding
 		err := tx.QueryRowContext(ctx, `SELECT mac, host, boot, expires, used, host_key, mode, host_cert, grant_id FROM boot_tokens WHERE hash = ?`, hash).
@@ -73,7 +74,7 @@ func (db *DB) Checkin(ctx context.Context, req store.CheckinRequest) (*store.Che
 				Details: map[string]string{"host_key": req.HostKey, "ip": req.IP}}}, nil
 		}
 		out.Mode = h.Mode
-		details := map[string]string{"host_key": req.HostKey, "ip": req.IP, "mode": h.Mode}
+		details := map[string]string{"host_key": req.HostKey, "ip": req.IP, "mode": string(h.Mode)}
 		if req.Certify != nil {
 			var more map[string]string
 			if out.HostCert, more, err = req.Certify(h, *b); err != nil {

@@ -32,8 +32,8 @@ func scanGrant(row interface{ Scan(...any) error }) (*store.Grant, error) {
 
 // grantEvent is the record of a grant's change: what the customer is told.
 func grantEvent(code audit.Code, g *store.Grant, actor string, at time.Time) audit.Event {
-	d := map[string]string{"grant": g.ID, "scope": g.Scope, "ticket": g.Ticket, "staff": g.Staff, "state": g.State,
-		"from": g.From.Format(time.RFC3339), "until": g.Until.Format(time.RFC3339), "policy": g.Policy}
+	d := map[string]string{"grant": g.ID, "scope": string(g.Scope), "ticket": g.Ticket, "staff": g.Staff, "state": string(g.State),
+		"from": g.From.Format(time.RFC3339), "until": g.Until.Format(time.RFC3339), "policy": string(g.Policy)}
 	if code == audit.RescueRequest {
 		d["reason"] = g.Reason
 		if pk, _, _, _, err := ssh.ParseAuthorizedKey([]byte(g.StaffKey)); err == nil {
@@ -161,7 +161,7 @@ func (db *DB) Grants(ctx context.Context, f store.GrantFilter) ([]*store.Grant, 
 
 // moveGrant changes a grant's state, checked against the state machine, and
 // records it in the same transaction (see moveGrantTx).
-func (db *DB) moveGrant(ctx context.Context, id, to string, code audit.Code, actor, boot string, extra map[string]string, check func(*store.Grant) error) (*store.Grant, error) {
+func (db *DB) moveGrant(ctx context.Context, id string, to store.GrantState, code audit.Code, actor, boot string, extra map[string]string, check func(*store.Grant) error) (*store.Grant, error) {
 	var g *store.Grant
 	err := db.change(ctx, func(tx *sql.Tx) ([]audit.Event, error) {
 		var ev audit.Event
@@ -182,7 +182,7 @@ func (db *DB) moveGrant(ctx context.Context, id, to string, code audit.Code, act
 // machine, and returns the record of the move (for boot, if set, with
 // extra details) for the caller to seal in tx. check, if set, may refuse.
 // The caller reloads the grants' snapshot once tx commits.
-func (db *DB) moveGrantTx(ctx context.Context, tx *sql.Tx, id, to string, code audit.Code, actor, boot string, extra map[string]string, check func(*store.Grant) error) (*store.Grant, audit.Event, error) {
+func (db *DB) moveGrantTx(ctx context.Context, tx *sql.Tx, id string, to store.GrantState, code audit.Code, actor, boot string, extra map[string]string, check func(*store.Grant) error) (*store.Grant, audit.Event, error) {
 	now := db.now().UTC()
 	g, err := scanGrant(tx.QueryRowContext(ctx, `SELECT `+grantCols+` FROM grants WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
@@ -270,9 +270,9 @@ func (db *DB) ExpireGrants(ctx context.Context) (int, error) {
 }
 
 // SetPolicy sets a customer's policy for a scope.
-func (db *DB) SetPolicy(ctx context.Context, customer, scope, policy, actor string) error {
-	if scope != store.ScopePasswordReset && scope != store.ScopeShell && scope != store.ScopeConsole {
-		return fmt.Errorf("scope %q: %w: want password-reset, shell or console", scope, store.ErrInvalid)
+func (db *DB) SetPolicy(ctx context.Context, customer string, scope store.Scope, policy store.PolicyChoice, actor string) error {
+	if !store.ValidScope(scope) {
+		return fmt.Errorf("scope %q: %w: want %s", scope, store.ErrInvalid, store.ScopeList())
 	}
 	if policy != store.PolicyApprove && policy != store.PolicyNotify {
 		return fmt.Errorf("policy %q: %w: want approve or notify", policy, store.ErrInvalid)
@@ -291,7 +291,7 @@ func (db *DB) SetPolicy(ctx context.Context, customer, scope, policy, actor stri
 			return nil, err
 		}
 		return []audit.Event{{Time: now, Code: audit.RescuePolicy, Customer: customer, Actor: actor,
-			Details: map[string]string{"scope": scope, "policy": policy}}}, nil
+			Details: map[string]string{"scope": string(scope), "policy": string(policy)}}}, nil
 	})
 }
 
@@ -304,14 +304,15 @@ func (db *DB) Policies(ctx context.Context, customer string) ([]store.Policy, er
 	if n == 0 {
 		return nil, fmt.Errorf("customer %q: %w", customer, store.ErrNotFound)
 	}
-	set := map[string]string{}
+	set := map[store.Scope]store.PolicyChoice{}
 	rows, err := db.sql.QueryContext(ctx, `SELECT scope, policy FROM policies WHERE customer = ?`, customer)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var s, p string
+		var s store.Scope
+		var p store.PolicyChoice
 		if err := rows.Scan(&s, &p); err != nil {
 			return nil, err
 		}

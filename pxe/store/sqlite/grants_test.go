@@ -15,7 +15,7 @@ import (
 
 const staffKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl staff@provider"
 
-func grantReq(scope string) store.GrantRequest {
+func grantReq(scope store.Scope) store.GrantRequest {
 	return store.GrantRequest{Host: "web-01", Scope: scope, Ticket: "SUP-77", Reason: "root password forgotten", TTL: time.Hour, StaffKey: staffKey}
 }
 

@@ -298,7 +298,7 @@ func sameHost(a, b *store.Host) bool {
 // hostDetails is what an event says about a host: no keys, only their
 // fingerprints.
 func hostDetails(h *store.Host) map[string]string {
-	d := map[string]string{"ip": h.IP.String(), "mode": h.Mode, "macs": strings.Join(h.MACs(), ",")}
+	d := map[string]string{"ip": h.IP.String(), "mode": string(h.Mode), "macs": strings.Join(h.MACs(), ",")}
 	if h.Customer != "" {
 		d["customer"] = h.Customer
 	}

@@ -1,4 +1,4 @@
-package recordings
+package sealed
 
 import (
 	"bufio"
@@ -16,46 +16,48 @@ import (
 // disk, encrypted, as soon as it arrives (one age stream would hold back its
 // last 64 KiB chunk until the end). The file is
 //
-//	SealedMagic
+//	Magic
 //	then per segment: plaintext offset (8 bytes, big-endian),
 //	                  plaintext length (4), age file length (4), age file.
 //
 // The plaintext, segments in order, is the asciicast v2 recording.
-const SealedMagic = "lifeboat-recording-age-v1\n"
+const Magic = "lifeboat-recording-age-v1\n"
 
 const segHeader = 16
 
-type segment struct {
-	off      int64
-	plain    uint32
-	sealed   uint32
-	position int64 // of the header in the file
+// Segment is one sealed piece: where its plaintext goes, its sizes, and
+// where its header is in the file.
+type Segment struct {
+	Off      int64
+	Plain    uint32
+	Sealed   uint32
+	Position int64 // of the header in the file
 }
 
-// segments reads a sealed file's segment headers.
-func segments(r io.ReaderAt, size int64) ([]segment, error) {
-	magic := make([]byte, len(SealedMagic))
-	if _, err := r.ReadAt(magic, 0); err != nil || string(magic) != SealedMagic {
+// Segments reads a sealed file's segment headers.
+func Segments(r io.ReaderAt, size int64) ([]Segment, error) {
+	magic := make([]byte, len(Magic))
+	if _, err := r.ReadAt(magic, 0); err != nil || string(magic) != Magic {
 		return nil, errors.New("not a sealed recording")
 	}
-	var segs []segment
+	var segs []Segment
 	var h [segHeader]byte
-	for pos := int64(len(SealedMagic)); pos < size; {
+	for pos := int64(len(Magic)); pos < size; {
 		if _, err := r.ReadAt(h[:], pos); err != nil {
 			return segs, fmt.Errorf("segment header at %d: %w", pos, err)
 		}
-		s := segment{off: int64(binary.BigEndian.Uint64(h[0:])), plain: binary.BigEndian.Uint32(h[8:]), sealed: binary.BigEndian.Uint32(h[12:]), position: pos}
-		if pos+segHeader+int64(s.sealed) > size {
+		s := Segment{Off: int64(binary.BigEndian.Uint64(h[0:])), Plain: binary.BigEndian.Uint32(h[8:]), Sealed: binary.BigEndian.Uint32(h[12:]), Position: pos}
+		if pos+segHeader+int64(s.Sealed) > size {
 			return segs, fmt.Errorf("segment at %d is cut short", pos)
 		}
 		segs = append(segs, s)
-		pos += segHeader + int64(s.sealed)
+		pos += segHeader + int64(s.Sealed)
 	}
 	return segs, nil
 }
 
-// seal encrypts one piece as a segment.
-func seal(off int64, data []byte, to age.Recipient) ([]byte, error) {
+// Seal encrypts one piece, whose plaintext goes at off, as a segment.
+func Seal(off int64, data []byte, to age.Recipient) ([]byte, error) {
 	var buf bytes.Buffer
 	buf.Write(make([]byte, segHeader))
 	w, err := age.Encrypt(&buf, to)
@@ -80,8 +82,8 @@ func seal(off int64, data []byte, to age.Recipient) ([]byte, error) {
 // It checks that the segments follow one another without a gap.
 func Unseal(w io.Writer, r io.Reader, ids ...age.Identity) error {
 	br := bufio.NewReader(r)
-	magic := make([]byte, len(SealedMagic))
-	if _, err := io.ReadFull(br, magic); err != nil || string(magic) != SealedMagic {
+	magic := make([]byte, len(Magic))
+	if _, err := io.ReadFull(br, magic); err != nil || string(magic) != Magic {
 		return errors.New("not a sealed recording")
 	}
 	var next int64
@@ -112,4 +114,4 @@ func Unseal(w io.Writer, r io.Reader, ids ...age.Identity) error {
 }
 
 // IsSealed says whether the start of a recording is a sealed one's.
-func IsSealed(head []byte) bool { return bytes.HasPrefix(head, []byte(SealedMagic)) }
+func IsSealed(head []byte) bool { return bytes.HasPrefix(head, []byte(Magic)) }
