@@ -355,7 +355,34 @@ func (r *rescueRig) plainFlows(t *testing.T) {
 	h := rescueHosts[0]
 	staff := r.keygen(t, "staff-plain")
 	stranger := r.keygen(t, "stranger")
+	t.Run("password-reset", func(t *testing.T) { r.plainReset(ctx, t, h, staff, stranger) })
+	t.Run("shell-approved-by-link", func(t *testing.T) { r.plainShell(ctx, t, h, staff) })
+}
 
+// phase makes a phase of a flow independent of the phases before it: if
+// it fails, the grants it left open on host are revoked, so that the next
+// phase's request and boot are not another grant's.
+func (r *rescueRig) phase(t *testing.T, host string) {
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		var l struct {
+			Grants []struct{ ID, State string }
+		}
+		_ = json.Unmarshal([]byte(r.cli(t, "rescue", "list", "--host", host, "--json")), &l)
+		for _, g := range l.Grants {
+			if g.State == "requested" || g.State == "approved" || g.State == "active" {
+				r.cli(t, "rescue", "revoke", g.ID)
+			}
+		}
+	})
+}
+
+// plainReset: (6) keys without a grant are refused, (1) the password of a
+// user on a plain root is reset and checked on the disk image.
+func (r *rescueRig) plainReset(ctx context.Context, t *testing.T, h rig.Host, staff, stranger string) {
+	r.phase(t, h.Name)
 	id, state := r.request(t, h.Name, "password-reset", "SUP-100", staff)
 	if state != "approved" {
 		t.Fatalf("password-reset grant under the notify policy is %s", state)
@@ -419,10 +446,13 @@ func (r *rescueRig) plainFlows(t *testing.T) {
 	if !found {
 		t.Error("no rescue.password_reset record naming alice and the file digests")
 	}
+}
 
-	// (3) A shell waits for the customer, who approves it from the link
-	// in their notice.
-	id, state = r.request(t, h.Name, "shell", "SUP-101", staff)
+// plainShell: (3) a shell waits for the customer, who approves it from the
+// link in their notice; the recording is sealed to their key.
+func (r *rescueRig) plainShell(ctx context.Context, t *testing.T, h rig.Host, staff string) {
+	r.phase(t, h.Name)
+	id, state := r.request(t, h.Name, "shell", "SUP-101", staff)
 	if state != "requested" {
 		t.Fatalf("shell grant is %s, want requested (policy approve)", state)
 	}
@@ -451,10 +481,10 @@ func (r *rescueRig) plainFlows(t *testing.T) {
 	if err != nil || !bytes.Contains(res, []byte("approved")) {
 		t.Fatalf("approve: %v\n%s", err, res)
 	}
-	run = r.boot(t, ctx, h, "is in RESCUE under grant "+id)
+	run := r.boot(t, ctx, h, "is in RESCUE under grant "+id)
 	// A session on a pty, as a person has it; what is typed is not
 	// recorded, what is shown is.
-	out, code = r.staffSSH(ctx, staff, h.IP, "echo rescue-$((6*7))\nls /etc/lifeboat\n", "-tt", "shell")
+	out, code := r.staffSSH(ctx, staff, h.IP, "echo rescue-$((6*7))\nls /etc/lifeboat\n", "-tt", "shell")
 	if code != 0 || !strings.Contains(out, "rescue-42") || !strings.Contains(out, "recorded") {
 		t.Fatalf("shell: exit %d\n%s", code, out)
 	}
@@ -503,6 +533,15 @@ func (r *rescueRig) encryptedFlow(t *testing.T) {
 	defer cancel()
 	h := rescueHosts[1]
 	staff := r.keygen(t, "staff-enc")
+	t.Run("reset-after-unlock-then-revoked", func(t *testing.T) { r.encryptedReset(ctx, t, h, staff) })
+	t.Run("console-code", func(t *testing.T) { r.consoleCode(ctx, t, h, staff) })
+}
+
+// encryptedReset: (2) a reset is refused until the customer unlocks in
+// this boot, then (5) the grant is revoked mid-session; back in its own
+// mode, the host refuses the staff key.
+func (r *rescueRig) encryptedReset(ctx context.Context, t *testing.T, h rig.Host, staff string) {
+	r.phase(t, h.Name)
 	id, _ := r.request(t, h.Name, "password-reset", "SUP-200", staff)
 	var out string
 	run := r.boot(t, ctx, h, "is in RESCUE under grant "+id)
@@ -550,17 +589,21 @@ func (r *rescueRig) encryptedFlow(t *testing.T) {
 	})
 	run.Kill()
 	t.Logf("%s: notices %v", h.Name, r.waitNotice(t, h.Name, audit.SSHRefused))
+}
 
-	// (4) Remote hands at the serial console with the grant's one-time code.
-	out = r.cli(t, "rescue", "request", h.Name, "--scope", "console", "--ticket", "DC-300", "--reason", "check the disk lights",
+// consoleCode: (4) remote hands at the serial console with the grant's
+// one-time code; a wrong code first.
+func (r *rescueRig) consoleCode(ctx context.Context, t *testing.T, h rig.Host, staff string) {
+	r.phase(t, h.Name)
+	out := r.cli(t, "rescue", "request", h.Name, "--scope", "console", "--ticket", "DC-300", "--reason", "check the disk lights",
 		"--ttl", "30m", "--key-file", staff+".pub")
 	t.Logf("support's view of a console request:\n%s", out)
 	code4 := regexp.MustCompile(`one-time console code: (\d{4}-\d{4})`).FindStringSubmatch(out)
 	if code4 == nil {
 		t.Fatalf("no console code in:\n%s", out)
 	}
-	id = regexp.MustCompile(`grant (g-[0-9a-f]+)`).FindStringSubmatch(out)[1]
-	run = r.boot(t, ctx, h, "is in RESCUE under grant "+id)
+	id := regexp.MustCompile(`grant (g-[0-9a-f]+)`).FindStringSubmatch(out)[1]
+	run := r.boot(t, ctx, h, "is in RESCUE under grant "+id)
 	if _, err := run.Console.WaitFor(ctx, time.Minute, "type the grant's one-time code"); err != nil {
 		t.Fatal(err)
 	}

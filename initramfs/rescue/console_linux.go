@@ -14,6 +14,7 @@ import (
 
 	"github.com/lifeboat-boot/lifeboat/initramfs/sshd"
 	"github.com/lifeboat-boot/lifeboat/pxe/agent/agentapi"
+	"github.com/lifeboat-boot/lifeboat/pxe/keys/consolecode"
 	"github.com/lifeboat-boot/lifeboat/pxe/store/audit"
 )
 
@@ -119,7 +120,7 @@ func (c *Console) check(code string) (ok bool, left int) {
 	if c.used || c.tries >= MaxCodeTries {
 		return false, 0
 	}
-	got := agentapi.ConsoleCodeHash(c.Grant.ID, strings.TrimSpace(code))
+	got := consolecode.Hash(c.Grant.ID, strings.TrimSpace(code))
 	if c.Grant.ConsoleCodeHash != "" && subtle.ConstantTimeCompare([]byte(got), []byte(c.Grant.ConsoleCodeHash)) == 1 {
 		c.used = true
 		return true, MaxCodeTries - c.tries

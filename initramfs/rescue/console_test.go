@@ -14,6 +14,7 @@ import (
 	"github.com/creack/pty"
 
 	"github.com/lifeboat-boot/lifeboat/pxe/agent/agentapi"
+	"github.com/lifeboat-boot/lifeboat/pxe/keys/consolecode"
 	"github.com/lifeboat-boot/lifeboat/pxe/store/audit"
 )
 
@@ -44,7 +45,7 @@ func newConsoleRig(t *testing.T) *consoleRig {
 	}
 	t.Cleanup(func() { master.Close(); tty.Close() })
 	g := &agentapi.RescueGrant{ID: "g-1", Scope: "console", Staff: "hands", Ticket: "DC-7", Until: time.Now().Add(time.Hour)}
-	g.ConsoleCodeHash = agentapi.ConsoleCodeHash(g.ID, "1234-5678")
+	g.ConsoleCodeHash = consolecode.Hash(g.ID, "1234-5678")
 	r := &consoleRig{master: master, srv: &server{}, screen: &syncBuf{}}
 	staff := &Staff{Host: "web1", Grant: g, Guard: &Guard{Left: time.Hour},
 		Report: func(_ context.Context, code audit.Code, d map[string]string) error {

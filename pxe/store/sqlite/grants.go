@@ -9,7 +9,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
-	"github.com/lifeboat-boot/lifeboat/pxe/agent/agentapi"
+	"github.com/lifeboat-boot/lifeboat/pxe/keys/consolecode"
 	"github.com/lifeboat-boot/lifeboat/pxe/store"
 	"github.com/lifeboat-boot/lifeboat/pxe/store/audit"
 )
@@ -64,8 +64,8 @@ func (db *DB) RequestGrant(ctx context.Context, r store.GrantRequest, staff stri
 	if g.Scope == store.ScopeConsole {
 		// Shown once, in this answer, to the staff member who passes it
 		// to the technician at the host; only its hash is kept.
-		g.ConsoleCode = agentapi.NewConsoleCode()
-		g.ConsoleCodeHash = agentapi.ConsoleCodeHash(g.ID, g.ConsoleCode)
+		g.ConsoleCode = consolecode.New()
+		g.ConsoleCodeHash = consolecode.Hash(g.ID, g.ConsoleCode)
 	}
 	err = db.change(ctx, func(tx *sql.Tx) ([]audit.Event, error) {
 		g.Policy = store.DefaultPolicy(r.Scope)

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lifeboat-boot/lifeboat/pxe/agent/agentapi"
+	"github.com/lifeboat-boot/lifeboat/pxe/keys/consolecode"
 	"github.com/lifeboat-boot/lifeboat/pxe/store"
 	"github.com/lifeboat-boot/lifeboat/pxe/store/audit"
 )
@@ -151,10 +151,10 @@ func TestConsoleCode(t *testing.T) {
 		t.Fatalf("console code %q", g.ConsoleCode)
 	}
 	again, err := db.Grant(ctx, g.ID)
-	if err != nil || again.ConsoleCode != "" || again.ConsoleCodeHash != agentapi.ConsoleCodeHash(g.ID, g.ConsoleCode) {
+	if err != nil || again.ConsoleCode != "" || again.ConsoleCodeHash != consolecode.Hash(g.ID, g.ConsoleCode) {
 		t.Errorf("stored grant: code %q hash %q, %v", again.ConsoleCode, again.ConsoleCodeHash, err)
 	}
-	if agentapi.ConsoleCodeHash(g.ID, strings.ReplaceAll(g.ConsoleCode, "-", " ")) != again.ConsoleCodeHash {
+	if consolecode.Hash(g.ID, strings.ReplaceAll(g.ConsoleCode, "-", " ")) != again.ConsoleCodeHash {
 		t.Error("the code typed with a space instead of the dash does not match")
 	}
 	evs, _ := db.Events(ctx, store.EventFilter{})
