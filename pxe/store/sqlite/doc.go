@@ -12,7 +12,9 @@
 // The DHCP path never waits on a query: the inventory is served from an
 // in-memory snapshot rebuilt after each change, and events are written by
 // one writer goroutine that commits whatever has queued in one transaction
-// (group commit). Inventory changes and their events commit together.
+// (group commit). Inventory changes and their events commit together, and
+// an agent's check-in (Checkin) is one transaction: the token redeemed, the
+// check-in recorded, a report token issued, the rescue grant activated.
 //
 // Every event is sealed into the audit chain (pxe/store/audit) as it is written:
 // one lock (chainMu) is held from the first seal of a transaction to its
