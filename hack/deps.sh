@@ -4,7 +4,7 @@
 set -euo pipefail
 pkgs=(qemu-system-x86 ipxe-qemu ipxe ovmf cryptsetup-bin kmod cpio e2fsprogs fdisk
       openssh-client iproute2 xz-utils ca-certificates dnsmasq-base dosfstools mtools systemd-boot-efi curl chromium perl-base
-      debootstrap)
+      debootstrap ssh-audit)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

@@ -63,6 +63,18 @@ type Server struct {
 	Session   Handler
 }
 
+// Algorithms are the only ones the unlock server offers: a passphrase
+// crosses these connections, so only key exchanges with forward secrecy on
+// curves nobody doubts (and the post-quantum hybrid first), AEAD ciphers,
+// and encrypt-then-MAC MACs (used by no AEAD cipher; kept for clients that
+// ask for them by name). x/crypto's defaults also offer the NIST curves,
+// diffie-hellman-group14-sha1 and the encrypt-and-MAC hmac-sha1 family.
+var Algorithms = ssh.Config{
+	KeyExchanges: []string{ssh.KeyExchangeMLKEM768X25519, ssh.KeyExchangeCurve25519},
+	Ciphers:      []string{ssh.CipherChaCha20Poly1305, ssh.CipherAES256GCM, ssh.CipherAES128GCM},
+	MACs:         []string{ssh.HMACSHA256ETM, ssh.HMACSHA512ETM},
+}
+
 const fpExt = "pubkey-fp"
 
 const roleExt = "role"
@@ -92,6 +104,7 @@ func (s *Server) config(refused *[]string) *ssh.ServerConfig {
 			}
 			return &ssh.Permissions{Extensions: map[string]string{fpExt: fp, roleExt: role}}, nil
 		},
+		Config:        Algorithms,
 		ServerVersion: "SSH-2.0-lifeboat",
 		BannerCallback: func(ssh.ConnMetadata) string {
 			if s.Staff != nil {

@@ -248,3 +248,55 @@ func TestLoginDeadline(t *testing.T) {
 		t.Errorf("idle pre-auth connection held for %s, want about the 1 s login timeout", d)
 	}
 }
+
+// TestOnlyModernAlgorithms: the OpenSSH client gets in with its defaults
+// and with each algorithm the server offers, and is turned away when it
+// insists on one that x/crypto would otherwise accept (the NIST curves,
+// group14 with SHA-1, CTR and CBC ciphers).
+func TestOnlyModernAlgorithms(t *testing.T) {
+	r := start(t)
+	login := func(opts ...string) (string, int) {
+		args := []string{"-i", r.auth}
+		for _, o := range opts {
+			args = append(args, "-o", o)
+		}
+		return r.ssh("x\n", append(args, "-v", "root@127.0.0.1", "unlock")...)
+	}
+	if out, code := login(); code != 7 {
+		t.Fatalf("default client: exit %d\n%s", code, out)
+	}
+	for _, ok := range []string{"KexAlgorithms=curve25519-sha256", "Ciphers=aes128-gcm@openssh.com", "Ciphers=aes256-gcm@openssh.com",
+		"Ciphers=chacha20-poly1305@openssh.com"} {
+		if out, code := login(ok); code != 7 {
+			t.Errorf("%s: exit %d\n%s", ok, code, out)
+		}
+	}
+	for _, weak := range []string{"KexAlgorithms=ecdh-sha2-nistp256", "KexAlgorithms=ecdh-sha2-nistp521", "KexAlgorithms=diffie-hellman-group14-sha1",
+		"KexAlgorithms=diffie-hellman-group14-sha256", "Ciphers=aes128-ctr", "Ciphers=aes256-cbc"} {
+		if out, code := login(weak); code != 255 || !strings.Contains(out, "no matching") {
+			t.Errorf("%s: exit %d, want a refusal for no matching algorithm\n%q", weak, code, out)
+		}
+	}
+}
+
+// TestSSHAudit: ssh-audit (Debian's) finds nothing to fail or warn about
+// in the unlock server, but algorithms newer than it knows.
+func TestSSHAudit(t *testing.T) {
+	if _, err := exec.LookPath("ssh-audit"); err != nil {
+		t.Fatal("ssh-audit is required (make deps)")
+	}
+	r := start(t)
+	out, _ := exec.Command("ssh-audit", "-n", "-b", "-p", fmt.Sprint(r.addr.Port), "127.0.0.1").CombinedOutput()
+	var bad []string
+	for _, l := range strings.Split(string(out), "\n") {
+		if (strings.Contains(l, "[fail]") || strings.Contains(l, "[warn]")) && !strings.Contains(l, "unknown algorithm") {
+			bad = append(bad, strings.TrimSpace(l))
+		}
+	}
+	if !strings.Contains(string(out), "curve25519-sha256") {
+		t.Fatalf("ssh-audit did not audit the server:\n%s", out)
+	}
+	if len(bad) > 0 {
+		t.Errorf("ssh-audit found %d problems:\n%s", len(bad), strings.Join(bad, "\n"))
+	}
+}
