@@ -92,9 +92,10 @@ func (s *Session) Run(ctx context.Context, rw io.ReadWriter, pty bool) int {
 		return ExitNoVolume
 	}
 
+	tried := false
 	for try := 1; ; try++ {
 		if wait := s.Limiter.Wait(); wait > 0 {
-			fmt.Fprintf(out, "Locked after too many wrong passphrases. Try again in %s.\n", wait.Round(time.Second))
+			fmt.Fprintf(out, "Locked after too many wrong passphrases. Try again in %s.\n", Duration(wait))
 			return ExitLocked
 		}
 		if pty {
@@ -110,8 +111,10 @@ func (s *Session) Run(ctx context.Context, rw io.ReadWriter, pty bool) int {
 				continue
 			}
 			if errors.Is(err, io.EOF) {
-				fmt.Fprintf(out, "No passphrase given; nothing unlocked.\n")
-				return ExitWrong
+				if !tried {
+					fmt.Fprintf(out, "No passphrase given; nothing unlocked.\n")
+				}
+				return ExitWrong // a tried one was answered already
 			}
 			fmt.Fprintf(out, "Interrupted; nothing unlocked.\n")
 			return ExitInterrupt
@@ -119,6 +122,7 @@ func (s *Session) Run(ctx context.Context, rw io.ReadWriter, pty bool) int {
 		if len(pass) == 0 {
 			continue // an empty line (or the LF of a CRLF) is not a try
 		}
+		tried = true
 		code := s.try(ctx, out, usable, pass, pty)
 		clear(pass)
 		if code == ExitHandoff && pty {
@@ -164,10 +168,10 @@ func (s *Session) try(ctx context.Context, out *lineWriter, vols []Volume, pass 
 		}
 		if locked {
 			_ = s.Report(ctx, audit.UnlockLockout, map[string]string{"lockout": s.Limiter.Lockout.String(), "failed_tries": fmt.Sprint(s.Limiter.MaxTries)})
-			fmt.Fprintf(out, "Wrong passphrase. Too many wrong passphrases: the prompt is locked for %s.\n", s.Limiter.Lockout)
+			fmt.Fprintf(out, "Wrong passphrase. Too many wrong passphrases: the prompt is locked for %s.\n", Duration(s.Limiter.Lockout))
 			return ExitLocked
 		}
-		fmt.Fprintf(out, "Wrong passphrase: it opens none of the volumes above. %d tries left before a %s lockout.\n", left, s.Limiter.Lockout)
+		fmt.Fprintf(out, "Wrong passphrase: it opens none of the volumes above. %s left; then the prompt locks for %s.\n", Count(left, "try", "tries"), Duration(s.Limiter.Lockout))
 		return ExitWrong
 	}
 	s.Limiter.Succeed()

@@ -239,7 +239,7 @@ func TestSessionScripted(t *testing.T) {
 		t.Fatalf("exit %d, handed %q\n%s", code, handed, out)
 	}
 	for _, want := range []string{"host web1, boot b-1", "Encrypted volumes found: 1", "/vdb  LUKS2", "20.0 MiB", "keyslot 0: argon2id, 8 MiB, 4 passes",
-		"Wrong passphrase", "2 tries left before a 1m0s lockout", "unlocked with keyslot 0", "HANDOFF"} {
+		"Wrong passphrase", "2 tries left; then the prompt locks for 1 minute", "unlocked with keyslot 0", "HANDOFF"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
@@ -288,7 +288,7 @@ func TestSessionLockoutAndRecordFirst(t *testing.T) {
 		t.Errorf("events = %v", codes)
 	}
 	rw = &rwPipe{in: strings.NewReader("right\n")}
-	if code := s.Run(context.Background(), rw, false); code != ExitLocked || !strings.Contains(rw.String(), "Try again in 1h0m0s") {
+	if code := s.Run(context.Background(), rw, false); code != ExitLocked || !strings.Contains(rw.String(), "Try again in 1 hour") {
 		t.Errorf("new session during lockout: exit %d\n%s", code, rw.String())
 	}
 	if handoffs != 0 {
@@ -368,5 +368,30 @@ func TestUseHugePages(t *testing.T) {
 	}
 	if _, err := UseHugePages(filepath.Join(t.TempDir(), "missing")); err == nil {
 		t.Fatal("no error for a kernel without THP")
+	}
+}
+
+// TestScriptedWrongLineAnsweredOnce: a script's one wrong line gets one
+// answer (the wrong passphrase, with the tries left in words), not a second
+// saying no passphrase was given.
+func TestScriptedWrongLineAnsweredOnce(t *testing.T) {
+	dir := t.TempDir()
+	img := unlocktest.LUKSImage(t, dir, "vdb.img", "right", append([]string{"--type", "luks2", "--pbkdf", "argon2id"}, unlocktest.Fast...)...)
+	sys, dev := unlocktest.FakeSys(t, map[string]string{"vdb": img})
+	s := &Session{Host: "web1", Boot: "b-1", Unsealer: &Unsealer{}, Limiter: &Limiter{MaxTries: 2, Lockout: 5 * time.Minute},
+		Volumes: func() ([]Volume, error) { return Scan(sys, dev) },
+		Report:  func(context.Context, audit.Code, map[string]string) error { return nil },
+		Handoff: func(context.Context, []byte, []*Unsealed, io.Writer) (func(), error) { return nil, nil }}
+	rw := &rwPipe{in: strings.NewReader("wrong\n")}
+	if code := s.Run(context.Background(), rw, false); code != ExitWrong {
+		t.Fatalf("exit %d\n%s", code, rw.String())
+	}
+	out := rw.String()
+	if !strings.Contains(out, "1 try left; then the prompt locks for 5 minutes") || strings.Contains(out, "No passphrase given") {
+		t.Errorf("output:\n%s", out)
+	}
+	rw = &rwPipe{in: strings.NewReader("")}
+	if code := s.Run(context.Background(), rw, false); code != ExitWrong || !strings.Contains(rw.String(), "No passphrase given") {
+		t.Errorf("empty input: exit %d\n%s", code, rw.String())
 	}
 }

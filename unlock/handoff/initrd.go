@@ -34,7 +34,7 @@ const (
 )
 
 func (f Flavour) String() string {
-	return [...]string{"unknown (keys put where systemd looks)", "systemd-cryptsetup", "initramfs-tools (cryptsetup-initramfs)", "mkinitcpio encrypt hook"}[f]
+	return [...]string{"another kind (systemd's key place is used)", "systemd-cryptsetup", "initramfs-tools (cryptsetup-initramfs)", "mkinitcpio encrypt hook"}[f]
 }
 
 // Initrd is what lifeboat needs to know of an OS initrd.

@@ -172,7 +172,7 @@ func TestMakePlan(t *testing.T) {
 		{"mkinitcpio, one volume only", &Initrd{Flavour: FlavourMkinitcpio}, "cryptdevice=UUID=" + uuid + ":root", []Vol{vol, other},
 			"crypto_keyfile.bin", "", []string{"opens one volume"}},
 		{"unknown: where systemd looks, said", &Initrd{}, "rd.luks.name=" + uuid + "=root", []Vol{vol},
-			"etc/cryptsetup-keys.d/root.key", "", []string{"not recognised"}},
+			"etc/cryptsetup-keys.d/root.key", "", []string{"most systems find it there"}},
 		{"a crypttab name that cannot be a file name", &Initrd{Flavour: FlavourInitramfsTools, Crypttab: []CrypttabEntry{{Name: "../x", Device: "UUID=" + uuid}}}, "", []Vol{vol},
 			"", "", []string{"cannot be a key file name"}},
 	} {

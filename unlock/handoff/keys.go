@@ -144,7 +144,7 @@ func MakePlan(in *Initrd, cmdline string, vols []Vol) Plan {
 			p.Names = append(p.Names, name)
 		}
 		if in.Flavour == FlavourUnknown {
-			p.Notes = append(p.Notes, "the OS initrd's kind was not recognised: the key is put where systemd-cryptsetup looks")
+			p.Notes = append(p.Notes, "the key is put where systemd looks (/"+KeyDir+"); most systems find it there. If the OS asks for the passphrase anyway, type it there")
 		}
 	}
 	sort.Strings(p.Names)
