@@ -23,7 +23,8 @@ var BootModules = []string{"e1000", "e1000e", "virtio_pci", "virtio_net", "virti
 // on ecb(aes), and ecb is a module in Debian's kernel. The crc32c and
 // crypto modules are listed by name because u-root's loader has no modprobe
 // helper for the kernel's request_module, so nothing loads them on demand.
-var StorageModules = []string{"virtio_blk", "virtio_scsi", "sd_mod", "dm_mod", "dm_crypt", "ecb", "xts", "aesni_intel",
+// essiv is for LUKS1 volumes in aes-cbc-essiv:sha256 (cbc is built in).
+var StorageModules = []string{"virtio_blk", "virtio_scsi", "sd_mod", "dm_mod", "dm_crypt", "ecb", "xts", "essiv", "aesni_intel",
 	"crc32c_generic", "crc32c_intel", "ext4"}
 
 // RescueCommands are the u-root core commands of the RAM image's shell,

@@ -36,6 +36,8 @@ var luksMagic = []byte("LUKS\xba\xbe")
 type Header struct {
 	Version int
 	UUID    string
+	Cipher  string // aes, or LUKS2's segment encryption: aes-xts-plain64
+	Mode    string // LUKS1: xts-plain64, cbc-essiv:sha256, ...
 	Slots   []Slot // active keyslots, preferred first
 }
 
@@ -71,7 +73,7 @@ func cstr(b []byte) string {
 }
 
 func parseLUKS1(hdr []byte) (*Header, error) {
-	h := &Header{Version: 1, UUID: cstr(hdr[168:208])}
+	h := &Header{Version: 1, UUID: cstr(hdr[168:208]), Cipher: cstr(hdr[8:40]), Mode: cstr(hdr[40:72])}
 	hash := cstr(hdr[72:104])
 	for i := 0; i < 8; i++ {
 		ks := hdr[208+48*i : 208+48*(i+1)]

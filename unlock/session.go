@@ -48,6 +48,7 @@ const (
 	ExitLocked    = 3 // too many wrong passphrases: try later
 	ExitNoVolume  = 4 // no LUKS volume found
 	ExitHandoff   = 5 // unlocked, but the OS could not be started
+	ExitCannotTry = 6 // no volume could be tried (a cipher lifeboat does not open, a read error)
 	ExitInterrupt = 130
 )
 
@@ -158,6 +159,12 @@ func (s *Session) try(ctx context.Context, out *lineWriter, vols []Volume, pass 
 		}
 		fmt.Fprintf(out, "  %s: unlocked with keyslot %d (key derivation took %s)\n", v.Path, u.Slot, u.Took.Round(100*time.Millisecond))
 		opened = append(opened, u)
+	}
+	if len(opened) == 0 && len(failures) == len(vols) {
+		// No volume could say whether the passphrase is right: that is
+		// not a wrong passphrase, and does not count towards the lockout.
+		fmt.Fprintf(out, "None of the volumes could be tried, so nothing is known of this passphrase; it does not count as a wrong one.\nhint: tell your provider what the lines above say\n")
+		return ExitCannotTry
 	}
 	if len(opened) == 0 {
 		left, locked := s.Limiter.Fail()

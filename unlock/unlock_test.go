@@ -395,3 +395,27 @@ func TestScriptedWrongLineAnsweredOnce(t *testing.T) {
 		t.Errorf("empty input: exit %d\n%s", code, rw.String())
 	}
 }
+
+// TestVolumeThatCannotBeTried: a volume lifeboat cannot open (LUKS1 in
+// aes-ecb, which neither the LUKS library nor lifeboat decrypts) says so,
+// and the passphrase, right or wrong, is not counted as a wrong one: five
+// right passphrases must not lock the customer out.
+func TestVolumeThatCannotBeTried(t *testing.T) {
+	dir := t.TempDir()
+	img := unlocktest.LUKSImage(t, dir, "ecb.img", "right", "--type", "luks1", "--cipher", "aes-ecb", "--pbkdf-force-iterations", "1000")
+	sys, dev := unlocktest.FakeSys(t, map[string]string{"vdb": img})
+	var codes []audit.Code
+	s := &Session{Host: "web1", Boot: "b-1", Unsealer: &Unsealer{}, Limiter: &Limiter{MaxTries: 1, Lockout: time.Hour},
+		Volumes: func() ([]Volume, error) { return Scan(sys, dev) },
+		Report:  func(_ context.Context, c audit.Code, _ map[string]string) error { codes = append(codes, c); return nil },
+		Handoff: func(context.Context, []byte, []*Unsealed, io.Writer) (func(), error) { return nil, nil }}
+	for range 3 {
+		rw := &rwPipe{in: strings.NewReader("right\n")}
+		if code := s.Run(context.Background(), rw, false); code != ExitCannotTry || !strings.Contains(rw.String(), "does not count as a wrong one") {
+			t.Fatalf("exit %d\n%s", code, rw.String())
+		}
+	}
+	if len(codes) != 0 || s.Limiter.Wait() != 0 {
+		t.Errorf("reported %v, locked for %s: a passphrase nothing could check was counted", codes, s.Limiter.Wait())
+	}
+}

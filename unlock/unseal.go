@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"runtime/debug"
 	"strconv"
@@ -35,7 +36,7 @@ type Unsealed struct {
 	Volume Volume
 	Slot   int
 	Took   time.Duration
-	Key    *luks.Volume // holds the master key: drop it as soon as possible
+	Key    Mapper // holds the master key: drop it as soon as possible
 }
 
 // Unseal tries pass on every usable keyslot of v, preferred first, and
@@ -48,18 +49,11 @@ func (u *Unsealer) Unseal(ctx context.Context, v Volume, pass []byte, progress P
 	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	d, err := luks.Open(v.Path)
+	open, tokenSlots, done, err := opener(v)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", v.Path, err)
+		return nil, err
 	}
-	tokenSlots := map[int]bool{}
-	if toks, err := d.Tokens(); err == nil {
-		for _, t := range toks {
-			for _, s := range t.Slots {
-				tokenSlots[s] = true
-			}
-		}
-	}
+	defer done()
 	var skipped []string
 	tried := 0
 	for _, s := range v.Header.Slots {
@@ -82,7 +76,7 @@ func (u *Unsealer) Unseal(ctx context.Context, v Volume, pass []byte, progress P
 		}
 		tried++
 		start := time.Now()
-		key, err := d.UnsealVolume(s.ID, pass)
+		key, err := open(s.ID, pass)
 		took := time.Since(start)
 		// Give the KDF's memory back before anything else runs: Go would
 		// otherwise keep up to a gibibyte per try mapped.
@@ -90,7 +84,7 @@ func (u *Unsealer) Unseal(ctx context.Context, v Volume, pass []byte, progress P
 		if err == nil {
 			return &Unsealed{Volume: v, Slot: s.ID, Took: took, Key: key}, nil
 		}
-		if !errors.Is(err, luks.ErrPassphraseDoesNotMatch) {
+		if !errors.Is(err, luks.ErrPassphraseDoesNotMatch) && !errors.Is(err, ErrWrongPassphrase) {
 			return nil, fmt.Errorf("%s slot %d: %w", v.Path, s.ID, err)
 		}
 	}
@@ -98,6 +92,50 @@ func (u *Unsealer) Unseal(ctx context.Context, v Volume, pass []byte, progress P
 		return nil, fmt.Errorf("%s: no keyslot could be tried (%s)", v.Path, strings.Join(skipped, "; "))
 	}
 	return nil, ErrWrongPassphrase
+}
+
+// opener returns how v's keyslots are opened: by the LUKS library, or, for
+// LUKS1 in a CBC mode (which it does not open), here; the slots bound to a
+// token; and what to call when done.
+func opener(v Volume) (open func(slot int, pass []byte) (Mapper, error), tokenSlots map[int]bool, done func(), err error) {
+	if v.Header.Version == 1 && cbcModes[v.Header.Mode] {
+		f, err := os.Open(v.Path)
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("%s: %w", v.Path, err)
+		}
+		h, err := readLUKS1(f)
+		if err != nil {
+			f.Close()
+			return nil, nil, nil, fmt.Errorf("%s: %w", v.Path, err)
+		}
+		size, err := f.Seek(0, io.SeekEnd)
+		if err != nil {
+			f.Close()
+			return nil, nil, nil, fmt.Errorf("%s: %w", v.Path, err)
+		}
+		return func(slot int, pass []byte) (Mapper, error) {
+			return unsealLUKS1CBC(f, size, v.Path, h, slot, pass)
+		}, map[int]bool{}, func() { f.Close() }, nil
+	}
+	d, err := luks.Open(v.Path)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("%s: %w", v.Path, err)
+	}
+	tokenSlots = map[int]bool{}
+	if toks, err := d.Tokens(); err == nil {
+		for _, t := range toks {
+			for _, s := range t.Slots {
+				tokenSlots[s] = true
+			}
+		}
+	}
+	return func(slot int, pass []byte) (Mapper, error) {
+		k, err := d.UnsealVolume(slot, pass)
+		if err != nil {
+			return nil, err
+		}
+		return k, nil
+	}, tokenSlots, func() { d.Close() }, nil
 }
 
 func (u *Unsealer) memAvailable() int64 {
