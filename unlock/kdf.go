@@ -36,9 +36,13 @@ var luksMagic = []byte("LUKS\xba\xbe")
 type Header struct {
 	Version int
 	UUID    string
-	Cipher  string // aes, or LUKS2's segment encryption: aes-xts-plain64
-	Mode    string // LUKS1: xts-plain64, cbc-essiv:sha256, ...
-	Slots   []Slot // active keyslots, preferred first
+	Label   string // LUKS2's label (cryptsetup --label), as on disk: escape it before showing
+	// Encryption is the data's cipher spec, aes-xts-plain64; for LUKS1
+	// also as Cipher (aes) and Mode (cbc-essiv:sha256), which decide how
+	// its keyslots are opened.
+	Encryption   string
+	Cipher, Mode string
+	Slots        []Slot // active keyslots, preferred first
 }
 
 // ErrNotLUKS means the device carries no LUKS header.
@@ -74,6 +78,7 @@ func cstr(b []byte) string {
 
 func parseLUKS1(hdr []byte) (*Header, error) {
 	h := &Header{Version: 1, UUID: cstr(hdr[168:208]), Cipher: cstr(hdr[8:40]), Mode: cstr(hdr[40:72])}
+	h.Encryption = h.Cipher + "-" + h.Mode
 	hash := cstr(hdr[72:104])
 	for i := 0; i < 8; i++ {
 		ks := hdr[208+48*i : 208+48*(i+1)]
@@ -92,13 +97,16 @@ func parseLUKS2(r io.ReaderAt, hdr []byte) (*Header, error) {
 	if hdrSize < 4096+2 || hdrSize-4096 > maxLUKS2JSON {
 		return nil, fmt.Errorf("LUKS2 header size %d is out of range", hdrSize)
 	}
-	h := &Header{Version: 2, UUID: cstr(hdr[168:208])}
+	h := &Header{Version: 2, UUID: cstr(hdr[168:208]), Label: cstr(hdr[24:72])}
 	js := make([]byte, hdrSize-4096)
 	if _, err := r.ReadAt(js, 4096); err != nil {
 		return nil, fmt.Errorf("read LUKS2 metadata: %w", err)
 	}
 	js = bytes.TrimRight(js, "\x00")
 	var meta struct {
+		Segments map[string]struct {
+			Encryption string `json:"encryption"`
+		} `json:"segments"`
 		Keyslots map[string]struct {
 			Type     string `json:"type"`
 			Priority *int   `json:"priority"`
@@ -114,6 +122,9 @@ func parseLUKS2(r io.ReaderAt, hdr []byte) (*Header, error) {
 	}
 	if err := json.Unmarshal(js, &meta); err != nil {
 		return nil, fmt.Errorf("LUKS2 metadata is not valid JSON: %w", err)
+	}
+	if seg, ok := meta.Segments["0"]; ok {
+		h.Encryption = seg.Encryption
 	}
 	for id, ks := range meta.Keyslots {
 		n, err := strconv.Atoi(id)

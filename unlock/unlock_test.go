@@ -419,3 +419,32 @@ func TestVolumeThatCannotBeTried(t *testing.T) {
 		t.Errorf("reported %v, locked for %s: a passphrase nothing could check was counted", codes, s.Limiter.Wait())
 	}
 }
+
+// TestVolumeNames: a volume is shown with its LUKS2 label, its partition's
+// name and its cipher, so that the customer can tell "data" from "root";
+// what the disk says is escaped (a label may hold terminal escapes).
+func TestVolumeNames(t *testing.T) {
+	dir := t.TempDir()
+	img := unlocktest.LUKSImage(t, dir, "vdc.img", "pw", append([]string{"--type", "luks2", "--pbkdf", "argon2id", "--label", "backup\x1b[2J"}, unlocktest.Fast...)...)
+	old := unlocktest.LUKSImage(t, dir, "vdd.img", "pw", "--type", "luks1", "--cipher", "aes-cbc-essiv:sha256", "--key-size", "256", "--pbkdf-force-iterations", "1000")
+	sys, dev := unlocktest.FakeSys(t, map[string]string{"vdc": img, "vdd": old})
+	if err := os.WriteFile(filepath.Join(sys, "vdc", "uevent"), []byte("MAJOR=254\nMINOR=3\nDEVNAME=vdc\nDEVTYPE=partition\nPARTN=3\nPARTNAME=data\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	vols, err := Scan(sys, dev)
+	if err != nil || len(vols) != 2 {
+		t.Fatalf("Scan = %v, %v", vols, err)
+	}
+	got := vols[0].String()
+	for _, want := range []string{"/vdc  LUKS2", `label "backup\x1b[2J"`, `partition "data"`, "aes-xts-plain64", "uuid "} {
+		if !strings.Contains(got, want) {
+			t.Errorf("%q lacks %q", got, want)
+		}
+	}
+	if strings.Contains(got, "\x1b") {
+		t.Errorf("an escape from the disk reaches the terminal: %q", got)
+	}
+	if got := vols[1].String(); !strings.Contains(got, "/vdd  LUKS1  aes-cbc-essiv:sha256  uuid ") {
+		t.Errorf("LUKS1 volume shown as %q", got)
+	}
+}
