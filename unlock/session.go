@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -20,7 +21,7 @@ type Reporter func(ctx context.Context, code audit.Code, details map[string]stri
 // loaded, key in its initrd) and writes what it does to out. It returns the
 // jump into that OS, which the caller makes once the customer's session has
 // ended cleanly; an error means the host stays in lifeboat.
-type Handoff func(ctx context.Context, pass []byte, opened []*Unsealed, out io.Writer) (jump func(), err error)
+type Handoff func(ctx context.Context, opened []*Unsealed, out io.Writer) (jump func(), err error)
 
 // Session is the unlock dialog of one customer connection.
 type Session struct {
@@ -93,14 +94,26 @@ func (s *Session) Run(ctx context.Context, rw io.ReadWriter, pty bool) int {
 		return ExitNoVolume
 	}
 
+	// Each passphrase is tried on the volumes still locked; what it opens
+	// stays open. The host is handed over once every volume is open, or
+	// when the customer says to go on with what is (Enter on an empty
+	// line at a terminal; the end of a script's input).
+	var opened []*Unsealed
+	defer func() { wipe(opened) }()
+	remaining := slices.Clone(usable) // DeleteFunc below must not touch usable
 	tried := false
-	for try := 1; ; try++ {
+	for {
 		if wait := s.Limiter.Wait(); wait > 0 {
 			fmt.Fprintf(out, "Locked after too many wrong passphrases. Try again in %s.\n", Duration(wait))
 			return ExitLocked
 		}
 		if pty {
-			fmt.Fprintf(out, "Passphrase for %s: ", s.Host)
+			if len(opened) == 0 {
+				fmt.Fprintf(out, "Passphrase for %s: ", s.Host)
+			} else {
+				fmt.Fprintf(out, "Passphrase for the %s still locked (Enter: boot with the %s open): ",
+					Count(len(remaining), "volume", "volumes"), Count(len(opened), "volume", "volumes"))
+			}
 		}
 		pass, err := ReadSecret(in)
 		if pty {
@@ -112,6 +125,9 @@ func (s *Session) Run(ctx context.Context, rw io.ReadWriter, pty bool) int {
 				continue
 			}
 			if errors.Is(err, io.EOF) {
+				if len(opened) > 0 {
+					return s.finish(ctx, out, &opened, remaining)
+				}
 				if !tried {
 					fmt.Fprintf(out, "No passphrase given; nothing unlocked.\n")
 				}
@@ -121,31 +137,65 @@ func (s *Session) Run(ctx context.Context, rw io.ReadWriter, pty bool) int {
 			return ExitInterrupt
 		}
 		if len(pass) == 0 {
+			if pty && len(opened) > 0 {
+				return s.finish(ctx, out, &opened, remaining)
+			}
 			continue // an empty line (or the LF of a CRLF) is not a try
 		}
 		tried = true
-		code := s.try(ctx, out, usable, pass, pty)
+		got, untriable, code := s.try(ctx, out, remaining, pass, pty, len(opened) > 0)
 		clear(pass)
-		if code == ExitHandoff && pty {
-			// A person is here: keep the session open so they can read
-			// what went wrong and try again once it is fixed.
-			fmt.Fprintf(out, "The session stays open: type the passphrase again to retry, or press Ctrl-D to leave.\n")
-			continue
-		}
-		if code != ExitWrong {
+		opened = append(opened, got...)
+		remaining = slices.DeleteFunc(remaining, func(v Volume) bool {
+			return slices.ContainsFunc(got, func(u *Unsealed) bool { return u.Volume.Path == v.Path }) ||
+				slices.ContainsFunc(untriable, func(x Volume) bool { return x.Path == v.Path })
+		})
+		switch {
+		case code == ExitLocked:
 			return code
+		case code == ExitCannotTry && len(opened) == 0, code == ExitHandoff && !pty:
+			return code
+		case len(opened) > 0 && len(remaining) == 0:
+			code := s.finish(ctx, out, &opened, remaining)
+			if code == ExitHandoff && pty {
+				// A person is here: keep the session open so they can
+				// read what went wrong and try again once it is fixed.
+				fmt.Fprintf(out, "The session stays open: type the passphrase again to retry, or press Ctrl-D to leave.\n")
+				remaining = slices.Clone(usable)
+				continue
+			}
+			return code
+		case len(got) > 0:
+			fmt.Fprintf(out, "Still locked (this passphrase does not open %s):\n", map[bool]string{true: "it", false: "them"}[len(remaining) == 1])
+			for _, v := range remaining {
+				fmt.Fprintf(out, "  %s\n", v)
+			}
+			if !pty {
+				fmt.Fprintf(out, "The next line of input is tried on %s; at the end of the input the host boots with what is open.\n",
+					map[bool]string{true: "it", false: "them"}[len(remaining) == 1])
+			}
 		}
-		if !pty {
-			// A script gets one answer per passphrase line; it ends
-			// when its input does.
-			continue
-		}
+		// A script gets one answer per passphrase line; it ends when its
+		// input does.
 	}
 }
 
-func (s *Session) try(ctx context.Context, out *lineWriter, vols []Volume, pass []byte, pty bool) int {
+// wipe drops what the opened volumes hold: their passphrases and keys.
+func wipe(opened []*Unsealed) {
+	for _, u := range opened {
+		clear(u.Pass)
+		u.Pass, u.Key = nil, nil // the master key goes to the GC: luks.go keeps it unexported
+	}
+}
+
+// try tries pass on vols, and returns the volumes it opened (each with a
+// copy of pass) and those that cannot be tried at all, with the exit code
+// of the try: ExitOK when it opened any, else ExitWrong (counted towards
+// the lockout), ExitLocked, or ExitCannotTry when no volume could say.
+// again says earlier passphrases opened volumes already.
+func (s *Session) try(ctx context.Context, out *lineWriter, vols []Volume, pass []byte, pty, again bool) ([]*Unsealed, []Volume, int) {
 	var opened []*Unsealed
-	var failures []string
+	var untriable []Volume
 	for _, v := range vols {
 		u, err := s.unsealWithProgress(ctx, out, v, pass, pty)
 		if err != nil {
@@ -153,18 +203,19 @@ func (s *Session) try(ctx context.Context, out *lineWriter, vols []Volume, pass 
 				fmt.Fprintf(out, "  %s: passphrase does not match\n", v.Path)
 			} else {
 				fmt.Fprintf(out, "  %s: %v\n", v.Path, err)
-				failures = append(failures, v.Path)
+				untriable = append(untriable, v)
 			}
 			continue
 		}
 		fmt.Fprintf(out, "  %s: unlocked with keyslot %d (key derivation took %s)\n", v.Path, u.Slot, u.Took.Round(100*time.Millisecond))
+		u.Pass = slices.Clone(pass)
 		opened = append(opened, u)
 	}
-	if len(opened) == 0 && len(failures) == len(vols) {
+	if len(opened) == 0 && len(untriable) == len(vols) {
 		// No volume could say whether the passphrase is right: that is
 		// not a wrong passphrase, and does not count towards the lockout.
 		fmt.Fprintf(out, "None of the volumes could be tried, so nothing is known of this passphrase; it does not count as a wrong one.\nhint: tell your provider what the lines above say\n")
-		return ExitCannotTry
+		return nil, untriable, ExitCannotTry
 	}
 	if len(opened) == 0 {
 		left, locked := s.Limiter.Fail()
@@ -176,29 +227,44 @@ func (s *Session) try(ctx context.Context, out *lineWriter, vols []Volume, pass 
 		if locked {
 			_ = s.Report(ctx, audit.UnlockLockout, map[string]string{"lockout": s.Limiter.Lockout.String(), "failed_tries": fmt.Sprint(s.Limiter.MaxTries)})
 			fmt.Fprintf(out, "Wrong passphrase. Too many wrong passphrases: the prompt is locked for %s.\n", Duration(s.Limiter.Lockout))
-			return ExitLocked
+			return nil, untriable, ExitLocked
 		}
-		fmt.Fprintf(out, "Wrong passphrase: it opens none of the volumes above. %s left; then the prompt locks for %s.\n", Count(left, "try", "tries"), Duration(s.Limiter.Lockout))
-		return ExitWrong
+		which := "the volumes above"
+		if again {
+			which = "the volumes still locked"
+		}
+		fmt.Fprintf(out, "Wrong passphrase: it opens none of %s. %s left; then the prompt locks for %s.\n", which, Count(left, "try", "tries"), Duration(s.Limiter.Lockout))
+		return nil, untriable, ExitWrong
 	}
 	s.Limiter.Succeed()
 	var names []string
 	for _, u := range opened {
 		names = append(names, u.Volume.Path)
 	}
-	details := map[string]string{"volumes": strings.Join(names, ",")}
-	if err := s.Report(ctx, audit.UnlockSuccess, details); err != nil {
-		// The record comes before the action: without it, no hand-off.
+	if err := s.Report(ctx, audit.UnlockSuccess, map[string]string{"volumes": strings.Join(names, ",")}); err != nil {
+		// The record comes before the action: without it, these
+		// volumes do not count as open.
 		fmt.Fprintf(out, "error: the server did not record the unlock (%v); not booting.\nhint: check the host's network path to lifeboatd, then try again\n", err)
-		return ExitHandoff
+		wipe(opened)
+		return nil, untriable, ExitHandoff
 	}
-	if len(failures) > 0 {
-		fmt.Fprintf(out, "note: %s could not be tried; the OS will ask for it itself\n", strings.Join(failures, ", "))
+	return opened, untriable, ExitOK
+}
+
+// finish hands the host over with the volumes opened; what stays locked is
+// said first (the OS asks for it itself).
+func (s *Session) finish(ctx context.Context, out *lineWriter, opened *[]*Unsealed, remaining []Volume) int {
+	if len(remaining) > 0 {
+		var paths []string
+		for _, v := range remaining {
+			paths = append(paths, v.Path)
+		}
+		fmt.Fprintf(out, "Booting with %s open; %s stays locked: the OS will ask for it itself.\n",
+			Count(len(*opened), "volume", "volumes"), strings.Join(paths, ", "))
 	}
-	jump, err := s.Handoff(ctx, pass, opened, out)
-	for _, u := range opened {
-		u.Key = nil // drop the master key for the GC: luks.go keeps it unexported
-	}
+	jump, err := s.Handoff(ctx, *opened, out)
+	wipe(*opened)
+	*opened = nil
 	if err != nil {
 		fmt.Fprintf(out, "error: %v\nThe volumes stay locked in this environment.\n", err)
 		return ExitHandoff

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -223,8 +224,8 @@ func TestSessionScripted(t *testing.T) {
 			codes = append(codes, c)
 			return nil
 		},
-		Handoff: func(_ context.Context, pass []byte, opened []*Unsealed, out io.Writer) (func(), error) {
-			handed = append([]byte(nil), pass...)
+		Handoff: func(_ context.Context, opened []*Unsealed, out io.Writer) (func(), error) {
+			handed = append([]byte(nil), opened[0].Pass...)
 			if len(opened) != 1 || opened[0].Volume.Path != filepath.Join(dev, "vdb") {
 				t.Errorf("opened = %+v", opened)
 			}
@@ -268,7 +269,7 @@ func TestSessionLockoutAndRecordFirst(t *testing.T) {
 			codes = append(codes, c)
 			return nil
 		},
-		Handoff: func(context.Context, []byte, []*Unsealed, io.Writer) (func(), error) {
+		Handoff: func(context.Context, []*Unsealed, io.Writer) (func(), error) {
 			handoffs++
 			return func() {}, nil
 		},
@@ -335,7 +336,7 @@ func TestSessionHandoffFailureKeepsTerminalOpen(t *testing.T) {
 	s := &Session{Host: "h", Boot: "b", Unsealer: &Unsealer{}, Limiter: &Limiter{MaxTries: 5, Lockout: time.Hour},
 		Volumes: func() ([]Volume, error) { return Scan(sys, dev) },
 		Report:  func(context.Context, audit.Code, map[string]string) error { return nil },
-		Handoff: func(context.Context, []byte, []*Unsealed, io.Writer) (func(), error) {
+		Handoff: func(context.Context, []*Unsealed, io.Writer) (func(), error) {
 			tries++
 			if tries == 1 {
 				return nil, errors.New("no boot entry (loader/entries/*.conf or grub.cfg) on /dev/vda1")
@@ -381,7 +382,7 @@ func TestScriptedWrongLineAnsweredOnce(t *testing.T) {
 	s := &Session{Host: "web1", Boot: "b-1", Unsealer: &Unsealer{}, Limiter: &Limiter{MaxTries: 2, Lockout: 5 * time.Minute},
 		Volumes: func() ([]Volume, error) { return Scan(sys, dev) },
 		Report:  func(context.Context, audit.Code, map[string]string) error { return nil },
-		Handoff: func(context.Context, []byte, []*Unsealed, io.Writer) (func(), error) { return nil, nil }}
+		Handoff: func(context.Context, []*Unsealed, io.Writer) (func(), error) { return nil, nil }}
 	rw := &rwPipe{in: strings.NewReader("wrong\n")}
 	if code := s.Run(context.Background(), rw, false); code != ExitWrong {
 		t.Fatalf("exit %d\n%s", code, rw.String())
@@ -408,7 +409,7 @@ func TestVolumeThatCannotBeTried(t *testing.T) {
 	s := &Session{Host: "web1", Boot: "b-1", Unsealer: &Unsealer{}, Limiter: &Limiter{MaxTries: 1, Lockout: time.Hour},
 		Volumes: func() ([]Volume, error) { return Scan(sys, dev) },
 		Report:  func(_ context.Context, c audit.Code, _ map[string]string) error { codes = append(codes, c); return nil },
-		Handoff: func(context.Context, []byte, []*Unsealed, io.Writer) (func(), error) { return nil, nil }}
+		Handoff: func(context.Context, []*Unsealed, io.Writer) (func(), error) { return nil, nil }}
 	for range 3 {
 		rw := &rwPipe{in: strings.NewReader("right\n")}
 		if code := s.Run(context.Background(), rw, false); code != ExitCannotTry || !strings.Contains(rw.String(), "does not count as a wrong one") {
@@ -446,5 +447,70 @@ func TestVolumeNames(t *testing.T) {
 	}
 	if got := vols[1].String(); !strings.Contains(got, "/vdd  LUKS1  aes-cbc-essiv:sha256  uuid ") {
 		t.Errorf("LUKS1 volume shown as %q", got)
+	}
+}
+
+// TestSeveralPassphrases: root and data open with one passphrase, backup
+// only with another. Every volume is accounted for: what stays locked is
+// listed, the next passphrase is tried on it alone, and the hand-off gets
+// each volume with the passphrase that opened it; the customer may also go
+// on with what is open (Enter at a terminal; the end of a script).
+func TestSeveralPassphrases(t *testing.T) {
+	dir := t.TempDir()
+	luks2 := append([]string{"--type", "luks2", "--pbkdf", "argon2id"}, unlocktest.Fast...)
+	imgs := map[string]string{
+		"vda": unlocktest.LUKSImage(t, dir, "root.img", "P", luks2...),
+		"vdb": unlocktest.LUKSImage(t, dir, "data.img", "P", luks2...),
+		"vdc": unlocktest.LUKSImage(t, dir, "backup.img", "Q", luks2...),
+	}
+	sys, dev := unlocktest.FakeSys(t, imgs)
+	for _, tt := range []struct {
+		name, in string
+		pty      bool
+		want     string // volume=passphrase handed over, by device
+		says     []string
+		fails    int
+	}{
+		{"both passphrases", "P\nQ\n", false, "vda=P vdb=P vdc=Q", []string{"Still locked (this passphrase does not open it):", "/vdc  LUKS2", "The next line of input is tried on it"}, 0},
+		{"script ends after the first", "P\n", false, "vda=P vdb=P", []string{"Booting with 2 volumes open; " + filepath.Join(dev, "vdc") + " stays locked"}, 0},
+		{"a wrong second one counts", "P\nX\nQ\n", false, "vda=P vdb=P vdc=Q", []string{"Wrong passphrase: it opens none of the volumes still locked. 2 tries left"}, 1},
+		{"Enter goes on at a terminal", "P\r\r", true, "vda=P vdb=P", []string{"Passphrase for the 1 volume still locked (Enter: boot with the 2 volumes open)"}, 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var handed []string
+			fails := 0
+			s := &Session{Host: "web1", Boot: "b-1", Unsealer: &Unsealer{}, Limiter: &Limiter{MaxTries: 3, Lockout: time.Minute},
+				Volumes: func() ([]Volume, error) { return Scan(sys, dev) },
+				Report: func(_ context.Context, c audit.Code, _ map[string]string) error {
+					if c == audit.UnlockFailure {
+						fails++
+					}
+					return nil
+				},
+				Handoff: func(_ context.Context, opened []*Unsealed, _ io.Writer) (func(), error) {
+					for _, u := range opened {
+						handed = append(handed, filepath.Base(u.Volume.Path)+"="+string(u.Pass))
+					}
+					return func() {}, nil
+				}}
+			rw := &rwPipe{in: strings.NewReader(tt.in)}
+			code := s.Run(context.Background(), rw, tt.pty)
+			t.Logf("the dialog:\n%s", rw.String())
+			if code != ExitOK {
+				t.Fatalf("exit %d\n%s", code, rw.String())
+			}
+			slices.Sort(handed)
+			if got := strings.Join(handed, " "); got != tt.want {
+				t.Errorf("handed over %q, want %q\n%s", got, tt.want, rw.String())
+			}
+			for _, w := range tt.says {
+				if !strings.Contains(rw.String(), w) {
+					t.Errorf("output lacks %q:\n%s", w, rw.String())
+				}
+			}
+			if fails != tt.fails {
+				t.Errorf("%d failures recorded, want %d", fails, tt.fails)
+			}
+		})
 	}
 }

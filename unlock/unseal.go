@@ -37,6 +37,9 @@ type Unsealed struct {
 	Slot   int
 	Took   time.Duration
 	Key    Mapper // holds the master key: drop it as soon as possible
+	// Pass is the passphrase that opened it, for the hand-off to give
+	// the OS (each volume may have its own); zeroed after the hand-off.
+	Pass []byte
 }
 
 // Unseal tries pass on every usable keyslot of v, preferred first, and

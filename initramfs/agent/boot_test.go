@@ -86,14 +86,14 @@ func newBoot(t *testing.T, mode kind.Mode, grant *agentapi.RescueGrant, vols fun
 			Unlock: agentapi.UnlockPolicy{MaxTries: 3, Lockout: time.Minute}}}
 	b := &Boot{Agent: a, IP: net.IPv4(10, 0, 0, 5), Console: io.Discard, Log: slog.New(slog.DiscardHandler), Volumes: vols,
 		Handoff: func(unlock.Reporter) unlock.Handoff {
-			return func(_ context.Context, _ []byte, _ []*unlock.Unsealed, out io.Writer) (func(), error) {
+			return func(_ context.Context, _ []*unlock.Unsealed, out io.Writer) (func(), error) {
 				m.handoffs.Add(1)
 				fmt.Fprintln(out, "Booting the OS")
 				return func() { m.jumps.Add(1) }, nil
 			}
 		},
 		InPlace: func(*agentapi.RescueGrant) unlock.Handoff {
-			return func(context.Context, []byte, []*unlock.Unsealed, io.Writer) (func(), error) {
+			return func(context.Context, []*unlock.Unsealed, io.Writer) (func(), error) {
 				m.inPlace.Add(1)
 				return nil, nil
 			}

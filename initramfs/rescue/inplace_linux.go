@@ -16,7 +16,7 @@ import (
 // The customer is told plainly what that lets support do. The volumes close
 // when the host reboots at the grant's end.
 func OpenInPlace(g *agentapi.RescueGrant) unlock.Handoff {
-	return func(ctx context.Context, _ []byte, opened []*unlock.Unsealed, out io.Writer) (func(), error) {
+	return func(ctx context.Context, opened []*unlock.Unsealed, out io.Writer) (func(), error) {
 		for _, u := range opened {
 			name := "lifeboat-" + u.Volume.Header.UUID
 			if err := u.Key.SetupMapper(name); err != nil {

@@ -193,7 +193,11 @@ func TestMakePlan(t *testing.T) {
 				}
 			}
 			// The archive holds the key at each key path, and the files.
-			arch, err := p.Archive([]byte("pass phrase"))
+			keys := map[string][]byte{}
+			for _, u := range p.KeyOf {
+				keys[u] = []byte("pass phrase of " + u)
+			}
+			arch, err := p.Archive(keys)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -206,7 +210,7 @@ func TestMakePlan(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, k := range p.KeyPaths {
-				if got[k] != "pass phrase" {
+				if p.KeyOf[k] == "" || got[k] != "pass phrase of "+p.KeyOf[k] {
 					t.Errorf("%s holds %q", k, got[k])
 				}
 			}

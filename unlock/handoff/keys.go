@@ -66,7 +66,10 @@ type Plan struct {
 	// KeyPaths are where the key goes; Files are other files (a rewritten
 	// crypttab): never secret.
 	KeyPaths []string
-	Files    map[string][]byte
+	// KeyOf names the volume (UUID) whose key goes to each key path:
+	// volumes may have passphrases of their own.
+	KeyOf map[string]string
+	Files map[string][]byte
 	// Notes say what could not be handed over, for the customer, before
 	// the kexec.
 	Notes []string
@@ -74,7 +77,7 @@ type Plan struct {
 
 // MakePlan decides where the key goes for each opened volume.
 func MakePlan(in *Initrd, cmdline string, vols []Vol) Plan {
-	p := Plan{Flavour: in.Flavour, Files: map[string][]byte{}}
+	p := Plan{Flavour: in.Flavour, Files: map[string][]byte{}, KeyOf: map[string]string{}}
 	var uuids []string
 	for _, v := range vols {
 		uuids = append(uuids, v.UUID)
@@ -111,6 +114,7 @@ func MakePlan(in *Initrd, cmdline string, vols []Vol) Plan {
 			tab[i].KeyFile = "/" + key
 			changed = true
 			p.KeyPaths = append(p.KeyPaths, key)
+			p.KeyOf[key] = v.UUID
 			p.Names = append(p.Names, e.Name)
 		}
 		if changed {
@@ -121,6 +125,7 @@ func MakePlan(in *Initrd, cmdline string, vols []Vol) Plan {
 		// /crypto_keyfile.bin if it is there.
 		if len(vols) > 0 {
 			p.KeyPaths = append(p.KeyPaths, "crypto_keyfile.bin")
+			p.KeyOf["crypto_keyfile.bin"] = vols[0].UUID
 			p.Names = append(p.Names, named[vols[0].UUID])
 		}
 		if len(vols) > 1 {
@@ -141,6 +146,7 @@ func MakePlan(in *Initrd, cmdline string, vols []Vol) Plan {
 				continue
 			}
 			p.KeyPaths = append(p.KeyPaths, KeyDir+"/"+name+".key")
+			p.KeyOf[KeyDir+"/"+name+".key"] = v.UUID
 			p.Names = append(p.Names, name)
 		}
 		if in.Flavour == FlavourUnknown {
@@ -152,11 +158,12 @@ func MakePlan(in *Initrd, cmdline string, vols []Vol) Plan {
 	return p
 }
 
-// Archive builds the newc cpio of the plan with key in every key file. The
-// returned buffer holds the key: zero it after use.
-func (p Plan) Archive(key []byte) ([]byte, error) {
+// Archive builds the newc cpio of the plan, each key file holding the key
+// of its volume (keys: by UUID). The returned buffer holds the keys: zero
+// it after use.
+func (p Plan) Archive(keys map[string][]byte) ([]byte, error) {
 	var b bytes.Buffer
-	b.Grow(4096 + len(p.KeyPaths)*(len(key)+256))
+	b.Grow(4096 + len(p.KeyPaths)*(512+256))
 	w := cpio.Newc.Writer(&b)
 	var recs []cpio.Record
 	dirs := map[string]bool{}
@@ -178,6 +185,10 @@ func (p Plan) Archive(key []byte) ([]byte, error) {
 		recs = append(recs, cpio.StaticRecord(p.Files[n], cpio.Info{Name: n, Mode: 0o100644}))
 	}
 	for _, k := range p.KeyPaths {
+		key, ok := keys[p.KeyOf[k]]
+		if !ok {
+			return nil, fmt.Errorf("no key for %s (volume %s)", k, p.KeyOf[k])
+		}
 		dir(pathDir(k), 0o700)
 		recs = append(recs, cpio.StaticRecord(key, cpio.Info{Name: k, Mode: 0o100400}))
 	}
@@ -215,12 +226,13 @@ func parents(d string) []string {
 // name (the systemd convention). The returned buffer holds the key: zero it
 // after use.
 func KeyArchive(names []string, key []byte) ([]byte, error) {
-	p := Plan{Files: map[string][]byte{}}
+	p := Plan{Files: map[string][]byte{}, KeyOf: map[string]string{}}
 	for _, n := range names {
 		if !validName(n) {
 			return nil, fmt.Errorf("volume name %q cannot be a key file name", n)
 		}
 		p.KeyPaths = append(p.KeyPaths, KeyDir+"/"+n+".key")
+		p.KeyOf[KeyDir+"/"+n+".key"] = ""
 	}
-	return p.Archive(key)
+	return p.Archive(map[string][]byte{"": key})
 }

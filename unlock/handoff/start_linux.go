@@ -15,12 +15,14 @@ import (
 // returns the jump, which the caller runs once the session has closed; on
 // failure an error, with the host still in lifeboat.
 func Start(mountBase string, report unlock.Reporter) unlock.Handoff {
-	return func(ctx context.Context, pass []byte, opened []*unlock.Unsealed, out io.Writer) (func(), error) {
+	return func(ctx context.Context, opened []*unlock.Unsealed, out io.Writer) (func(), error) {
 		skip := map[string]bool{}
 		var vols []Vol
+		keys := map[string][]byte{}
 		for _, u := range opened {
 			skip[u.Volume.Path] = true
 			vols = append(vols, Vol{UUID: u.Volume.Header.UUID, Path: u.Volume.Path})
+			keys[u.Volume.Header.UUID] = u.Pass
 		}
 		fmt.Fprintf(out, "Looking for the installed OS's boot entry...\n")
 		e, err := Find(ctx, mountBase, skip)
@@ -38,7 +40,7 @@ func Start(mountBase string, report unlock.Reporter) unlock.Handoff {
 			}
 		}
 		plan := MakePlan(in, e.Image.Cmdline, vols)
-		archive, err := plan.Archive(pass)
+		archive, err := plan.Archive(keys)
 		if err != nil {
 			return nil, err
 		}
