@@ -89,7 +89,7 @@ func run(ctx context.Context, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	fmt.Print(b.Banner(key.PublicKey()))
-	log.Info("ssh ready", "since_start", time.Since(start).Round(time.Millisecond).String())
+	log.Info("ssh listening", "since_start", time.Since(start).Round(time.Millisecond).String())
+	go b.Announce(ctx, key.PublicKey(), time.Minute)
 	return srv.Serve(ctx, ln)
 }

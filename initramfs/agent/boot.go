@@ -110,7 +110,27 @@ func (b *Boot) Server(ctx context.Context, hostKey ssh.Signer, disks <-chan stru
 	return srv, nil
 }
 
-// Banner is what the console says once SSH serves.
+// Announce tells the console when the host is ready: at once that SSH is
+// up and the disk drivers are loading, then the banner once the disks are
+// listed (or after wait, with a word that they are still loading), so that
+// "ready for unlock" means a login gets the prompt without waiting.
+func (b *Boot) Announce(ctx context.Context, hostKey ssh.PublicKey, wait time.Duration) {
+	fmt.Fprintf(b.Console, "lifeboat: %s: SSH is up; loading the disk drivers before the unlock prompt...\n", b.Agent.Params.Host)
+	start := time.Now()
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-b.disks:
+		b.Log.Info("disks ready", "took", time.Since(start).Round(time.Millisecond).String())
+	case <-t.C:
+		fmt.Fprintf(b.Console, "lifeboat: the disk drivers are still loading after %s; a login waits for them\n", unlock.Duration(wait))
+	case <-ctx.Done():
+		return
+	}
+	fmt.Fprint(b.Console, b.Banner(hostKey))
+}
+
+// Banner is what the console says once the host is ready.
 func (b *Boot) Banner(hostKey ssh.PublicKey) string {
 	p, cfg := b.Agent.Params, b.Agent.Config
 	var s strings.Builder

@@ -237,3 +237,36 @@ func waitEnd(t *testing.T, b *Boot, m *machine, want string) {
 		t.Errorf("reboots %d, jumps %d; want 1, 0", m.reboots.Load(), m.jumps.Load())
 	}
 }
+
+// TestAnnounce: the console says SSH is up at once, and "ready for unlock"
+// only once the disks are listed.
+func TestAnnounce(t *testing.T) {
+	var mu sync.Mutex
+	var console bytes.Buffer
+	w := writerFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return console.Write(p) })
+	disks := make(chan struct{})
+	b := &Boot{Agent: &Agent{Params: &agentapi.BootParams{Host: "web1", Boot: "b-1"}, Config: &agentapi.CheckinResponse{}},
+		IP: net.IPv4(10, 0, 0, 5), Console: w, Log: slog.New(slog.DiscardHandler), disks: disks}
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	hk, _ := ssh.NewSignerFromKey(priv)
+	done := make(chan struct{})
+	go func() { b.Announce(context.Background(), hk.PublicKey(), time.Minute); close(done) }()
+	screen := func() string { mu.Lock(); defer mu.Unlock(); return console.String() }
+	for end := time.Now().Add(5 * time.Second); !strings.Contains(screen(), "SSH is up"); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatal("no word that SSH is up")
+		}
+	}
+	if strings.Contains(screen(), "ready for unlock") {
+		t.Fatalf("ready before the disks are listed:\n%s", screen())
+	}
+	close(disks)
+	<-done
+	if !strings.Contains(screen(), "web1 (boot b-1) is ready for unlock: ssh root@10.0.0.5") {
+		t.Errorf("console:\n%s", screen())
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
