@@ -100,7 +100,15 @@ func (b *Boot) Server(ctx context.Context, hostKey ssh.Signer, disks <-chan stru
 			return b.Agent.Report(ctx, audit.SSHLogin, fp, map[string]string{"user": user, "remote": remote, "role": role})
 		},
 		OnRefused: b.refusals(),
-		Session:   b.Session,
+		OnCapped: func(n int, first string) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := b.Agent.Report(ctx, audit.SSHRefused, "", map[string]string{"reason": audit.ReasonConnectionLimit,
+				"connections": fmt.Sprint(n), "remote": first}); err != nil {
+				b.Log.Warn("refused connections not recorded", "err", err)
+			}
+		},
+		Session: b.Session,
 	}
 	if cfg.Mode == "rescue" {
 		if err := b.rescue(ctx, srv); err != nil {

@@ -1,6 +1,7 @@
 package sshd
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -60,7 +61,12 @@ type Server struct {
 	OnLogin func(ctx context.Context, role, user, fingerprint, remote string) error
 	// OnRefused records a connection that offered only keys not let in.
 	OnRefused func(fingerprints []string, remote string)
-	Session   Handler
+	// OnCapped records connections turned away because MaxConns were
+	// open: once when a burst begins (n 1) and once when it has been
+	// quiet for BurstQuiet (n the burst's count), never per connection.
+	OnCapped   func(n int, firstRemote string)
+	BurstQuiet time.Duration // default 10 s
+	Session    Handler
 }
 
 // Algorithms are the only ones the unlock server offers: a passphrase
@@ -138,6 +144,13 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		s.MaxConns = 8
 	}
 	go func() { <-ctx.Done(); ln.Close() }()
+	capped := &burst{quiet: cmp.Or(s.BurstQuiet, 10*time.Second), report: func(n int, first string) {
+		s.Log.Warn("ssh: connections refused: too many at once", "count", n, "max", s.MaxConns, "first_remote", first)
+		if s.OnCapped != nil {
+			s.OnCapped(n, first)
+		}
+	}}
+	defer capped.stop()
 	sem := make(chan struct{}, s.MaxConns)
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -152,7 +165,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		select {
 		case sem <- struct{}{}:
 		default:
-			s.Log.Warn("ssh: too many connections, refusing", "remote", nc.RemoteAddr().String())
+			capped.add(nc.RemoteAddr().String())
 			nc.Close()
 			continue
 		}
@@ -289,5 +302,49 @@ func later(reqs <-chan *ssh.Request, resize chan<- WinSize) {
 		if r.WantReply {
 			_ = r.Reply(r.Type == "window-change", nil)
 		}
+	}
+}
+
+// burst counts events that come in bursts (connections over the cap) and
+// reports a burst twice: at its first event, and with its count once it
+// has been quiet for quiet. A flood costs two records, not one each.
+type burst struct {
+	quiet  time.Duration
+	report func(n int, first string)
+
+	mu    sync.Mutex
+	n     int
+	first string
+	timer *time.Timer
+}
+
+func (b *burst) add(remote string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.n++
+	if b.n == 1 {
+		b.first = remote
+		go b.report(1, remote)
+		b.timer = time.AfterFunc(b.quiet, b.flush)
+		return
+	}
+	b.timer.Reset(b.quiet)
+}
+
+func (b *burst) flush() {
+	b.mu.Lock()
+	n, first := b.n, b.first
+	b.n, b.first = 0, ""
+	b.mu.Unlock()
+	if n > 1 {
+		b.report(n, first)
+	}
+}
+
+func (b *burst) stop() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.timer != nil {
+		b.timer.Stop()
 	}
 }

@@ -300,3 +300,54 @@ func TestSSHAudit(t *testing.T) {
 		t.Errorf("ssh-audit found %d problems:\n%s", len(bad), strings.Join(bad, "\n"))
 	}
 }
+
+// TestConnectionCapReportedPerBurst: connections over MaxConns are turned
+// away and reported twice per burst (its start, then its count), not once
+// each and not silently.
+func TestConnectionCapReportedPerBurst(t *testing.T) {
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	hk, _ := ssh.NewSignerFromKey(priv)
+	var mu sync.Mutex
+	var reports []int
+	s := &Server{HostKey: hk, LoginTimeout: 5 * time.Second, MaxConns: 1, BurstQuiet: 200 * time.Millisecond, Log: slog.New(slog.DiscardHandler),
+		OnCapped: func(n int, _ string) { mu.Lock(); reports = append(reports, n); mu.Unlock() },
+		Session:  func(context.Context, *Request) int { return 0 }}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- s.Serve(ctx, ln) }()
+	defer func() { cancel(); <-done }()
+	hold, err := net.Dial("tcp", ln.Addr().String()) // takes the one slot until its login times out
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hold.Close()
+	if _, err := bufio.NewReader(hold).ReadString('\n'); err != nil { // the server's version line: the slot is taken
+		t.Fatal(err)
+	}
+	for range 6 {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Read(make([]byte, 1)); err == nil {
+			t.Error("a connection over the cap was served")
+		}
+		c.Close()
+	}
+	for end := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		mu.Lock()
+		got := fmt.Sprint(reports)
+		mu.Unlock()
+		if got == "[1 6]" {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatalf("reports %s, want [1 6]: the burst's start, then its count", got)
+		}
+	}
+}

@@ -340,3 +340,19 @@ func TestRelaySlowReceiverHoldsUpOnlyItself(t *testing.T) {
 		last = p.Data.Receipt.Seq
 	}
 }
+
+// TestRefusalSummaries: a refused key and connections over the cap are
+// told apart, in plain words.
+func TestRefusalSummaries(t *testing.T) {
+	for _, tc := range []struct {
+		d    map[string]string
+		want string
+	}{
+		{map[string]string{"keys": "SHA256:abc", "remote": "192.0.2.7:5000"}, "a login to web1 with a key that may not log in was refused (SHA256:abc from 192.0.2.7:5000)"},
+		{map[string]string{"reason": "connection limit", "connections": "40", "remote": "192.0.2.7:5000"}, "connections to web1 were turned away: too many at once (40 so far, the first from 192.0.2.7:5000)"},
+	} {
+		if got := summary(audit.Event{Code: audit.SSHRefused, Host: "web1", Details: tc.d}); got != tc.want {
+			t.Errorf("summary = %q, want %q", got, tc.want)
+		}
+	}
+}

@@ -96,6 +96,9 @@ func summary(e audit.Event) string {
 	case audit.RescueConsoleRefused:
 		return fmt.Sprintf("a wrong one-time code was typed at %s's console %s (%s tries left)", e.Host, d["console"], d["tries_left"])
 	case audit.SSHRefused:
+		if d["reason"] == audit.ReasonConnectionLimit {
+			return fmt.Sprintf("connections to %s were turned away: too many at once (%s so far, the first from %s)", e.Host, cmp.Or(d["connections"], "1"), cmp.Or(d["remote"], "an unknown address"))
+		}
 		return fmt.Sprintf("a login to %s with a key that may not log in was refused (%s from %s)", e.Host, d["keys"], cmp.Or(d["remote"], "an unknown address"))
 	}
 	return fmt.Sprintf("%s: %s", cmp.Or(e.Host, e.Customer), e.Code)

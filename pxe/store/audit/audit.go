@@ -63,6 +63,11 @@ const (
 	NoticeFailed Code = "notice.failed" // a notice could not be delivered for three days; the relay gave up
 )
 
+// ReasonConnectionLimit is the reason of an ssh.refused record for
+// connections turned away because too many were open at once (details:
+// connections, remote: the first's address).
+const ReasonConnectionLimit = "connection limit"
+
 // AgentCodes are the codes the RAM-image agent may report about its own boot.
 // The server refuses any other code from an agent, so that a compromised
 // agent cannot forge server-side events.
