@@ -62,10 +62,6 @@ func TestLUKS1CBC(t *testing.T) {
 	}
 }
 
-func itoa(n int) string {
-	return strings.TrimSpace(strings.Repeat(" ", 0) + string(rune('0'+n/100)) + string(rune('0'+n/10%10)) + string(rune('0'+n%10)))
-}
-
 func fileSize(t *testing.T, p string) int64 {
 	fi, err := os.Stat(p)
 	if err != nil {
