@@ -8,10 +8,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -57,6 +59,29 @@ type Server struct {
 	// uncertified (tests only: customers would have to trust on first use).
 	CA      *sshca.CA
 	CertTTL time.Duration
+
+	refusals window // refused check-ins recorded, at most one a minute per boot (or peer) and reason
+}
+
+// window lets one event per key through per minute: a flood of refused
+// check-ins costs the audit chain and the customer's inbox one record a
+// minute, not one each (the metric still counts every one).
+type window struct {
+	mu   sync.Mutex
+	last map[string]time.Time
+}
+
+func (w *window) allow(key string, now time.Time) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.last == nil || len(w.last) > 4096 { // bound memory under a flood of peers
+		w.last = map[string]time.Time{}
+	}
+	if t, ok := w.last[key]; ok && now.Sub(t) < time.Minute {
+		return false
+	}
+	w.last[key] = now
+	return true
 }
 
 // Handler returns the agent API's routes (under /agent/).
@@ -179,11 +204,20 @@ func (s *Server) refuse(w http.ResponseWriter, r *http.Request, req agentapi.Che
 	if c != nil {
 		b = c.Binding
 	}
-	mac := cmp.Or(b.MAC, req.MAC)
-	s.Log.Warn("check-in refused", "mac", mac, "boot", req.Boot, "peer", r.RemoteAddr, "reason", reason)
-	if eerr := s.Steps.Events.Emit(r.Context(), audit.Event{Code: audit.CheckinRefused, MAC: mac, Host: b.Host, Boot: req.Boot, Actor: "agent",
-		Details: map[string]string{"reason": reason, "peer": peerIP(r).String()}}); eerr != nil {
-		s.Log.Error("event log failed", "err", eerr)
+	// The record says what the server knows (the token's binding), never
+	// what the caller claims: anyone on the boot network can post here.
+	// A MAC it claims is kept only as a well-formed one, in the details.
+	details := map[string]string{"reason": reason, "peer": peerIP(r).String()}
+	if m, err := net.ParseMAC(req.MAC); err == nil && b.MAC == "" {
+		details["claimed_mac"] = m.String()
+	}
+	peer := peerIP(r).String()
+	if s.refusals.allow(reason+"|"+cmp.Or(b.Boot, peer), time.Now()) {
+		s.Log.Warn("check-in refused", "mac", b.MAC, "host", b.Host, "boot", b.Boot, "peer", r.RemoteAddr, "reason", reason)
+		if eerr := s.Steps.Events.Emit(r.Context(), audit.Event{Code: audit.CheckinRefused, MAC: b.MAC, Host: b.Host, Boot: b.Boot, Actor: "agent",
+			Details: details}); eerr != nil {
+			s.Log.Error("event log failed", "err", eerr)
+		}
 	}
 	code := http.StatusUnauthorized
 	switch {

@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -358,5 +359,58 @@ func TestRescueBoot(t *testing.T) {
 	}
 	if n != 1 {
 		t.Errorf("%d rescue.end records, want 1", n)
+	}
+}
+
+// TestRefusedCheckinsCannotFloodTheChain: a machine on the boot network
+// posts check-ins with made-up tokens, a 60 KB "MAC" and terminal escapes,
+// and replays a used token. What it claims never reaches a record, and the
+// chain (and the customer's inbox) gets one record a minute per reason and
+// boot, or peer, however many it sends.
+func TestRefusedCheckinsCannotFloodTheChain(t *testing.T) {
+	r := newRig(t)
+	ctx := context.Background()
+	c := &agentapi.Client{Base: r.srv.URL}
+	key := string(ssh.MarshalAuthorizedKey(hostKey(t).PublicKey()))
+	junk := strings.Repeat("A", 50000) + strings.Repeat("\x1b[2J", 100) // about 60 KB on the wire
+	for i := range 20 {
+		_, err := c.Checkin(ctx, fmt.Sprintf("made-up-%d", i), agentapi.CheckinRequest{Boot: "b-\x1b]0;owned\x07", MAC: junk, HostKey: key})
+		if !errors.Is(err, agentapi.ErrRefused) {
+			t.Fatalf("bogus check-in %d: %v", i, err)
+		}
+	}
+	tok := r.token(t)
+	req := agentapi.CheckinRequest{Boot: r.boot.ID, MAC: mac, HostKey: key}
+	if _, err := c.Checkin(ctx, tok, req); err != nil {
+		t.Fatal(err)
+	}
+	other := req
+	other.HostKey = string(ssh.MarshalAuthorizedKey(hostKey(t).PublicKey()))
+	for range 10 {
+		if _, err := c.Checkin(ctx, tok, other); !errors.Is(err, agentapi.ErrRefused) {
+			t.Fatalf("replay: %v", err)
+		}
+	}
+	evs, err := sqlite.ReadEvents(r.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var refused []audit.Event
+	for _, e := range evs {
+		if e.Code == audit.CheckinRefused {
+			refused = append(refused, e)
+		}
+	}
+	if len(refused) != 2 {
+		t.Fatalf("%d refusal records for 20 bogus check-ins and 10 replays, want 2 (one per reason)", len(refused))
+	}
+	for _, e := range refused {
+		all := e.MAC + e.Boot + e.Host + fmt.Sprint(e.Details)
+		if strings.Contains(all, "\x1b") || strings.Contains(all, "owned") || len(all) > 500 {
+			t.Errorf("a refusal record holds what the caller claimed: %+v", e)
+		}
+	}
+	if refused[0].Details["reason"] != "unknown" || refused[0].MAC != "" || refused[1].Details["reason"] != "replay" || refused[1].Boot != r.boot.ID {
+		t.Errorf("records: %+v", refused)
 	}
 }
