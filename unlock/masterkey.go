@@ -23,6 +23,9 @@ type MasterKey struct {
 	key                    []byte
 }
 
+// Wipe zeroes the key; the mapping, once made, holds its own copy.
+func (k *MasterKey) Wipe() { clear(k.key) }
+
 // SetupMapper maps the volume's plaintext as /dev/mapper/NAME.
 func (k *MasterKey) SetupMapper(name string) error {
 	table := devmapper.CryptTable{Length: k.Size, BackendDevice: k.Device, BackendOffset: k.Offset,

@@ -184,7 +184,10 @@ func (s *Session) Run(ctx context.Context, rw io.ReadWriter, pty bool) int {
 func wipe(opened []*Unsealed) {
 	for _, u := range opened {
 		clear(u.Pass)
-		u.Pass, u.Key = nil, nil // the master key goes to the GC: luks.go keeps it unexported
+		if k, ok := u.Key.(*MasterKey); ok {
+			k.Wipe()
+		}
+		u.Pass, u.Key = nil, nil // luks.go keeps its master key unexported: that one goes to the GC
 	}
 }
 

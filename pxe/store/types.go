@@ -179,6 +179,7 @@ type CheckinRequest struct {
 	Boot    string
 	HostKey string // fingerprint of the boot's SSH host key (SHA256:...)
 	IP      string
+	Peer    string // the caller's address, as the server saw it
 	// Certify signs the boot's host key for the host the token is for,
 	// inside the transaction (nothing is written if it fails), and
 	// returns the certificate and the details its record carries.
@@ -188,7 +189,7 @@ type CheckinRequest struct {
 
 // Checkin is what a check-in was answered. A retry by the same agent (the
 // same token and host key, the first answer lost on the wire) gets the
-// same answer, with a new report token that replaces the lost one.
+// same answer, with a new report token (the earlier ones stay valid).
 type Checkin struct {
 	Binding     Binding
 	Host        *Host

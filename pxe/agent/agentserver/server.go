@@ -142,7 +142,7 @@ func (s *Server) checkin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	fp := ssh.FingerprintSHA256(hostKey)
-	c, err := s.Store.Checkin(r.Context(), store.CheckinRequest{Token: bearer(r), MAC: req.MAC, Boot: req.Boot, HostKey: fp, IP: req.IP,
+	c, err := s.Store.Checkin(r.Context(), store.CheckinRequest{Token: bearer(r), MAC: req.MAC, Boot: req.Boot, HostKey: fp, IP: req.IP, Peer: peerIP(r).String(),
 		ReportTTL: ReportTTL, Certify: s.certify(hostKey)})
 	if err != nil {
 		s.refuse(w, r, req, c, err)

@@ -47,6 +47,8 @@ func summary(e audit.Event) string {
 	switch e.Code {
 	case audit.AgentCheckin:
 		return fmt.Sprintf("%s booted into lifeboat; its host key this boot is %s", e.Host, cmp.Or(d["host_key"], "unknown"))
+	case audit.CheckinRetry:
+		return fmt.Sprintf("%s's check-in came again from %s with the same host key %s: its first answer was lost, or someone who saw the check-in sent it again", e.Host, cmp.Or(d["peer"], "an unknown address"), cmp.Or(d["host_key"], "unknown"))
 	case audit.CheckinRefused:
 		return fmt.Sprintf("a check-in for %s was refused (%s) from %s", e.Host, d["reason"], cmp.Or(d["peer"], "an unknown address"))
 	case audit.SSHLogin:

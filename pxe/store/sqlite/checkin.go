@@ -21,7 +21,8 @@ import (
 //
 // A retry of a redeemed token with the same host key is the same agent
 // whose answer was lost: it gets the same answer (mode, certificate,
-// grant) and a new report token, which replaces those issued to it before.
+// grant) and a new report token; the earlier ones stay valid, and the
+// retry is recorded (and told to the customer) with the caller's address.
 // Any other use of a redeemed token is a replay (store.ErrTokenUsed).
 //
 // On a refusal the answer carries the token's binding, where the token is
@@ -64,17 +65,17 @@ func (db *DB) Checkin(ctx context.Context, req store.CheckinRequest) (*store.Che
 					return nil, fmt.Errorf("check-in retry: grant %s: %w", grantID, err)
 				}
 			}
-			if _, err := tx.ExecContext(ctx, `DELETE FROM report_tokens WHERE boot_token = ?`, hash); err != nil {
-				return nil, err
-			}
+			// The report tokens issued before stay valid: the check-in
+			// travels in the clear, so whoever saw it could send it
+			// again, and must not cut the real agent off by doing so.
 			if out.ReportToken, err = db.insertReportToken(ctx, tx, *b, hash, req); err != nil {
 				return nil, err
 			}
 			return []audit.Event{{Time: now, Code: audit.CheckinRetry, MAC: b.MAC, Host: b.Host, Boot: b.Boot, Actor: "agent",
-				Details: map[string]string{"host_key": req.HostKey, "ip": req.IP}}}, nil
+				Details: map[string]string{"host_key": req.HostKey, "ip": req.IP, "peer": req.Peer}}}, nil
 		}
 		out.Mode = h.Mode
-		details := map[string]string{"host_key": req.HostKey, "ip": req.IP, "mode": string(h.Mode)}
+		details := map[string]string{"host_key": req.HostKey, "ip": req.IP, "peer": req.Peer, "mode": string(h.Mode)}
 		if req.Certify != nil {
 			var more map[string]string
 			if out.HostCert, more, err = req.Certify(h, *b); err != nil {
