@@ -26,9 +26,53 @@ import (
 
 type rigT struct {
 	*rig.Rig
-	dir        string
-	disk       *fixture.Disk
-	passphrase string
+	dir   string
+	disks map[string]*fixture.Disk // by layout name
+	// passphrase opens every volume but the five-volume disk's "vault",
+	// which opens with second.
+	passphrase, second string
+}
+
+// layout is a test disk: what its volumes are, and what the test OS prints
+// once it opened them.
+type layout struct {
+	// volumes are the volumes besides the root (the root's format is
+	// root), and markers what the test OS prints of each.
+	root    fixture.Format
+	data    bool
+	volumes func(second string) []fixture.Volume
+	markers map[string]string
+}
+
+// layouts are the test disks; diskOf says which host boots which (the
+// others boot "two").
+var layouts = map[string]layout{
+	// A root and a data volume on one passphrase: one unlock opens both,
+	// and the OS finds a key for each.
+	"two": {data: true, markers: map[string]string{"data": dataMarker}},
+	// Five volumes as a customer's disk grows over the years: root and
+	// data on the passphrase, a LUKS2 volume on a passphrase of its own,
+	// and two LUKS1 volumes from an older install (aes-xts and the old
+	// default aes-cbc-essiv:sha256) on the passphrase.
+	"five": {data: true, volumes: func(second string) []fixture.Volume {
+		return []fixture.Volume{
+			{Name: "vault", UUID: "9b2e4f6a-1c3d-4e5f-8a7b-0c1d2e3f4a5b", Label: "vault", Passphrase: []byte(second), Marker: "marker-from-the-vault"},
+			{Name: "legacy-xts", UUID: "5d6e7f80-9a1b-4c2d-8e3f-4a5b6c7d8e9f", Format: fixture.Format{Type: "luks1"}, Marker: "marker-from-luks1-xts"},
+			{Name: "legacy-cbc", UUID: "7f8091a2-b3c4-4d5e-9f60-718293a4b5c6", Format: fixture.Format{Type: "luks1", Cipher: "aes-cbc-essiv:sha256"}, Marker: "marker-from-luks1-cbc-essiv"},
+		}
+	}, markers: map[string]string{"data": dataMarker, "vault": "marker-from-the-vault", "legacy-xts": "marker-from-luks1-xts", "legacy-cbc": "marker-from-luks1-cbc-essiv"}},
+	// An install from the years of cryptsetup's LUKS1 default: the root
+	// alone, in aes-cbc-essiv:sha256.
+	"cbc": {root: fixture.Format{Type: "luks1", Cipher: "aes-cbc-essiv:sha256"}},
+}
+
+var diskOf = map[string]string{"bios-host": "five", "uefi-pxe-host": "cbc"}
+
+func layoutOf(host string) string {
+	if l, ok := diskOf[host]; ok {
+		return l
+	}
+	return "two"
 }
 
 func repoRoot(t *testing.T) string {
@@ -51,21 +95,31 @@ var hosts = []rig.Host{
 
 func setup(t *testing.T, proxy bool, hs []rig.Host) *rigT {
 	root := repoRoot(t)
-	r := &rigT{dir: t.TempDir(), passphrase: "canary-" + rig.RandHex(12)}
+	r := &rigT{dir: t.TempDir(), passphrase: "canary-" + rig.RandHex(12), second: "canary-" + rig.RandHex(12), disks: map[string]*fixture.Disk{}}
 	k, err := images.FetchKernel(filepath.Join(root, "build", "cache"), "linux-image-amd64")
 	if err != nil {
 		t.Fatal(err)
 	}
-	start := time.Now()
-	r.disk, err = fixture.Build(fixture.Options{Kernel: k, Dir: filepath.Join(r.dir, "disk"), Passphrase: []byte(r.passphrase),
-		Marker: "marker-from-the-encrypted-root", PBKDFMemoryKiB: 32 * 1024, PBKDFTime: 4,
-		// A second volume on the same passphrase: one unlock opens both,
-		// and the OS finds a key for each.
-		Data: dataMarker})
-	if err != nil {
-		t.Fatal(err)
+	for _, h := range hs {
+		name := layoutOf(h.Name)
+		if r.disks[name] != nil {
+			continue
+		}
+		l := layouts[name]
+		o := fixture.Options{Kernel: k, Dir: filepath.Join(r.dir, "disk-"+name), Passphrase: []byte(r.passphrase),
+			Marker: "marker-from-the-encrypted-root", PBKDFMemoryKiB: 32 * 1024, PBKDFTime: 4, Root: l.root}
+		if l.data {
+			o.Data = dataMarker
+		}
+		if l.volumes != nil {
+			o.Volumes = l.volumes(r.second)
+		}
+		start := time.Now()
+		if r.disks[name], err = fixture.Build(o); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("test disk %q built in %s", name, time.Since(start).Round(time.Millisecond))
 	}
-	t.Logf("test disk built in %s", time.Since(start).Round(time.Millisecond))
 	r.Rig = startRig(t, rig.Options{Root: root, Dir: r.dir, Hosts: hs, Proxy: proxy})
 	return r
 }
@@ -124,7 +178,7 @@ func (r *rigT) ssh(ctx context.Context, ip string, extra ...string) *exec.Cmd {
 func TestEndToEnd(t *testing.T) {
 	t.Parallel() // each site has its own namespace
 	r := setup(t, false, hosts)
-	canaryHits := watchProcs(t, r.passphrase)
+	canaryHits := watchProcs(t, r.passphrase, r.second)
 
 	t.Run("hosts", func(t *testing.T) {
 		t.Run("bios-interactive", func(t *testing.T) { t.Parallel(); r.bootAndUnlock(t, hosts[0], true) })
@@ -138,22 +192,24 @@ func TestEndToEnd(t *testing.T) {
 		if hits := canaryHits(); len(hits) > 0 {
 			t.Errorf("passphrase found in process argv/environment: %v", hits)
 		}
-		if strings.Contains(r.ServerLog.String(), r.passphrase) {
-			t.Error("passphrase found in lifeboatd's log")
-		}
-		for _, f := range []string{r.EventLog, r.EventLog + "-wal"} {
-			ev, _ := os.ReadFile(f)
-			if bytes.Contains(ev, []byte(r.passphrase)) {
-				t.Errorf("passphrase found in the database (%s)", filepath.Base(f))
+		for _, pass := range []string{r.passphrase, r.second} {
+			if strings.Contains(r.ServerLog.String(), pass) {
+				t.Error("passphrase found in lifeboatd's log")
 			}
-		}
-		for _, h := range hosts {
-			con, _ := os.ReadFile(filepath.Join(r.dir, h.Name+"-console.log"))
-			if len(con) == 0 {
-				t.Errorf("%s: empty console log", h.Name)
+			for _, f := range []string{r.EventLog, r.EventLog + "-wal"} {
+				ev, _ := os.ReadFile(f)
+				if bytes.Contains(ev, []byte(pass)) {
+					t.Errorf("passphrase found in the database (%s)", filepath.Base(f))
+				}
 			}
-			if bytes.Contains(con, []byte(r.passphrase)) {
-				t.Errorf("passphrase found on %s's console", h.Name)
+			for _, h := range hosts {
+				con, _ := os.ReadFile(filepath.Join(r.dir, h.Name+"-console.log"))
+				if len(con) == 0 {
+					t.Errorf("%s: empty console log", h.Name)
+				}
+				if bytes.Contains(con, []byte(pass)) {
+					t.Errorf("passphrase found on %s's console", h.Name)
+				}
 			}
 		}
 	})
@@ -234,7 +290,8 @@ func (r *rigT) bootAndUnlock(t *testing.T, h rig.Host, interactive bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	host := &vm.Host{Name: h.Name, Firmware: h.Firmware, MAC: h.MAC, Disk: r.disk.Path, MemMiB: 1536, Dir: r.dir}
+	lay := layouts[layoutOf(h.Name)]
+	host := &vm.Host{Name: h.Name, Firmware: h.Firmware, MAC: h.MAC, Disk: r.disks[layoutOf(h.Name)].Path, MemMiB: 1536, Dir: r.dir}
 	run := startVM(t, ctx, host, r.NS, tap)
 	start := time.Now() // after a slot was free: power-on
 	defer run.Kill()
@@ -247,7 +304,8 @@ func (r *rigT) bootAndUnlock(t *testing.T, h rig.Host, interactive bool) {
 	if err != nil || strings.Contains(line, "FATAL") {
 		t.Fatalf("%s: not ready for unlock: %v %s", h.Name, err, line)
 	}
-	t.Logf("%s: power-on to SSH-ready: %s", h.Name, time.Since(start).Round(100*time.Millisecond))
+	readyAt := time.Now()
+	t.Logf("%s: power-on to SSH-ready: %s", h.Name, readyAt.Sub(start).Round(100*time.Millisecond))
 	if !strings.Contains(line, "ssh root@"+h.IP) {
 		t.Errorf("ready line %q does not name the reserved address %s", line, h.IP)
 	}
@@ -255,9 +313,9 @@ func (r *rigT) bootAndUnlock(t *testing.T, h rig.Host, interactive bool) {
 	wrong := "not-the-" + r.passphrase[len("canary-"):] // shares no canary prefix
 	var unlockedAt time.Time
 	if interactive {
-		unlockedAt = r.unlockInteractive(t, ctx, h.IP, wrong)
+		unlockedAt = r.unlockInteractive(t, ctx, h, lay, wrong, readyAt)
 	} else {
-		unlockedAt = r.unlockScripted(t, ctx, h.IP, wrong)
+		unlockedAt = r.unlockScripted(t, ctx, h, wrong, readyAt)
 	}
 	if _, err := run.Console.WaitFor(ctx, 6*time.Minute, "TESTOS-MARKER: marker-from-the-encrypted-root", "TESTOS-FAIL"); err != nil {
 		t.Fatalf("%s: the OS did not open its encrypted root: %v", h.Name, err)
@@ -266,8 +324,10 @@ func (r *rigT) bootAndUnlock(t *testing.T, h rig.Host, interactive bool) {
 		t.Fatalf("%s: %s", h.Name, l)
 	}
 	// The test OS prints the other volumes' markers before the root's.
-	if !strings.Contains(run.Console.Text(), "TESTOS-VOLUME data: "+dataMarker) {
-		t.Fatalf("%s: the OS did not open its second encrypted volume with the handed-over key", h.Name)
+	for name, marker := range lay.markers {
+		if !strings.Contains(run.Console.Text(), "TESTOS-VOLUME "+name+": "+marker) {
+			t.Errorf("%s: the OS did not open its volume %q with the handed-over key", h.Name, name)
+		}
 	}
 	t.Logf("%s: passphrase to OS marker: %s", h.Name, time.Since(unlockedAt).Round(100*time.Millisecond))
 	if err := run.Wait(time.Minute); err != nil {
@@ -275,9 +335,11 @@ func (r *rigT) bootAndUnlock(t *testing.T, h rig.Host, interactive bool) {
 	}
 }
 
-// unlockInteractive drives the prompt as a person would, on a pty.
-func (r *rigT) unlockInteractive(t *testing.T, ctx context.Context, ip, wrong string) time.Time {
-	cmd := r.ssh(ctx, ip, "-tt")
+// unlockInteractive drives the prompt as a person would, on a pty: a
+// wrong passphrase, then the right one, and on the five-volume disk the
+// vault's own passphrase for the one volume still locked.
+func (r *rigT) unlockInteractive(t *testing.T, ctx context.Context, h rig.Host, lay layout, wrong string, readyAt time.Time) time.Time {
+	cmd := r.ssh(ctx, h.IP, "-tt")
 	stdin, _ := cmd.StdinPipe()
 	stdout, _ := cmd.StdoutPipe()
 	cmd.Stderr = cmd.Stdout
@@ -285,18 +347,37 @@ func (r *rigT) unlockInteractive(t *testing.T, ctx context.Context, ip, wrong st
 		t.Fatal(err)
 	}
 	out := &expect{r: bufio.NewReader(stdout), t: t}
-	out.until("Encrypted volumes found: 2")
+	defer func() { t.Logf("%s: the unlock session:\n%s", h.Name, out.all.String()) }()
+	vols := 1 + len(lay.markers)
+	out.until(fmt.Sprintf("Encrypted volumes found: %d", vols))
 	out.until("LUKS2")
 	out.until("argon2id")
 	out.until("Passphrase for ")
+	t.Logf("%s: \"ready for unlock\" on the console to the prompt on a first login: %s", h.Name, time.Since(readyAt).Round(100*time.Millisecond))
 	fmt.Fprintf(stdin, "%s\r", wrong)
 	out.until("Wrong passphrase")
 	out.until("4 tries left")
 	out.until("Passphrase for ")
 	at := time.Now()
 	fmt.Fprintf(stdin, "%s\r", r.passphrase)
-	out.until("unlocked with keyslot 0")
-	out.until("unlocked with keyslot 0") // the data volume
+	second := 0
+	if lay.volumes != nil {
+		for _, v := range lay.volumes(r.second) {
+			if string(v.Passphrase) == r.second {
+				second++
+			}
+		}
+	}
+	for range vols - second {
+		out.until("unlocked with keyslot 0")
+	}
+	if second > 0 {
+		out.until("Still locked (this passphrase does not open it):")
+		out.until(`label "vault"`)
+		out.until("Passphrase for the 1 volume still locked (Enter: boot with the 4 volumes open): ")
+		fmt.Fprintf(stdin, "%s\r", r.second)
+		out.until("unlocked with keyslot 0")
+	}
 	out.until("Handing over to the OS kernel")
 	stdin.Close()
 	if err := cmd.Wait(); err != nil {
@@ -306,8 +387,8 @@ func (r *rigT) unlockInteractive(t *testing.T, ctx context.Context, ip, wrong st
 }
 
 // unlockScripted uses the non-interactive form: the passphrase on stdin.
-func (r *rigT) unlockScripted(t *testing.T, ctx context.Context, ip, wrong string) time.Time {
-	cmd := r.ssh(ctx, ip)
+func (r *rigT) unlockScripted(t *testing.T, ctx context.Context, h rig.Host, wrong string, readyAt time.Time) time.Time {
+	cmd := r.ssh(ctx, h.IP)
 	cmd.Args = append(cmd.Args, "unlock")
 	cmd.Stdin = strings.NewReader(wrong + "\n")
 	out, err := cmd.CombinedOutput()
@@ -317,8 +398,9 @@ func (r *rigT) unlockScripted(t *testing.T, ctx context.Context, ip, wrong strin
 	if !strings.Contains(string(out), "Wrong passphrase") {
 		t.Fatalf("wrong passphrase: no clear message in\n%s", out)
 	}
+	t.Logf("%s: \"ready for unlock\" to the answer of a first scripted try: %s", h.Name, time.Since(readyAt).Round(100*time.Millisecond))
 	at := time.Now()
-	cmd = r.ssh(ctx, ip)
+	cmd = r.ssh(ctx, h.IP)
 	cmd.Args = append(cmd.Args, "unlock")
 	cmd.Stdin = strings.NewReader(r.passphrase + "\n")
 	out, err = cmd.CombinedOutput()
@@ -329,9 +411,9 @@ func (r *rigT) unlockScripted(t *testing.T, ctx context.Context, ip, wrong strin
 }
 
 type expect struct {
-	r   *bufio.Reader
-	t   *testing.T
-	buf strings.Builder
+	r        *bufio.Reader
+	t        *testing.T
+	buf, all strings.Builder
 }
 
 // until reads until s appears (the ssh process's own timeouts bound it).
@@ -343,6 +425,7 @@ func (e *expect) until(s string) {
 			e.t.Fatalf("waiting for %q: %v; got:\n%s", s, err, e.buf.String())
 		}
 		e.buf.WriteByte(b)
+		e.all.WriteByte(b)
 	}
 	rest := e.buf.String()
 	rest = rest[strings.Index(rest, s)+len(s):]
@@ -384,7 +467,7 @@ func (r *rigT) unknownHost(t *testing.T) {
 
 // watchProcs samples every process's argv and environment until the
 // returned function is called, and returns those that held the canary.
-func watchProcs(t *testing.T, canary string) func() []string {
+func watchProcs(t *testing.T, canaries ...string) func() []string {
 	stop := make(chan struct{})
 	var mu sync.Mutex
 	hits := map[string]bool{}
@@ -402,10 +485,12 @@ func watchProcs(t *testing.T, canary string) func() []string {
 			for _, p := range procs {
 				for _, f := range []string{"cmdline", "environ"} {
 					b, err := os.ReadFile(filepath.Join(p, f))
-					if err == nil && bytes.Contains(b, []byte(canary)) {
-						mu.Lock()
-						hits[p+"/"+f+": "+strings.ReplaceAll(string(b), "\x00", " ")] = true
-						mu.Unlock()
+					for _, canary := range canaries {
+						if err == nil && bytes.Contains(b, []byte(canary)) {
+							mu.Lock()
+							hits[p+"/"+f+": "+strings.ReplaceAll(string(b), "\x00", " ")] = true
+							mu.Unlock()
+						}
 					}
 				}
 			}

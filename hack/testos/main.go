@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -12,6 +13,8 @@ import (
 	"github.com/anatol/luks.go"
 	"github.com/u-root/u-root/pkg/kmodule"
 	"golang.org/x/sys/unix"
+
+	"github.com/lifeboat-boot/lifeboat/unlock"
 )
 
 func main() {
@@ -92,17 +95,14 @@ func openAndRead(uuid, name string) (string, error) {
 		return "", fmt.Errorf("no key file %s: a real OS would now ask for the passphrase", keyPath)
 	}
 	fmt.Printf("TESTOS: key file %s present (%d bytes)\n", keyPath, len(key))
-	dev, err := findLUKS(uuid, 30*time.Second)
+	dev, h, err := findLUKS(uuid, 30*time.Second)
 	if err != nil {
 		return "", err
 	}
-	d, err := luks.Open(dev)
-	if err != nil {
-		return "", err
+	if err := open(dev, h, name, key); err != nil {
+		return "", fmt.Errorf("unlock %s (LUKS%d %s) with the key file: %w", dev, h.Version, h.Encryption, err)
 	}
-	if err := d.UnlockAny(key, name); err != nil {
-		return "", fmt.Errorf("unlock %s with the key file: %w", dev, err)
-	}
+	fmt.Printf("TESTOS: opened %s (LUKS%d %s)\n", name, h.Version, h.Encryption)
 	info, err := devmapper.InfoByName(name)
 	if err != nil {
 		return "", err
@@ -120,18 +120,45 @@ func openAndRead(uuid, name string) (string, error) {
 	return strings.TrimSpace(string(marker)), nil
 }
 
-func findLUKS(uuid string, wait time.Duration) (string, error) {
+// open maps the volume dev as name with key, as systemd-cryptsetup would:
+// with the LUKS library, or, for a LUKS1 volume in a CBC mode (which it
+// does not open), with lifeboat's unlock package. Either way the kernel's
+// dm-crypt then decrypts data the fixture encrypted on its own, so a wrong
+// key cannot show the marker.
+func open(dev string, h *unlock.Header, name string, key []byte) error {
+	if h.Version == 1 && strings.HasPrefix(h.Mode, "cbc-") {
+		u, err := (&unlock.Unsealer{}).Unseal(context.Background(), unlock.Volume{Path: dev, Header: h}, key, nil)
+		if err != nil {
+			return err
+		}
+		return u.Key.SetupMapper(name)
+	}
+	d, err := luks.Open(dev)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.UnlockAny(key, name)
+}
+
+func findLUKS(uuid string, wait time.Duration) (string, *unlock.Header, error) {
 	deadline := time.Now().Add(wait)
 	for {
 		ents, _ := os.ReadDir("/sys/class/block")
 		for _, e := range ents {
 			p := filepath.Join("/dev", e.Name())
-			if d, err := luks.Open(p); err == nil && strings.EqualFold(d.UUID(), uuid) {
-				return p, nil
+			f, err := os.Open(p)
+			if err != nil {
+				continue
+			}
+			h, err := unlock.ReadHeader(f)
+			f.Close()
+			if err == nil && strings.EqualFold(h.UUID, uuid) {
+				return p, h, nil
 			}
 		}
 		if time.Now().After(deadline) {
-			return "", fmt.Errorf("no LUKS volume with UUID %s appeared", uuid)
+			return "", nil, fmt.Errorf("no LUKS volume with UUID %s appeared", uuid)
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
