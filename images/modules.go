@@ -23,9 +23,11 @@ var BootModules = []string{"e1000", "e1000e", "virtio_pci", "virtio_net", "virti
 // on ecb(aes), and ecb is a module in Debian's kernel. The crc32c and
 // crypto modules are listed by name because u-root's loader has no modprobe
 // helper for the kernel's request_module, so nothing loads them on demand.
-// essiv is for LUKS1 volumes in aes-cbc-essiv:sha256 (cbc is built in).
+// essiv is for LUKS1 volumes in aes-cbc-essiv:sha256 (cbc is built in);
+// twofish and camellia for volumes in those ciphers, which the LUKS library
+// unseals (unlock.Openable).
 var StorageModules = []string{"virtio_blk", "virtio_scsi", "sd_mod", "dm_mod", "dm_crypt", "ecb", "xts", "essiv", "aesni_intel",
-	"crc32c_generic", "crc32c_intel", "ext4"}
+	"twofish_generic", "camellia_generic", "crc32c_generic", "crc32c_intel", "ext4"}
 
 // RescueCommands are the u-root core commands of the RAM image's shell,
 // which only a shell grant's staff member reaches: a shell and the tools

@@ -21,6 +21,9 @@ type Slot struct {
 	MemoryKiB  int    // argon2 only
 	Threads    int    // argon2 only
 	Priority   int    // LUKS2: 0 ignore, 1 normal, 2 prefer
+	// Area is the cipher of the slot's key material (LUKS2; a LUKS1
+	// volume's is the header's), as on disk: escape it before showing.
+	Area string
 }
 
 func (s Slot) String() string {
@@ -110,7 +113,10 @@ func parseLUKS2(r io.ReaderAt, hdr []byte) (*Header, error) {
 		Keyslots map[string]struct {
 			Type     string `json:"type"`
 			Priority *int   `json:"priority"`
-			KDF      struct {
+			Area     struct {
+				Encryption string `json:"encryption"`
+			} `json:"area"`
+			KDF struct {
 				Type       string `json:"type"`
 				Hash       string `json:"hash"`
 				Iterations int    `json:"iterations"`
@@ -131,7 +137,7 @@ func parseLUKS2(r io.ReaderAt, hdr []byte) (*Header, error) {
 		if err != nil || n < 0 || n > 31 {
 			return nil, fmt.Errorf("LUKS2 keyslot id %q is invalid", id)
 		}
-		s := Slot{ID: n, KDF: ks.KDF.Type, Hash: ks.KDF.Hash, Priority: 1}
+		s := Slot{ID: n, KDF: ks.KDF.Type, Hash: ks.KDF.Hash, Priority: 1, Area: ks.Area.Encryption}
 		if ks.Priority != nil {
 			s.Priority = *ks.Priority
 		}

@@ -86,6 +86,11 @@ func (s *Session) Run(ctx context.Context, rw io.ReadWriter, pty bool) int {
 			for _, sl := range v.Header.Slots {
 				fmt.Fprintf(out, "      keyslot %d: %s\n", sl.ID, sl)
 			}
+			if err := Openable(v.Header); err != nil {
+				// Said now, and tried without a key derivation: it
+				// never counts as a wrong passphrase.
+				fmt.Fprintf(out, "      %v\n", err)
+			}
 			usable = append(usable, v)
 		}
 	}

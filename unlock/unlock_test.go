@@ -30,6 +30,10 @@ func TestReadHeaderAndUnseal(t *testing.T) {
 		{"luks2-argon2id", append([]string{"--type", "luks2", "--pbkdf", "argon2id"}, unlocktest.Fast...), Slot{KDF: "argon2id", Iterations: 4, MemoryKiB: 8192, Threads: 1}, 2},
 		{"luks2-argon2i", append([]string{"--type", "luks2", "--pbkdf", "argon2i"}, unlocktest.Fast...), Slot{KDF: "argon2i", Iterations: 4, MemoryKiB: 8192, Threads: 1}, 2},
 		{"luks2-pbkdf2-sha512", []string{"--type", "luks2", "--pbkdf", "pbkdf2", "--hash", "sha512", "--pbkdf-force-iterations", "1000"}, Slot{KDF: "pbkdf2", Hash: "sha512", Iterations: 1000}, 2},
+		// aes-xts-plain, the 32-bit IV of old cryptsetup defaults: LUKS2
+		// through the LUKS library, LUKS1 through lifeboat's own code.
+		{"luks2-xts-plain", append([]string{"--type", "luks2", "--cipher", "aes-xts-plain", "--pbkdf", "argon2id"}, unlocktest.Fast...), Slot{KDF: "argon2id", Iterations: 4, MemoryKiB: 8192, Threads: 1}, 2},
+		{"luks1-xts-plain", []string{"--type", "luks1", "--cipher", "aes-xts-plain", "--pbkdf-force-iterations", "1000", "--hash", "sha256"}, Slot{KDF: "pbkdf2", Hash: "sha256", Iterations: 1000}, 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -44,7 +48,10 @@ func TestReadHeaderAndUnseal(t *testing.T) {
 				t.Fatalf("header = %+v", h)
 			}
 			got := h.Slots[0]
-			got.ID, got.Priority = 0, 0
+			if wantArea := "aes-xts-plain64"; h.Version == 2 && !strings.HasPrefix(got.Area, "aes-xts-") {
+				t.Errorf("keyslot area %q, want %s", got.Area, wantArea)
+			}
+			got.ID, got.Priority, got.Area = 0, 0, ""
 			if tt.want.KDF == "pbkdf2" {
 				got.Iterations = tt.want.Iterations // cryptsetup may round pbkdf2 iterations
 			}
@@ -415,6 +422,10 @@ func TestVolumeThatCannotBeTried(t *testing.T) {
 		if code := s.Run(context.Background(), rw, false); code != ExitCannotTry || !strings.Contains(rw.String(), "does not count as a wrong one") {
 			t.Fatalf("exit %d\n%s", code, rw.String())
 		}
+		// Said when the volumes are listed, and no key derivation ran.
+		if out := rw.String(); !strings.Contains(out, "lifeboat cannot open this cipher: aes-ecb") || strings.Contains(out, "trying keyslot") {
+			t.Fatalf("the cipher was not named before the passphrase, or a key derivation ran:\n%s", out)
+		}
 	}
 	if len(codes) != 0 || s.Limiter.Wait() != 0 {
 		t.Errorf("reported %v, locked for %s: a passphrase nothing could check was counted", codes, s.Limiter.Wait())
@@ -512,5 +523,36 @@ func TestSeveralPassphrases(t *testing.T) {
 				t.Errorf("%d failures recorded, want %d", fails, tt.fails)
 			}
 		})
+	}
+}
+
+// TestOpenable: the ciphers lifeboat opens are known before any key
+// derivation; the others are named (escaped: the header is the disk's).
+func TestOpenable(t *testing.T) {
+	for _, tt := range []struct {
+		h    Header
+		want string // "" opens
+	}{
+		{Header{Version: 1, Cipher: "aes", Mode: "xts-plain64"}, ""},
+		{Header{Version: 1, Cipher: "aes", Mode: "xts-plain"}, ""},
+		{Header{Version: 1, Cipher: "aes", Mode: "cbc-essiv:sha256"}, ""},
+		{Header{Version: 1, Cipher: "aes", Mode: "cbc-plain"}, ""},
+		{Header{Version: 1, Cipher: "twofish", Mode: "xts-plain64"}, ""},
+		{Header{Version: 1, Cipher: "twofish", Mode: "cbc-essiv:sha256", Encryption: "twofish-cbc-essiv:sha256"}, "cannot open this cipher: twofish-cbc-essiv:sha256"},
+		{Header{Version: 1, Cipher: "serpent", Mode: "xts-plain64", Encryption: "serpent-xts-plain64"}, "serpent-xts-plain64"},
+		{Header{Version: 1, Cipher: "aes", Mode: "ecb", Encryption: "aes-ecb\x1b[2J"}, `aes-ecb\x1b[2J`},
+		{Header{Version: 2, Slots: []Slot{{Area: "aes-xts-plain64"}}}, ""},
+		{Header{Version: 2, Slots: []Slot{{Area: "serpent-xts-plain64"}, {Area: "aes-xts-plain"}}}, ""},
+		{Header{Version: 2, Slots: []Slot{{Area: "serpent-xts-plain64"}, {Area: "serpent-xts-plain64"}}}, "keyslots in serpent-xts-plain64 ("},
+		{Header{Version: 2, Slots: []Slot{{Area: "aes-cbc-essiv:sha256"}}}, "aes-cbc-essiv:sha256"},
+		{Header{Version: 2}, ""},
+	} {
+		err := Openable(&tt.h)
+		switch {
+		case tt.want == "" && err != nil:
+			t.Errorf("%+v: %v, want it opened", tt.h, err)
+		case tt.want != "" && (err == nil || !errors.Is(err, ErrCannotOpen) || !strings.Contains(err.Error(), tt.want)):
+			t.Errorf("%+v: %v, want ErrCannotOpen naming %q", tt.h, err, tt.want)
+		}
 	}
 }

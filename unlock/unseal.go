@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,6 +18,44 @@ import (
 
 // ErrWrongPassphrase means the passphrase opens no keyslot of the volume.
 var ErrWrongPassphrase = errors.New("passphrase does not open this volume")
+
+// ErrCannotOpen means lifeboat cannot decrypt a volume's keyslots (their
+// cipher): no key derivation ran, and the passphrase may well be right.
+var ErrCannotOpen = errors.New("lifeboat cannot open this cipher")
+
+// libCiphers are the block ciphers the LUKS library opens, in XTS.
+var libCiphers = map[string]bool{"aes": true, "twofish": true, "camellia": true}
+
+// Openable says, before any key derivation, whether lifeboat can open the
+// keyslots of a volume with header h: LUKS1's cipher, or the key material
+// cipher of at least one LUKS2 keyslot (the others are skipped).
+func Openable(h *Header) error {
+	const opens = "lifeboat opens aes in xts-plain64, xts-plain and LUKS1's cbc-essiv:sha256, cbc-plain64 and cbc-plain; twofish and camellia in xts"
+	if h.Version == 1 {
+		if (h.Cipher == "aes" && ownModes[h.Mode]) || (libCiphers[h.Cipher] && h.Mode == "xts-plain64") {
+			return nil
+		}
+		return fmt.Errorf("%w: %s (%s)", ErrCannotOpen, esc(h.Encryption), opens)
+	}
+	var areas []string
+	for _, s := range h.Slots {
+		if slotOpenable(s) {
+			return nil
+		}
+		areas = append(areas, esc(s.Area))
+	}
+	if len(areas) == 0 {
+		return nil // no keyslot: Unseal says so
+	}
+	return fmt.Errorf("%w: keyslots in %s (%s)", ErrCannotOpen, strings.Join(slices.Compact(areas), ", "), opens)
+}
+
+// slotOpenable: the LUKS library decrypts a LUKS2 keyslot's material in
+// XTS of the ciphers it knows, whatever the IV name.
+func slotOpenable(s Slot) bool {
+	p := strings.Split(s.Area, "-")
+	return len(p) == 3 && libCiphers[p[0]] && p[1] == "xts"
+}
 
 // Unsealer runs key derivations one at a time: an argon2id slot may take a
 // gibibyte, and two at once (two SSH sessions, or two volumes) would get the
@@ -50,6 +89,9 @@ func (u *Unsealer) Unseal(ctx context.Context, v Volume, pass []byte, progress P
 	if v.Err != nil {
 		return nil, v.Err
 	}
+	if err := Openable(v.Header); err != nil {
+		return nil, err
+	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	open, tokenSlots, done, err := opener(v)
@@ -69,6 +111,9 @@ func (u *Unsealer) Unseal(ctx context.Context, v Volume, pass []byte, progress P
 			continue
 		case tokenSlots[s.ID]:
 			skipped = append(skipped, fmt.Sprintf("slot %d belongs to a token", s.ID))
+			continue
+		case v.Header.Version == 2 && !slotOpenable(s):
+			skipped = append(skipped, fmt.Sprintf("slot %d's key material is in %s, which lifeboat cannot decrypt", s.ID, esc(s.Area)))
 			continue
 		case s.MemoryKiB > 0 && int64(s.MemoryKiB)*1024 > u.memAvailable()*9/10:
 			skipped = append(skipped, fmt.Sprintf("slot %d needs %d MiB and only %d MiB are free", s.ID, s.MemoryKiB/1024, u.memAvailable()>>20))
@@ -98,10 +143,10 @@ func (u *Unsealer) Unseal(ctx context.Context, v Volume, pass []byte, progress P
 }
 
 // opener returns how v's keyslots are opened: by the LUKS library, or, for
-// LUKS1 in a CBC mode (which it does not open), here; the slots bound to a
+// LUKS1 in a mode it does not open (ownModes), here; the slots bound to a
 // token; and what to call when done.
 func opener(v Volume) (open func(slot int, pass []byte) (Mapper, error), tokenSlots map[int]bool, done func(), err error) {
-	if v.Header.Version == 1 && cbcModes[v.Header.Mode] {
+	if v.Header.Version == 1 && ownModes[v.Header.Mode] {
 		f, err := os.Open(v.Path)
 		if err != nil {
 			return nil, nil, nil, fmt.Errorf("%s: %w", v.Path, err)
@@ -117,7 +162,7 @@ func opener(v Volume) (open func(slot int, pass []byte) (Mapper, error), tokenSl
 			return nil, nil, nil, fmt.Errorf("%s: %w", v.Path, err)
 		}
 		return func(slot int, pass []byte) (Mapper, error) {
-			return unsealLUKS1CBC(f, size, v.Path, h, slot, pass)
+			return unsealLUKS1(f, size, v.Path, h, slot, pass)
 		}, map[int]bool{}, func() { f.Close() }, nil
 	}
 	d, err := luks.Open(v.Path)

@@ -15,17 +15,19 @@ import (
 	"strings"
 
 	"golang.org/x/crypto/pbkdf2"
+	"golang.org/x/crypto/xts"
 )
 
-// LUKS1 volumes in CBC modes: aes-cbc-essiv:sha256 was cryptsetup's LUKS1
-// default for years, and servers installed then are still in racks. The
-// LUKS library opens XTS only, so these keyslots are opened here, after the
-// LUKS1 on-disk format: PBKDF2 of the passphrase, the key material
-// decrypted sector by sector, the anti-forensic split merged, the result
-// checked against the header's digest.
+// LUKS1 volumes in the modes the LUKS library does not open: CBC
+// (aes-cbc-essiv:sha256 was cryptsetup's LUKS1 default for years, and
+// servers installed then are still in racks) and XTS with the 32-bit
+// "plain" IV. These keyslots are opened here, after the LUKS1 on-disk
+// format: PBKDF2 of the passphrase, the key material decrypted sector by
+// sector, the anti-forensic split merged, the result checked against the
+// header's digest.
 
-// cbcModes are the LUKS1 cipher modes opened here.
-var cbcModes = map[string]bool{"cbc-essiv:sha256": true, "cbc-plain": true, "cbc-plain64": true}
+// ownModes are the LUKS1 cipher modes (of AES) opened here.
+var ownModes = map[string]bool{"cbc-essiv:sha256": true, "cbc-plain": true, "cbc-plain64": true, "xts-plain": true}
 
 // luks1Header is what a keyslot's unsealing reads of a LUKS1 header.
 type luks1Header struct {
@@ -105,9 +107,20 @@ func sectorIV(mode string, key []byte) (func(sector uint64, iv []byte), error) {
 	return nil, fmt.Errorf("LUKS1 cipher mode %q is not supported", mode)
 }
 
-// decryptCBC decrypts data (whole 512-byte sectors, the first being
+// decryptSectors decrypts data (whole 512-byte sectors, the first being
 // sector 0) in place with key in mode.
-func decryptCBC(data, key []byte, mode string) error {
+func decryptSectors(data, key []byte, mode string) error {
+	if mode == "xts-plain" {
+		c, err := xts.NewCipher(aes.NewCipher, key)
+		if err != nil {
+			return err
+		}
+		for i := 0; i*512 < len(data); i++ {
+			sector := data[i*512 : (i+1)*512]
+			c.Decrypt(sector, sector, uint64(uint32(i))) // plain: the sector number's low 32 bits
+		}
+		return nil
+	}
 	block, err := aes.NewCipher(key)
 	if err != nil {
 		return err
@@ -159,18 +172,21 @@ func diffuse(d []byte, newHash func() hash.Hash) {
 	}
 }
 
-// unsealLUKS1CBC opens keyslot id of a LUKS1 CBC volume with pass, and
-// returns the volume key for device-mapper; ErrWrongPassphrase if the
-// passphrase does not open it.
-func unsealLUKS1CBC(f io.ReaderAt, devSize int64, path string, h *luks1Header, id int, pass []byte) (*MasterKey, error) {
+// unsealLUKS1 opens keyslot id of a LUKS1 volume in one of ownModes with
+// pass, and returns the volume key for device-mapper; ErrWrongPassphrase if
+// the passphrase does not open it.
+func unsealLUKS1(f io.ReaderAt, devSize int64, path string, h *luks1Header, id int, pass []byte) (*MasterKey, error) {
 	if id < 0 || id >= len(h.slots) || !h.slots[id].active {
 		return nil, fmt.Errorf("keyslot %d is not active", id)
 	}
 	s := h.slots[id]
 	if h.cipher != "aes" {
-		return nil, fmt.Errorf("LUKS1 cipher %q is not supported in CBC mode (aes is)", h.cipher)
+		return nil, fmt.Errorf("LUKS1 cipher %q is not supported in mode %s (aes is)", h.cipher, h.mode)
 	}
-	if h.keyBytes != 16 && h.keyBytes != 24 && h.keyBytes != 32 {
+	if h.mode == "xts-plain" && h.keyBytes != 32 && h.keyBytes != 64 {
+		return nil, fmt.Errorf("LUKS1 key size %d bytes is not an AES-XTS key", h.keyBytes)
+	}
+	if h.mode != "xts-plain" && h.keyBytes != 16 && h.keyBytes != 24 && h.keyBytes != 32 {
 		return nil, fmt.Errorf("LUKS1 key size %d bytes is not an AES key", h.keyBytes)
 	}
 	if s.stripes == 0 || s.stripes > 4000 || s.iterations == 0 {
@@ -188,7 +204,7 @@ func unsealLUKS1CBC(f io.ReaderAt, devSize int64, path string, h *luks1Header, i
 	}
 	slotKey := pbkdf2.Key(pass, s.salt[:], int(s.iterations), n, newHash)
 	defer clear(slotKey)
-	if err := decryptCBC(material, slotKey, h.mode); err != nil {
+	if err := decryptSectors(material, slotKey, h.mode); err != nil {
 		return nil, err
 	}
 	key := afMerge(material, n, int(s.stripes), newHash)

@@ -16,11 +16,12 @@ import (
 	"github.com/lifeboat-boot/lifeboat/unlock/unlocktest"
 )
 
-// TestLUKS1CBC: LUKS1 volumes in the CBC modes cryptsetup has made (its
-// old default aes-cbc-essiv:sha256 among them) open with the right
+// TestLUKS1OwnModes: LUKS1 volumes in the modes cryptsetup has made that
+// the LUKS library does not open (the CBC modes, its old default
+// aes-cbc-essiv:sha256 among them, and aes-xts-plain) open with the right
 // passphrase, to the very volume key cryptsetup reports, and refuse a
 // wrong one as a wrong passphrase (not as an error that would hide it).
-func TestLUKS1CBC(t *testing.T) {
+func TestLUKS1OwnModes(t *testing.T) {
 	for _, tt := range []struct {
 		cipher, hash string
 		bits         int
@@ -29,6 +30,8 @@ func TestLUKS1CBC(t *testing.T) {
 		{"aes-cbc-essiv:sha256", "sha1", 128},
 		{"aes-cbc-plain64", "sha256", 256},
 		{"aes-cbc-plain", "sha512", 256},
+		{"aes-xts-plain", "sha256", 512},
+		{"aes-xts-plain", "sha1", 256},
 	} {
 		t.Run(tt.cipher+"-"+tt.hash, func(t *testing.T) {
 			dir := t.TempDir()
@@ -88,10 +91,10 @@ func cryptsetupVolumeKey(t *testing.T, dir, img string) []byte {
 	return key
 }
 
-// FuzzLUKS1CBC: whatever a LUKS1 header and its key material hold, opening
+// FuzzLUKS1: whatever a LUKS1 header and its key material hold, opening
 // a keyslot returns a key or an error, never a panic. (The fuzzer keeps the
 // PBKDF2 cost small; what it fuzzes is the parsing and the merge.)
-func FuzzLUKS1CBC(f *testing.F) {
+func FuzzLUKS1(f *testing.F) {
 	img := make([]byte, 4096)
 	copy(img, luksMagic)
 	img[7] = 1
@@ -99,6 +102,10 @@ func FuzzLUKS1CBC(f *testing.F) {
 	copy(img[40:], "cbc-essiv:sha256")
 	copy(img[72:], "sha256")
 	f.Add(img)
+	xtsImg := bytes.Clone(img)
+	copy(xtsImg[40:72], append([]byte("xts-plain"), make([]byte, 23)...))
+	xtsImg[111] = 64 // key bytes
+	f.Add(xtsImg)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		h, err := readLUKS1(bytes.NewReader(data))
 		if err != nil {
@@ -114,7 +121,7 @@ func FuzzLUKS1CBC(f *testing.F) {
 			h.mkDigestIter = 1000
 		}
 		for id := range h.slots {
-			_, _ = unsealLUKS1CBC(bytes.NewReader(data), int64(len(data)), "fuzz", h, id, []byte("x"))
+			_, _ = unsealLUKS1(bytes.NewReader(data), int64(len(data)), "fuzz", h, id, []byte("x"))
 		}
 	})
 }
