@@ -71,6 +71,7 @@ func run(ctx context.Context, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	go a.KeepAlive(ctx)
 	b := &agent.Boot{Agent: a, IP: ip, Console: os.Stdout, Log: log, Reboot: reboot,
 		Volumes: func() ([]unlock.Volume, error) { return unlock.Scan("/sys/class/block", "/dev") },
 		Handoff: func(r unlock.Reporter) unlock.Handoff {

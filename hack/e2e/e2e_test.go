@@ -31,6 +31,9 @@ type rigT struct {
 	// passphrase opens every volume but the five-volume disk's "vault",
 	// which opens with second.
 	passphrase, second string
+	// attack, if set, runs once the host is ready for unlock, before the
+	// customer unlocks it (TestImpostor).
+	attack func(t *testing.T, ctx context.Context, h rig.Host)
 }
 
 // layout is a test disk: what its volumes are, and what the test OS prints
@@ -93,8 +96,11 @@ var hosts = []rig.Host{
 	{Name: "uefi-http-host", Firmware: "uefi-http", MAC: "52:54:00:4c:42:80", IP: "10.77.0.80"},
 }
 
-func setup(t *testing.T, proxy bool, hs []rig.Host) *rigT {
+// setup builds the disks of o.Hosts and starts their site (o.Root and
+// o.Dir are filled in).
+func setup(t *testing.T, o rig.Options) *rigT {
 	root := repoRoot(t)
+	hs := o.Hosts
 	r := &rigT{dir: t.TempDir(), passphrase: "canary-" + rig.RandHex(12), second: "canary-" + rig.RandHex(12), disks: map[string]*fixture.Disk{}}
 	k, err := images.FetchKernel(filepath.Join(root, "build", "cache"), "linux-image-amd64")
 	if err != nil {
@@ -120,7 +126,8 @@ func setup(t *testing.T, proxy bool, hs []rig.Host) *rigT {
 		}
 		t.Logf("test disk %q built in %s", name, time.Since(start).Round(time.Millisecond))
 	}
-	r.Rig = startRig(t, rig.Options{Root: root, Dir: r.dir, Hosts: hs, Proxy: proxy})
+	o.Root, o.Dir = root, r.dir
+	r.Rig = startRig(t, o)
 	return r
 }
 
@@ -177,7 +184,7 @@ func (r *rigT) ssh(ctx context.Context, ip string, extra ...string) *exec.Cmd {
 // OS booted from inside its encrypted root; an unknown host gets nothing.
 func TestEndToEnd(t *testing.T) {
 	t.Parallel() // each site has its own namespace
-	r := setup(t, false, hosts)
+	r := setup(t, rig.Options{Hosts: hosts})
 	canaryHits := watchProcs(t, r.passphrase, r.second)
 
 	t.Run("hosts", func(t *testing.T) {
@@ -310,6 +317,9 @@ func (r *rigT) bootAndUnlock(t *testing.T, h rig.Host, interactive bool) {
 		t.Errorf("ready line %q does not name the reserved address %s", line, h.IP)
 	}
 
+	if r.attack != nil {
+		r.attack(t, ctx, h)
+	}
 	wrong := "not-the-" + r.passphrase[len("canary-"):] // shares no canary prefix
 	var unlockedAt time.Time
 	if interactive {
@@ -520,7 +530,7 @@ func TestProxyAndDiskMode(t *testing.T) {
 		{Name: "disk-mode-host", Firmware: "uefi", MAC: "52:54:00:4c:42:50", IP: "10.77.0.50", Mode: "disk"},
 	}
 	t.Parallel()
-	r := setup(t, true, proxyHosts)
+	r := setup(t, rig.Options{Hosts: proxyHosts, Proxy: true})
 	k, err := images.FetchKernel(filepath.Join(r.Root, "build", "cache"), "linux-image-amd64")
 	if err != nil {
 		t.Fatal(err)

@@ -115,25 +115,11 @@ func setupRescue(t *testing.T) *rescueRig {
 	}
 	r.Rig = startRig(t, rig.Options{Root: root, Dir: r.dir, Hosts: rescueHosts, API: true})
 	ctx := context.Background()
-	waitFor(t, 10*time.Second, func() bool { _, err := r.CLI(ctx, "", "whoami"); return err == nil })
-	r.cli(t, "customer", "add", "acme")
-	for _, h := range rescueHosts {
-		r.cli(t, "host", "set", h.Name, "--customer", "acme")
+	names := make([]string, len(rescueHosts))
+	for i, h := range rescueHosts {
+		names[i] = h.Name
 	}
-	ln, err := r.NS.Listen("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.recv = notifytest.NewReceiverOn(ln)
-	t.Cleanup(func() { r.recv.Close() })
-	out := r.cli(t, "customer", "webhook", "add", "acme", r.recv.URL)
-	secret := regexp.MustCompile(`whsec_\S+`).FindString(out)
-	if secret == "" {
-		t.Fatalf("no secret in %q", out)
-	}
-	if err := r.recv.SetSecret(secret); err != nil {
-		t.Fatal(err)
-	}
+	r.recv = customerWebhook(t, r.Rig, names...)
 	// The customer seals their recordings to their own age key, with
 	// their own token: nobody at the provider reads them.
 	r.custToken = filepath.Join(r.dir, "acme-token")
@@ -168,6 +154,41 @@ func (r *rescueRig) play(t *testing.T, id string) string {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// customerWebhook adds customer acme, gives it hosts and a webhook, and
+// returns the webhook's receiver (in the site's namespace), checking each
+// delivery's signature.
+func customerWebhook(t *testing.T, r *rig.Rig, hosts ...string) *notifytest.Receiver {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cli := func(args ...string) string {
+		out, err := r.CLI(ctx, "", args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	waitFor(t, 10*time.Second, func() bool { _, err := r.CLI(ctx, "", "whoami"); return err == nil })
+	cli("customer", "add", "acme")
+	for _, h := range hosts {
+		cli("host", "set", h, "--customer", "acme")
+	}
+	ln, err := r.NS.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	recv := notifytest.NewReceiverOn(ln)
+	t.Cleanup(func() { recv.Close() })
+	secret := regexp.MustCompile(`whsec_\S+`).FindString(cli("customer", "webhook", "add", "acme", recv.URL))
+	if secret == "" {
+		t.Fatal("no webhook secret in the CLI's answer")
+	}
+	if err := recv.SetSecret(secret); err != nil {
+		t.Fatal(err)
+	}
+	return recv
 }
 
 func waitFor(t *testing.T, d time.Duration, ok func() bool) {

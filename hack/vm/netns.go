@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"os/exec"
 	"runtime"
 	"strings"
+	"time"
 
 	"github.com/vishvananda/netns"
 )
@@ -113,6 +115,61 @@ func (p *Peer) Command(ctx context.Context, name string, args ...string) *exec.C
 
 // Close deletes the peer namespace.
 func (p *Peer) Close() error { return ip("netns", "del", p.Name) }
+
+// SetMAC gives the peer's eth0 the hardware address mac: a machine posing
+// as another.
+func (p *Peer) SetMAC(mac string) error {
+	for _, args := range [][]string{
+		{"-n", p.Name, "link", "set", "eth0", "down"},
+		{"-n", p.Name, "link", "set", "eth0", "address", mac},
+		{"-n", p.Name, "link", "set", "eth0", "up"},
+	} {
+		if err := ip(args...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Do runs f on a thread switched into the peer namespace: the sockets f
+// opens live there (and keep working there after Do returns).
+func (p *Peer) Do(f func() error) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		return err
+	}
+	defer orig.Close()
+	h, err := netns.GetFromName(p.Name)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	if err := netns.Set(h); err != nil {
+		return err
+	}
+	ferr := f()
+	if err := netns.Set(orig); err != nil {
+		// The thread is in the wrong namespace: never hand it back.
+		runtime.Goexit()
+	}
+	return ferr
+}
+
+// HTTPClient is an HTTP client whose connections the peer makes.
+func (p *Peer) HTTPClient() *http.Client {
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		var c net.Conn
+		err := p.Do(func() error {
+			var err error
+			c, err = (&net.Dialer{Timeout: 10 * time.Second}).DialContext(ctx, network, addr)
+			return err
+		})
+		return c, err
+	}
+	return &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{DialContext: dial, DisableKeepAlives: true}}
+}
 
 // Listen opens a TCP listener inside the namespace (on one of its
 // addresses, or 127.0.0.1 there), for a test server that lifeboatd in the

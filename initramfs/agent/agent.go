@@ -149,12 +149,20 @@ type Agent struct {
 	Log    *slog.Logger
 }
 
+// BusyWait is how long a check-in refused because another agent of the
+// host is live keeps trying: past the server's liveness window
+// (store.AgentAlive), so that a host restarted while in lifeboat gets in
+// once its old agent's heartbeats have stopped.
+var BusyWait = 3 * time.Minute
+
 // Checkin trades the boot token for this boot's configuration, retrying a
-// few times on network errors (never on a refusal: the token is then dead).
+// few times on network errors (never on a refusal: the token is then dead),
+// and for up to BusyWait while another agent of the host is live.
 func Checkin(ctx context.Context, p *agentapi.BootParams, hostKey ssh.PublicKey, ip net.IP, log *slog.Logger) (*Agent, error) {
 	c := &agentapi.Client{Base: p.Server, HTTP: &http.Client{Timeout: 15 * time.Second}}
 	req := agentapi.CheckinRequest{Boot: p.Boot, MAC: p.MAC, HostKey: string(ssh.MarshalAuthorizedKey(hostKey)), IP: ip.String()}
 	var err error
+	busyUntil := time.Now().Add(BusyWait)
 	for i, wait := 0, time.Second; i < 6; i, wait = i+1, wait*2 {
 		var resp *agentapi.CheckinResponse
 		resp, err = c.Checkin(ctx, p.Token, req)
@@ -162,7 +170,10 @@ func Checkin(ctx context.Context, p *agentapi.BootParams, hostKey ssh.PublicKey,
 			p.Token = "" // used up
 			return &Agent{Params: p, Client: c, Config: resp, Log: log}, nil
 		}
-		if errors.Is(err, agentapi.ErrRefused) {
+		if errors.Is(err, agentapi.ErrBusy) && time.Now().Before(busyUntil) {
+			log.Warn("another machine is checked in as this host; the customer has been alarmed. Waiting for it to go", "err", err, "until", busyUntil.Format(time.TimeOnly))
+			i, wait = i-1, agentapi.HeartbeatEvery/2 // not counted as a network retry
+		} else if errors.Is(err, agentapi.ErrRefused) || errors.Is(err, agentapi.ErrBusy) {
 			return nil, err
 		}
 		log.Warn("check-in failed, retrying", "err", err, "in", wait.String())
@@ -173,6 +184,29 @@ func Checkin(ctx context.Context, p *agentapi.BootParams, hostKey ssh.PublicKey,
 		}
 	}
 	return nil, err
+}
+
+// KeepAlive tells the server every agentapi.HeartbeatEvery that this agent
+// is up, so that no other machine is certified as this host meanwhile. It
+// returns when ctx ends or the server says the boot has ended.
+func (a *Agent) KeepAlive(ctx context.Context) {
+	t := time.NewTicker(agentapi.HeartbeatEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		err := a.Client.Heartbeat(ctx, a.Config.ReportToken)
+		if errors.Is(err, agentapi.ErrRefused) {
+			a.Log.Info("heartbeats end: the server says this boot has ended", "err", err)
+			return
+		}
+		if err != nil {
+			a.Log.Warn("heartbeat failed", "err", err)
+		}
+	}
 }
 
 // Report records an event with the server, retrying briefly; it returns

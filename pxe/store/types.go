@@ -169,6 +169,28 @@ type Notice struct {
 // ErrHostGone is a check-in for a host no longer in the inventory.
 var ErrHostGone = errors.New("host no longer in the inventory")
 
+// Check-in refusals that say someone else may be posing as the host.
+var (
+	// ErrAgentAlive: another boot's agent of the host (or another host
+	// key for this boot) is checked in and alive; one host key per host
+	// is certified at a time.
+	ErrAgentAlive = errors.New("another agent of this host is checked in and alive")
+	// ErrWrongPeer: the check-in came from another address than the
+	// host's reservation.
+	ErrWrongPeer = errors.New("check-in from an address other than the host's reserved one")
+	// ErrTokenIssued: the boot's token was issued already; a new boot
+	// begins with a DHCP exchange.
+	ErrTokenIssued = errors.New("this boot's token was issued already")
+	// ErrBootEnded: the boot handed over to its OS (or a newer boot of
+	// the host checked in): its report token may say no more.
+	ErrBootEnded = errors.New("this boot has ended")
+)
+
+// AgentAlive is how long a checked-in agent counts as alive after its last
+// check-in or heartbeat (agents send one every agentapi.HeartbeatEvery):
+// a host powered off in lifeboat may be certified again this long after.
+const AgentAlive = 90 * time.Second
+
 // CheckinRequest is an agent's check-in as the store takes it: in one
 // transaction, the boot token is redeemed, the check-in recorded, a report
 // token issued and the host's rescue grant, if any, activated; all or
@@ -198,4 +220,13 @@ type Checkin struct {
 	ReportToken string
 	Grant       *Grant // the rescue grant this boot activated, if any
 	Retry       bool
+	// Live is the agent that is checked in and alive, on ErrAgentAlive:
+	// its boot and host key, for the alarm.
+	Live *LiveAgent
+}
+
+// LiveAgent is the checked-in agent of a host.
+type LiveAgent struct {
+	Boot, HostKey string
+	Seen          time.Time
 }

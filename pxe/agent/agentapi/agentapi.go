@@ -20,6 +20,8 @@ import (
 const (
 	CheckinPath = "/agent/v1/checkin"
 	EventsPath  = "/agent/v1/events"
+	// HeartbeatPath (POST, the report token): the agent is still up.
+	HeartbeatPath = "/agent/v1/heartbeat"
 	// GrantsPath + ID: the state of this boot's rescue grant (GET).
 	GrantsPath = "/agent/v1/grants/"
 	// RecordingsPath + NAME + "?offset=N": a piece of a rescue shell's
@@ -119,6 +121,15 @@ type Client struct {
 // same token gets the same no.
 var ErrRefused = errors.New("refused by server")
 
+// ErrBusy means the server refused a check-in because another agent of
+// the host is checked in and alive (HTTP 423): once that one is gone (its
+// heartbeats stop), the same token may be tried again.
+var ErrBusy = errors.New("refused for now")
+
+// HeartbeatEvery is how often a checked-in agent says it is still up; the
+// server counts it alive for a few of these (store.AgentAlive).
+const HeartbeatEvery = 20 * time.Second
+
 // ErrUnavailable means the server answered that it cannot take the request
 // now (HTTP 5xx: its store failed, nothing was done): ask again.
 var ErrUnavailable = errors.New("server unavailable")
@@ -136,6 +147,15 @@ func (c *Client) Checkin(ctx context.Context, token string, req CheckinRequest) 
 func (c *Client) Report(ctx context.Context, reportToken string, ev EventReport) error {
 	if err := c.post(ctx, EventsPath, reportToken, ev, nil); err != nil {
 		return fmt.Errorf("report %s: %w", ev.Code, err)
+	}
+	return nil
+}
+
+// Heartbeat says that the agent is still up; ErrRefused once its boot has
+// ended (handed over, or a newer boot of the host checked in).
+func (c *Client) Heartbeat(ctx context.Context, reportToken string) error {
+	if err := c.do(ctx, http.MethodPost, HeartbeatPath, reportToken, "", nil, nil); err != nil {
+		return fmt.Errorf("heartbeat: %w", err)
 	}
 	return nil
 }
@@ -191,8 +211,11 @@ func (c *Client) do(ctx context.Context, method, path, bearer, ctype string, bod
 	}
 	if resp.StatusCode/100 != 2 {
 		why := ErrRefused
-		if resp.StatusCode/100 == 5 {
+		switch {
+		case resp.StatusCode/100 == 5:
 			why = ErrUnavailable
+		case resp.StatusCode == http.StatusLocked:
+			why = ErrBusy
 		}
 		var e Error
 		if json.Unmarshal(data, &e) == nil && e.Error != "" {

@@ -36,6 +36,11 @@ type Store interface {
 	Grants(ctx context.Context, f store.GrantFilter) ([]*store.Grant, error)
 	// EndGrant ends host's active grant for boot, with its record.
 	EndGrant(ctx context.Context, host, boot, actor string, details map[string]string) (*store.Grant, error)
+	// Heartbeat keeps a checked-in agent alive (store.ErrBootEnded once
+	// it is not); EndAgent ends it at its hand-off, or not after a
+	// failed one.
+	Heartbeat(ctx context.Context, b store.Binding) error
+	EndAgent(ctx context.Context, b store.Binding, ended bool) error
 }
 
 // Recordings keeps the rescue shells' recordings.
@@ -89,6 +94,7 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST "+agentapi.CheckinPath, s.checkin)
 	mux.HandleFunc("POST "+agentapi.EventsPath, s.report)
+	mux.HandleFunc("POST "+agentapi.HeartbeatPath, s.heartbeat)
 	mux.HandleFunc("GET "+agentapi.GrantsPath+"{id}", s.grantStatus)
 	mux.HandleFunc("PUT "+agentapi.RecordingsPath+"{name}", s.recording)
 	return mux
@@ -128,7 +134,7 @@ func decodeJSON(r *http.Request, v any) error {
 // refusal names why a check-in was refused, for its record and metric;
 // "" for a store failure (the agent may try again).
 var refusal = map[error]string{store.ErrTokenUnknown: "unknown", store.ErrTokenExpired: "expired", store.ErrTokenUsed: "replay",
-	store.ErrTokenBinding: "binding", store.ErrHostGone: "host_gone"}
+	store.ErrTokenBinding: "binding", store.ErrHostGone: "host_gone", store.ErrWrongPeer: "peer", store.ErrAgentAlive: "agent_alive"}
 
 func (s *Server) checkin(w http.ResponseWriter, r *http.Request) {
 	var req agentapi.CheckinRequest
@@ -142,6 +148,7 @@ func (s *Server) checkin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	fp := ssh.FingerprintSHA256(hostKey)
+	req.HostKey = fp // what the refusal's record may keep of it
 	c, err := s.Store.Checkin(r.Context(), store.CheckinRequest{Token: bearer(r), MAC: req.MAC, Boot: req.Boot, HostKey: fp, IP: req.IP, Peer: peerIP(r).String(),
 		ReportTTL: ReportTTL, Certify: s.certify(hostKey)})
 	if err != nil {
@@ -211,22 +218,35 @@ func (s *Server) refuse(w http.ResponseWriter, r *http.Request, req agentapi.Che
 	if m, err := net.ParseMAC(req.MAC); err == nil && b.MAC == "" {
 		details["claimed_mac"] = m.String()
 	}
+	code := audit.CheckinRefused
+	if c != nil && c.Live != nil {
+		// Someone else is, or claims to be, this host while its agent
+		// is up: the customer is alarmed, not merely told.
+		code = audit.AgentConflict
+		details["host_key"] = req.HostKey
+		details["live_boot"], details["live_host_key"] = c.Live.Boot, c.Live.HostKey
+		details["live_seen"] = c.Live.Seen.UTC().Format(time.RFC3339)
+	}
 	peer := peerIP(r).String()
 	if s.refusals.allow(reason+"|"+cmp.Or(b.Boot, peer), time.Now()) {
 		s.Log.Warn("check-in refused", "mac", b.MAC, "host", b.Host, "boot", b.Boot, "peer", r.RemoteAddr, "reason", reason)
-		if eerr := s.Steps.Events.Emit(r.Context(), audit.Event{Code: audit.CheckinRefused, MAC: b.MAC, Host: b.Host, Boot: b.Boot, Actor: "agent",
+		if eerr := s.Steps.Events.Emit(r.Context(), audit.Event{Code: code, MAC: b.MAC, Host: b.Host, Boot: b.Boot, Actor: "agent",
 			Details: details}); eerr != nil {
 			s.Log.Error("event log failed", "err", eerr)
 		}
 	}
-	code := http.StatusUnauthorized
+	status := http.StatusUnauthorized
 	switch {
+	case errors.Is(err, store.ErrAgentAlive):
+		status = http.StatusLocked // the agent may try again once the live one is gone
+	case errors.Is(err, store.ErrWrongPeer):
+		status = http.StatusForbidden
 	case errors.Is(err, store.ErrTokenUsed):
-		code = http.StatusConflict
+		status = http.StatusConflict
 	case errors.Is(err, store.ErrHostGone):
-		code = http.StatusGone
+		status = http.StatusGone
 	}
-	httpError(w, code, err.Error())
+	httpError(w, status, err.Error())
 }
 
 var reportStage = map[audit.Code]store.Stage{
@@ -239,25 +259,50 @@ var unlockOutcome = map[audit.Code]string{
 }
 
 // binding authenticates an agent's report token; on failure it has
-// answered.
-func (s *Server) binding(w http.ResponseWriter, r *http.Request) (store.Binding, bool) {
+// answered. A boot that handed over may still say that its hand-off
+// failed (afterEnd, with ended set); it may say nothing else.
+func (s *Server) binding(w http.ResponseWriter, r *http.Request, afterEnd bool) (b store.Binding, ended, ok bool) {
 	b, err := s.Store.ReportBinding(r.Context(), bearer(r))
+	if errors.Is(err, store.ErrBootEnded) {
+		if afterEnd {
+			return b, true, true
+		}
+		httpError(w, http.StatusGone, "this boot has handed over, or a newer boot of the host checked in: its report token may say no more")
+		return store.Binding{}, false, false
+	}
 	if err != nil {
 		if !errors.Is(err, store.ErrTokenUnknown) && !errors.Is(err, store.ErrTokenExpired) {
 			s.Log.Error("agent: token store failed", "err", err)
 			httpError(w, http.StatusServiceUnavailable, "store unavailable")
-			return store.Binding{}, false
+			return store.Binding{}, false, false
 		}
 		httpError(w, http.StatusUnauthorized, "unknown report token")
-		return store.Binding{}, false
+		return store.Binding{}, false, false
 	}
-	return b, true
+	return b, false, true
+}
+
+// heartbeat keeps a checked-in agent alive: while it is, no other machine
+// gets a certificate for its host.
+func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) {
+	b, _, ok := s.binding(w, r, false)
+	if !ok {
+		return
+	}
+	switch err := s.Store.Heartbeat(r.Context(), b); {
+	case errors.Is(err, store.ErrBootEnded):
+		httpError(w, http.StatusGone, err.Error())
+	case err != nil:
+		httpError(w, http.StatusServiceUnavailable, "store unavailable")
+	default:
+		w.WriteHeader(http.StatusNoContent)
+	}
 }
 
 // grantStatus tells a rescue boot's agent its grant's state, so that a
 // revocation ends the session within a poll.
 func (s *Server) grantStatus(w http.ResponseWriter, r *http.Request) {
-	b, ok := s.binding(w, r)
+	b, _, ok := s.binding(w, r, false)
 	if !ok {
 		return
 	}
@@ -275,7 +320,7 @@ func (s *Server) grantStatus(w http.ResponseWriter, r *http.Request) {
 // taken after the grant's end too, so that the last seconds of a revoked
 // session are kept.
 func (s *Server) recording(w http.ResponseWriter, r *http.Request) {
-	b, ok := s.binding(w, r)
+	b, _, ok := s.binding(w, r, false)
 	if !ok {
 		return
 	}
@@ -313,13 +358,17 @@ func (s *Server) recording(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) report(w http.ResponseWriter, r *http.Request) {
-	b, ok := s.binding(w, r)
+	b, ended, ok := s.binding(w, r, true)
 	if !ok {
 		return
 	}
 	var ev agentapi.EventReport
 	if err := decodeJSON(r, &ev); err != nil {
 		httpError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if ended && ev.Code != audit.HandoffFailed {
+		httpError(w, http.StatusGone, "this boot has handed over: its report token may only say that the hand-off failed")
 		return
 	}
 	if !audit.AgentCodes[ev.Code] {
@@ -362,6 +411,13 @@ func (s *Server) report(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		httpError(w, http.StatusServiceUnavailable, "event log unavailable")
 		return
+	}
+	// After its hand-off the agent is gone: a new boot of the host may be
+	// certified. A failed hand-off leaves it in lifeboat, alive.
+	if ev.Code == audit.Handoff || ev.Code == audit.HandoffFailed {
+		if err := s.Store.EndAgent(r.Context(), b, ev.Code == audit.Handoff); err != nil {
+			s.Log.Error("agent: could not record its end", "host", b.Host, "boot", b.Boot, "err", err)
+		}
 	}
 	if o, ok := unlockOutcome[ev.Code]; ok {
 		metrics.Unlocks.WithLabelValues(o).Inc()

@@ -23,6 +23,7 @@ import (
 
 	"github.com/lifeboat-boot/lifeboat/pxe/agent/agentapi"
 	"github.com/lifeboat-boot/lifeboat/pxe/keys/sshca"
+	"github.com/lifeboat-boot/lifeboat/pxe/operator/notify"
 	"github.com/lifeboat-boot/lifeboat/pxe/recordings"
 	"github.com/lifeboat-boot/lifeboat/pxe/store"
 	"github.com/lifeboat-boot/lifeboat/pxe/store/audit"
@@ -432,5 +433,89 @@ func TestRefusedCheckinsCannotFloodTheChain(t *testing.T) {
 	}
 	if refused[0].Details["reason"] != "unknown" || refused[0].MAC != "" || refused[1].Details["reason"] != "replay" || refused[1].Boot != r.boot.ID {
 		t.Errorf("records: %+v", refused)
+	}
+}
+
+// TestSecondMachineGetsNoCertificate: while web1's agent is up and sends
+// heartbeats, a machine that starts a new boot of web1 (DHCP with its MAC,
+// then its script) and checks in with its own host key gets no
+// certificate: its agent is told to wait (ErrBusy), and the customer gets
+// an alarm naming both host keys, once a minute however often it tries.
+// After the real agent's hand-off its report token may only say that the
+// hand-off failed; its heartbeats end; a new boot is certified.
+func TestSecondMachineGetsNoCertificate(t *testing.T) {
+	r := newRig(t)
+	ctx := context.Background()
+	c := &agentapi.Client{Base: r.srv.URL}
+	real := hostKey(t).PublicKey()
+	cfg, err := c.Checkin(ctx, r.token(t), agentapi.CheckinRequest{Boot: r.boot.ID, MAC: mac, HostKey: string(ssh.MarshalAuthorizedKey(real))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Heartbeat(ctx, cfg.ReportToken); err != nil {
+		t.Fatalf("heartbeat: %v", err)
+	}
+	evil := hostKey(t).PublicKey()
+	for range 5 {
+		b, _, err := r.steps.Begin(ctx, mac, "web1", store.ClientIPXE, "bios", audit.Event{Code: audit.BootStart})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tok, err := r.db.IssueToken(ctx, store.Binding{MAC: mac, Host: "web1", Boot: b.ID}, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.steps.Reached(mac, b.ID, store.StageScript) // as its script fetch does
+		got, err := c.Checkin(ctx, tok, agentapi.CheckinRequest{Boot: b.ID, MAC: mac, HostKey: string(ssh.MarshalAuthorizedKey(evil))})
+		if !errors.Is(err, agentapi.ErrBusy) || got != nil {
+			t.Fatalf("second machine's check-in = %+v, %v; want ErrBusy and no answer", got, err)
+		}
+	}
+	var alarms []audit.Event
+	evs, _ := sqlite.ReadEvents(r.path)
+	for _, e := range evs {
+		if e.Code == audit.AgentConflict {
+			alarms = append(alarms, e)
+		}
+	}
+	if len(alarms) < 1 || len(alarms) > 5 {
+		t.Fatalf("%d alarms for 5 tries", len(alarms))
+	}
+	a := alarms[0]
+	if a.Customer != "acme" || a.Details["live_boot"] != r.boot.ID || a.Details["live_host_key"] != ssh.FingerprintSHA256(real) ||
+		a.Details["host_key"] != ssh.FingerprintSHA256(evil) || a.Details["peer"] != "127.0.0.1" {
+		t.Errorf("alarm record: %+v", a)
+	}
+	if msg := notify.Render(a, ""); !strings.Contains(msg.Subject+msg.Text, "two machines claimed to be web1") {
+		t.Errorf("alarm notice does not say what happened:\n%s\n%s", msg.Subject, msg.Text)
+	}
+
+	// The hand-off ends the agent.
+	if err := c.Report(ctx, cfg.ReportToken, agentapi.EventReport{Code: audit.Handoff, Actor: "agent"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Heartbeat(ctx, cfg.ReportToken); !errors.Is(err, agentapi.ErrRefused) {
+		t.Errorf("heartbeat after the hand-off = %v, want refused", err)
+	}
+	if err := c.Report(ctx, cfg.ReportToken, agentapi.EventReport{Code: audit.UnlockSuccess, Actor: "agent"}); !errors.Is(err, agentapi.ErrRefused) {
+		t.Errorf("an unlock report after the hand-off = %v, want refused", err)
+	}
+	if err := c.Report(ctx, cfg.ReportToken, agentapi.EventReport{Code: audit.HandoffFailed, Actor: "agent", Details: map[string]string{"reason": "kexec"}}); err != nil {
+		t.Errorf("hand-off failure after the hand-off = %v, want it recorded", err)
+	}
+	if err := c.Heartbeat(ctx, cfg.ReportToken); err != nil {
+		t.Errorf("heartbeat after a failed hand-off = %v: the agent lives on", err)
+	}
+	if err := c.Report(ctx, cfg.ReportToken, agentapi.EventReport{Code: audit.Handoff, Actor: "agent"}); err != nil {
+		t.Fatal(err)
+	}
+	b, _, _ := r.steps.Begin(ctx, mac, "web1", store.ClientIPXE, "bios", audit.Event{Code: audit.BootStart})
+	tok, _ := r.db.IssueToken(ctx, store.Binding{MAC: mac, Host: "web1", Boot: b.ID}, time.Minute)
+	next, err := c.Checkin(ctx, tok, agentapi.CheckinRequest{Boot: b.ID, MAC: mac, HostKey: string(ssh.MarshalAuthorizedKey(evil))})
+	if err != nil || next.HostCertificate == "" {
+		t.Fatalf("the next boot after the hand-off: %+v, %v", next, err)
+	}
+	if err := c.Report(ctx, cfg.ReportToken, agentapi.EventReport{Code: audit.HandoffFailed, Actor: "agent"}); !errors.Is(err, agentapi.ErrRefused) {
+		t.Errorf("the old boot's token after the next boot's check-in = %v, want refused", err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -186,6 +187,13 @@ func (s *Server) script(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	tok, err := s.Tokens.IssueToken(r.Context(), store.Binding{MAC: h.MAC, Host: h.Name, Boot: boot.ID}, s.TokenTTL)
+	if errors.Is(err, store.ErrTokenIssued) {
+		// One token per boot: the host's own iPXE fetches its script
+		// once, and reboots (a new DHCP exchange, a new boot) if it fails.
+		log.Warn("script refused: this boot's token was issued already", "peer", r.RemoteAddr)
+		http.Error(w, "this boot's script was served already; a new boot begins with DHCP", http.StatusConflict)
+		return
+	}
 	if err != nil {
 		log.Error("script refused: token store failed", "err", err)
 		http.Error(w, "store unavailable", http.StatusServiceUnavailable)

@@ -158,7 +158,7 @@ func TestBootFlow(t *testing.T) {
 		t.Errorf("boot stage = %v, want kernel", cur.Stage)
 	}
 	// Once the agent has checked in, the archive is not served again.
-	if _, err := r.db.Checkin(context.Background(), store.CheckinRequest{Token: token, HostKey: "SHA256:k"}); err != nil {
+	if _, err := r.db.Checkin(context.Background(), store.CheckinRequest{Token: token, HostKey: "SHA256:k", Peer: "127.0.0.1"}); err != nil {
 		t.Fatal(err)
 	}
 	if code, _ := get(t, r.srv.URL+"/boot/agent/"+token+".cpio"); code == 200 {

@@ -25,6 +25,14 @@ import (
 // retry is recorded (and told to the customer) with the caller's address.
 // Any other use of a redeemed token is a replay (store.ErrTokenUsed).
 //
+// One host key per host is certified at a time: while the agent of a
+// check-in is alive (it checked in or sent a heartbeat within
+// store.AgentAlive, and has not handed over), every other check-in for the
+// host, of this boot or a new one, is refused (store.ErrAgentAlive). A
+// check-in must come from the host's reserved address, where it has one
+// (store.ErrWrongPeer). The check-in that is certified revokes the report
+// tokens of the host's earlier boots.
+//
 // On a refusal the answer carries the token's binding, where the token is
 // known, for the caller's record of it.
 func (db *DB) Checkin(ctx context.Context, req store.CheckinRequest) (*store.Checkin, error) {
@@ -57,6 +65,9 @@ func (db *DB) Checkin(ctx context.Context, req store.CheckinRequest) (*store.Che
 			return nil, store.ErrHostGone
 		}
 		out.Host = h
+		if h.IP.IsValid() && req.Peer != h.IP.String() {
+			return nil, store.ErrWrongPeer
+		}
 		if used {
 			// The same agent again: the answer it lost.
 			out.Retry, out.Mode, out.HostCert = true, mode, cert
@@ -71,8 +82,24 @@ func (db *DB) Checkin(ctx context.Context, req store.CheckinRequest) (*store.Che
 			if out.ReportToken, err = db.insertReportToken(ctx, tx, *b, hash, req); err != nil {
 				return nil, err
 			}
+			if _, err := tx.ExecContext(ctx, `UPDATE agents SET seen = ? WHERE host = ? AND boot = ?`, fmtTime(now), b.Host, b.Boot); err != nil {
+				return nil, fmt.Errorf("agent: %w", err)
+			}
 			return []audit.Event{{Time: now, Code: audit.CheckinRetry, MAC: b.MAC, Host: b.Host, Boot: b.Boot, Actor: "agent",
 				Details: map[string]string{"host_key": req.HostKey, "ip": req.IP, "peer": req.Peer}}}, nil
+		}
+		var live store.LiveAgent
+		var seen string
+		var ended bool
+		err = tx.QueryRowContext(ctx, `SELECT boot, host_key, seen, ended FROM agents WHERE host = ?`, h.Name).Scan(&live.Boot, &live.HostKey, &seen, &ended)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+		case err != nil:
+			return nil, fmt.Errorf("agent: %w", err)
+		case !ended && now.Sub(parseTime(seen)) < store.AgentAlive:
+			live.Seen = parseTime(seen)
+			out.Live = &live
+			return nil, store.ErrAgentAlive
 		}
 		out.Mode = h.Mode
 		details := map[string]string{"host_key": req.HostKey, "ip": req.IP, "peer": req.Peer, "mode": string(h.Mode)}
@@ -114,10 +141,19 @@ func (db *DB) Checkin(ctx context.Context, req store.CheckinRequest) (*store.Che
 		if out.ReportToken, err = db.insertReportToken(ctx, tx, *b, hash, req); err != nil {
 			return nil, err
 		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO agents (host, mac, boot, host_key, seen, ended) VALUES (?, ?, ?, ?, ?, 0)
+			ON CONFLICT(host) DO UPDATE SET mac = excluded.mac, boot = excluded.boot, host_key = excluded.host_key, seen = excluded.seen, ended = 0`,
+			b.Host, b.MAC, b.Boot, req.HostKey, fmtTime(now)); err != nil {
+			return nil, fmt.Errorf("agent: %w", err)
+		}
+		// The earlier boots' agents may say no more.
+		if _, err := tx.ExecContext(ctx, `DELETE FROM report_tokens WHERE host = ? AND boot != ?`, b.Host, b.Boot); err != nil {
+			return nil, fmt.Errorf("report token: %w", err)
+		}
 		return evs, nil
 	})
 	if err != nil {
-		return &store.Checkin{Binding: out.Binding}, err
+		return &store.Checkin{Binding: out.Binding, Live: out.Live}, err
 	}
 	if activated {
 		if err := db.reloadGrants(ctx); err != nil {
@@ -140,4 +176,27 @@ func (db *DB) insertReportToken(ctx context.Context, tx *sql.Tx, b store.Binding
 		return "", fmt.Errorf("report token: %w", err)
 	}
 	return tok, nil
+}
+
+// Heartbeat keeps b's agent alive; store.ErrBootEnded if the boot handed
+// over or a newer boot of the host checked in.
+func (db *DB) Heartbeat(ctx context.Context, b store.Binding) error {
+	res, err := db.sql.ExecContext(ctx, `UPDATE agents SET seen = ? WHERE host = ? AND boot = ? AND ended = 0`, fmtTime(db.now().UTC()), b.Host, b.Boot)
+	if err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		return store.ErrBootEnded
+	}
+	return nil
+}
+
+// EndAgent says whether b's agent has ended (it handed over to the OS) or,
+// after a failed hand-off, lives on; a newer boot's agent is not touched.
+func (db *DB) EndAgent(ctx context.Context, b store.Binding, ended bool) error {
+	_, err := db.sql.ExecContext(ctx, `UPDATE agents SET ended = ?, seen = ? WHERE host = ? AND boot = ?`, ended, fmtTime(db.now().UTC()), b.Host, b.Boot)
+	if err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	return nil
 }

@@ -42,7 +42,7 @@ func TestMigrations(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if v, err := db.SchemaVersion(ctx); err != nil || v != 6 {
+		if v, err := db.SchemaVersion(ctx); err != nil || v != 7 {
 			t.Fatalf("schema version = %d, %v", v, err)
 		}
 		db.Close()
@@ -293,7 +293,7 @@ func TestBootTokens(t *testing.T) {
 		t.Fatalf("Peek = %+v, %v", got, err)
 	}
 	req := func(key string) store.CheckinRequest {
-		return store.CheckinRequest{Token: tok, MAC: bind.MAC, Boot: bind.Boot, HostKey: key, ReportTTL: time.Hour,
+		return store.CheckinRequest{Token: tok, MAC: bind.MAC, Boot: bind.Boot, HostKey: key, ReportTTL: time.Hour, Peer: "10.0.0.5",
 			Certify: func(h *store.Host, b store.Binding) (string, map[string]string, error) {
 				return "cert of " + key + " for " + h.Name, nil, nil
 			}}
@@ -335,8 +335,11 @@ func TestBootTokens(t *testing.T) {
 	if _, err := db.PeekToken(ctx, "nope"); !errors.Is(err, store.ErrTokenUnknown) {
 		t.Errorf("Peek(unknown) = %v", err)
 	}
-	old, _ := db.IssueToken(ctx, bind, -time.Second)
-	if _, err := db.Checkin(ctx, store.CheckinRequest{Token: old, HostKey: "SHA256:x"}); !errors.Is(err, store.ErrTokenExpired) {
+	if _, err := db.IssueToken(ctx, bind, time.Minute); !errors.Is(err, store.ErrTokenIssued) {
+		t.Errorf("a second token for one boot = %v, want ErrTokenIssued", err)
+	}
+	old, _ := db.IssueToken(ctx, store.Binding{MAC: bind.MAC, Host: bind.Host, Boot: "b-0"}, -time.Second)
+	if _, err := db.Checkin(ctx, store.CheckinRequest{Token: old, HostKey: "SHA256:x", Peer: "10.0.0.5"}); !errors.Is(err, store.ErrTokenExpired) {
 		t.Errorf("check-in with an expired token = %v", err)
 	}
 	// Only hashes are stored.
@@ -370,7 +373,7 @@ func TestCheckinAllOrNothing(t *testing.T) {
 	}
 	bind := store.Binding{MAC: h.MAC, Host: "web1", Boot: "b-1"}
 	tok, _ := db.IssueToken(ctx, bind, time.Minute)
-	req := store.CheckinRequest{Token: tok, MAC: h.MAC, Boot: "b-1", HostKey: "SHA256:k", ReportTTL: time.Hour,
+	req := store.CheckinRequest{Token: tok, MAC: h.MAC, Boot: "b-1", HostKey: "SHA256:k", ReportTTL: time.Hour, Peer: "10.0.0.5",
 		Certify: func(*store.Host, store.Binding) (string, map[string]string, error) { return "cert-1", nil, nil }}
 	count := func(code audit.Code) int {
 		evs, _ := ReadEvents(path)
@@ -441,6 +444,92 @@ func TestCheckinAllOrNothing(t *testing.T) {
 	tok2, _ := db.IssueToken(ctx, store.Binding{MAC: "52:54:00:aa:00:09", Host: "gone", Boot: "b-2"}, time.Minute)
 	if _, err := db.Checkin(ctx, store.CheckinRequest{Token: tok2, HostKey: "SHA256:k"}); !errors.Is(err, store.ErrHostGone) {
 		t.Errorf("check-in of a host not in the inventory = %v", err)
+	}
+}
+
+// TestOneAgentAtATime: while a host's agent is alive, no other check-in
+// for the host is certified, of a new boot or from another address; once
+// it handed over (or its heartbeats stopped for store.AgentAlive), a new
+// boot is, and the old boot's report tokens stop working.
+func TestOneAgentAtATime(t *testing.T) {
+	db, _ := openDB(t)
+	ctx := context.Background()
+	now := time.Now().UTC()
+	db.now = func() time.Time { return now }
+	h := host("web1", "52:54:00:aa:00:01", "10.0.0.5")
+	if _, err := db.Apply(ctx, store.Change{Put: []*store.Host{h}}, "test"); err != nil {
+		t.Fatal(err)
+	}
+	certified := 0
+	checkin := func(boot, key, peer string) (*store.Checkin, error) {
+		tok, err := db.IssueToken(ctx, store.Binding{MAC: h.MAC, Host: "web1", Boot: boot}, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return db.Checkin(ctx, store.CheckinRequest{Token: tok, MAC: h.MAC, Boot: boot, HostKey: key, Peer: peer, ReportTTL: 24 * time.Hour,
+			Certify: func(*store.Host, store.Binding) (string, map[string]string, error) {
+				certified++
+				return "cert", nil, nil
+			}})
+	}
+	if _, err := checkin("b-0", "SHA256:evil", "10.0.0.66"); !errors.Is(err, store.ErrWrongPeer) {
+		t.Fatalf("check-in from another address = %v, want ErrWrongPeer", err)
+	}
+	first, err := checkin("b-1", "SHA256:real", "10.0.0.5")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A new boot (a neighbour that did DHCP with the host's MAC and took
+	// its address) while the agent lives: refused, with who is live.
+	now = now.Add(time.Minute)
+	c, err := checkin("b-2", "SHA256:evil", "10.0.0.5")
+	if !errors.Is(err, store.ErrAgentAlive) || c.Live == nil || c.Live.Boot != "b-1" || c.Live.HostKey != "SHA256:real" {
+		t.Fatalf("check-in while the agent lives = %+v, %v; want ErrAgentAlive naming b-1", c, err)
+	}
+	// Heartbeats keep it alive past store.AgentAlive.
+	b1 := store.Binding{MAC: h.MAC, Host: "web1", Boot: "b-1"}
+	for range 3 {
+		now = now.Add(store.AgentAlive / 2)
+		if err := db.Heartbeat(ctx, b1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := checkin("b-3", "SHA256:evil", "10.0.0.5"); !errors.Is(err, store.ErrAgentAlive) {
+		t.Fatalf("check-in while heartbeats come = %v, want ErrAgentAlive", err)
+	}
+	if certified != 1 {
+		t.Fatalf("%d certificates, want the real agent's only", certified)
+	}
+	// The hand-off ends the agent: its token may say only that the
+	// hand-off failed, which brings it back.
+	if err := db.EndAgent(ctx, b1, true); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := db.ReportBinding(ctx, first.ReportToken); !errors.Is(err, store.ErrBootEnded) || b != b1 {
+		t.Errorf("report token after the hand-off = %+v, %v; want ErrBootEnded with its binding", b, err)
+	}
+	if err := db.Heartbeat(ctx, b1); !errors.Is(err, store.ErrBootEnded) {
+		t.Errorf("heartbeat after the hand-off = %v", err)
+	}
+	// The next boot is certified, and the old boot's tokens are gone.
+	next, err := checkin("b-4", "SHA256:next", "10.0.0.5")
+	if err != nil || certified != 2 {
+		t.Fatalf("next boot after the hand-off: %v (%d certificates)", err, certified)
+	}
+	if _, err := db.ReportBinding(ctx, first.ReportToken); !errors.Is(err, store.ErrTokenUnknown) {
+		t.Errorf("the old boot's report token after the next boot = %v, want it revoked", err)
+	}
+	// An agent that stops (the host powered off in lifeboat) is
+	// replaced once AgentAlive has passed without a heartbeat.
+	if _, err := checkin("b-5", "SHA256:again", "10.0.0.5"); !errors.Is(err, store.ErrAgentAlive) {
+		t.Fatalf("check-in right after b-4's = %v", err)
+	}
+	now = now.Add(store.AgentAlive + time.Second)
+	if _, err := checkin("b-6", "SHA256:again", "10.0.0.5"); err != nil {
+		t.Fatalf("check-in after b-4's agent went silent = %v", err)
+	}
+	if _, err := db.ReportBinding(ctx, next.ReportToken); !errors.Is(err, store.ErrTokenUnknown) {
+		t.Errorf("b-4's report token = %v, want revoked", err)
 	}
 }
 

@@ -21,7 +21,9 @@ func hashSecret(s string) string {
 }
 
 // IssueToken mints a one-time boot token for b, valid for ttl, and returns
-// it; the store keeps only its hash.
+// it; the store keeps only its hash. A boot gets one token
+// (store.ErrTokenIssued after that): a second script fetch in one boot is
+// not the host's iPXE, which reboots (a new boot) when it fails.
 func (db *DB) IssueToken(ctx context.Context, b store.Binding, ttl time.Duration) (string, error) {
 	tok := store.NewSecret()
 	now := db.now().UTC()
@@ -35,6 +37,13 @@ func (db *DB) IssueToken(ctx context.Context, b store.Binding, ttl time.Duration
 	defer tx.Rollback()
 	if _, err := tx.ExecContext(ctx, `DELETE FROM boot_tokens WHERE expires < ?`, fmtTime(now.Add(-24*time.Hour))); err != nil {
 		return "", fmt.Errorf("boot token: %w", err)
+	}
+	var n int
+	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM boot_tokens WHERE mac = ? AND boot = ?`, b.MAC, b.Boot).Scan(&n); err != nil {
+		return "", fmt.Errorf("boot token: %w", err)
+	}
+	if n > 0 {
+		return "", store.ErrTokenIssued
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO boot_tokens (hash, mac, host, boot, expires) VALUES (?, ?, ?, ?, ?)`,
 		hashSecret(tok), b.MAC, b.Host, b.Boot, fmtTime(now.Add(ttl))); err != nil {
@@ -170,7 +179,9 @@ func (db *DB) Authenticate(ctx context.Context, token string) (store.Operator, b
 	return o, err == nil
 }
 
-// ReportBinding returns the boot a live report token belongs to.
+// ReportBinding returns the boot a live report token belongs to;
+// store.ErrBootEnded, with the binding, once the boot handed over or a
+// newer boot of the host checked in.
 func (db *DB) ReportBinding(ctx context.Context, tok string) (store.Binding, error) {
 	var b store.Binding
 	var expires string
@@ -183,6 +194,18 @@ func (db *DB) ReportBinding(ctx context.Context, tok string) (store.Binding, err
 		return store.Binding{}, fmt.Errorf("report token: %w", err)
 	case db.now().After(parseTime(expires)):
 		return store.Binding{}, store.ErrTokenExpired
+	}
+	var ended bool
+	var boot string
+	err = db.sql.QueryRowContext(ctx, `SELECT boot, ended FROM agents WHERE host = ?`, b.Host).Scan(&boot, &ended)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+	case err != nil:
+		return store.Binding{}, fmt.Errorf("agent: %w", err)
+	case boot != b.Boot || ended:
+		// The binding comes with the error: a boot that handed over
+		// may still say that its hand-off failed.
+		return b, store.ErrBootEnded
 	}
 	return b, nil
 }
