@@ -320,7 +320,9 @@ func (s *Server) grantStatus(w http.ResponseWriter, r *http.Request) {
 // taken after the grant's end too, so that the last seconds of a revoked
 // session are kept.
 func (s *Server) recording(w http.ResponseWriter, r *http.Request) {
-	b, _, ok := s.binding(w, r, false)
+	// The last pieces of a session may come after its rescue.end: the
+	// boot's token still takes them (a new recording needs a grant).
+	b, _, ok := s.binding(w, r, true)
 	if !ok {
 		return
 	}
@@ -412,10 +414,11 @@ func (s *Server) report(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusServiceUnavailable, "event log unavailable")
 		return
 	}
-	// After its hand-off the agent is gone: a new boot of the host may be
+	// After its hand-off (or a rescue session's end, after which it
+	// reboots) the agent is gone: a new boot of the host may be
 	// certified. A failed hand-off leaves it in lifeboat, alive.
-	if ev.Code == audit.Handoff || ev.Code == audit.HandoffFailed {
-		if err := s.Store.EndAgent(r.Context(), b, ev.Code == audit.Handoff); err != nil {
+	if ev.Code == audit.Handoff || ev.Code == audit.HandoffFailed || ev.Code == audit.RescueEnd {
+		if err := s.Store.EndAgent(r.Context(), b, ev.Code != audit.HandoffFailed); err != nil {
 			s.Log.Error("agent: could not record its end", "host", b.Host, "boot", b.Boot, "err", err)
 		}
 	}

@@ -365,8 +365,15 @@ func TestRescueBoot(t *testing.T) {
 	if err := c.Report(ctx, cfg.ReportToken, agentapi.EventReport{Code: audit.RescueEnd, Actor: "agent", Details: map[string]string{"reason": "the staff member ended it"}}); err != nil {
 		t.Fatal(err)
 	}
-	if st, _ := c.Grant(ctx, cfg.ReportToken, g.ID); st == nil || st.State != store.GrantEnded {
-		t.Errorf("grant after rescue.end: %+v", st)
+	if g2, _ := r.db.Grant(ctx, g.ID); g2 == nil || g2.State != store.GrantEnded {
+		t.Errorf("grant after rescue.end: %+v", g2)
+	}
+	// The agent reboots after it: a new boot of the host is certified
+	// at once, without an alarm.
+	b2, _, _ := r.steps.Begin(ctx, mac, "web1", store.ClientFirmware, "bios", audit.Event{Code: audit.BootStart})
+	tok2, _ := r.db.IssueToken(ctx, store.Binding{MAC: mac, Host: "web1", Boot: b2.ID}, time.Minute)
+	if next, err := c.Checkin(ctx, tok2, agentapi.CheckinRequest{Boot: b2.ID, MAC: mac, HostKey: string(ssh.MarshalAuthorizedKey(hostKey(t).PublicKey()))}); err != nil || next.HostCertificate == "" {
+		t.Errorf("the boot after rescue.end: %+v, %v", next, err)
 	}
 	evs, _ := sqlite.ReadEvents(r.path)
 	n := 0
