@@ -100,7 +100,10 @@ func (c *Client) Boot(ctx context.Context, host, mac string, ack func(Ack)) erro
 
 	_, priv, _ := ed25519.GenerateKey(rand.Reader)
 	hk, _ := ssh.NewPublicKey(priv.Public())
-	ac := &agentapi.Client{Base: c.Base, HTTP: hc}
+	ac, err := agentapi.NewClient(&p, hc)
+	if err != nil {
+		return err
+	}
 	cfg, err := ac.Checkin(ctx, p.Token, agentapi.CheckinRequest{Boot: p.Boot, MAC: mac, HostKey: string(ssh.MarshalAuthorizedKey(hk)), IP: "192.0.2.10"})
 	if err != nil {
 		return err

@@ -6,14 +6,19 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
+	"net/netip"
+	"path/filepath"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,7 +28,9 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/lifeboat-boot/lifeboat/hack/rig"
+	"github.com/lifeboat-boot/lifeboat/hack/vm"
 	"github.com/lifeboat-boot/lifeboat/pxe/agent/agentapi"
+	"github.com/lifeboat-boot/lifeboat/pxe/keys/agenttls"
 	"github.com/lifeboat-boot/lifeboat/pxe/store/audit"
 	"github.com/lifeboat-boot/lifeboat/pxe/store/sqlite"
 )
@@ -73,6 +80,7 @@ func TestImpostor(t *testing.T) {
 		}
 		hc := evil.HTTPClient()
 		base := fmt.Sprintf("http://%s:8080", rig.ServerIP)
+		agentBase := fmt.Sprintf("https://%s:8443", rig.ServerIP)
 		get := func(path string) (int, string) {
 			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+path, nil)
 			resp, err := hc.Do(req)
@@ -124,7 +132,7 @@ func TestImpostor(t *testing.T) {
 		// 3. Check in with its own host key.
 		pub, _, _ := ed25519.GenerateKey(rand.Reader)
 		spub, _ := ssh.NewPublicKey(pub)
-		c := &agentapi.Client{Base: base, HTTP: hc}
+		c := &agentapi.Client{Base: agentBase, HTTP: agentClient(evil)}
 		resp, err := c.Checkin(ctx, token, agentapi.CheckinRequest{Boot: boot, MAC: h.MAC, HostKey: string(ssh.MarshalAuthorizedKey(spub)), IP: h.IP})
 		got = append(got, fmt.Sprintf("check-in with its own key: %v", err))
 		if resp != nil || !errors.Is(err, agentapi.ErrBusy) {
@@ -169,4 +177,77 @@ func TestImpostor(t *testing.T) {
 	if _, err := audit.Verify(evs, audit.Start()); err != nil {
 		t.Errorf("the audit chain does not verify: %v", err)
 	}
+}
+
+// TestAgentChannelMITM: a machine between the host and lifeboatd (here,
+// where lifeboatd tells the agents its API is) answers the agent's
+// check-in itself, with a TLS key of its own and an answer that would let
+// its key in. The agent refuses at the TLS handshake, before it sends
+// anything, says why on the console, and the boot stops: no check-in is
+// recorded, no certificate made.
+func TestAgentChannelMITM(t *testing.T) {
+	t.Parallel()
+	const mitmIP = "10.77.0.2"
+	h := rig.Host{Name: "mitm-host", Firmware: "uefi", MAC: "52:54:00:4c:42:70", IP: "10.77.0.70"}
+	r := setup(t, rig.Options{Hosts: []rig.Host{h}, AgentURL: "https://" + mitmIP + ":9443"})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	if out, err := r.NS.Command(ctx, "ip", "addr", "add", mitmIP+"/24", "dev", "br0").CombinedOutput(); err != nil {
+		t.Fatalf("ip addr add: %v\n%s", err, out)
+	}
+	ln, err := r.NS.Listen(mitmIP + ":9443")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := agenttls.Load(filepath.Join(r.dir, "mitm_key"), netip.MustParseAddr(mitmIP))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seen atomic.Int32
+	forged, _ := json.Marshal(agentapi.CheckinResponse{Host: h.Name, Mode: "unlock", ReportToken: "forged",
+		AuthorizedKeys: []string{"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEvilEvilEvilEvilEvilEvilEvilEvilEvilEvilEvilEv evil"}})
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, q *http.Request) {
+		seen.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(forged)
+	}), ErrorLog: log.New(io.Discard, "", 0)}
+	go func() { _ = srv.Serve(tls.NewListener(ln, keys.TLSConfig())) }()
+	defer srv.Close()
+
+	tap, err := r.NS.AddTap()
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := startVM(t, ctx, &vm.Host{Name: h.Name, Firmware: h.Firmware, MAC: h.MAC, Disk: r.disks["two"].Path, MemMiB: 1536, Dir: r.dir}, r.NS, tap)
+	defer run.Kill()
+	line, err := run.Console.WaitFor(ctx, 8*time.Minute, "lifeboat: FATAL", "is ready for unlock")
+	if err != nil || !strings.Contains(line, "FATAL") {
+		t.Fatalf("%s: %v %q; want the boot to stop at the check-in\n%s", h.Name, err, line, run.Console.Text())
+	}
+	t.Logf("%s console: %s", h.Name, line)
+	if !strings.Contains(line, "not the lifeboatd this boot was given") {
+		t.Errorf("the console does not say what happened: %s", line)
+	}
+	if n := seen.Load(); n != 0 {
+		t.Errorf("the machine in between got %d requests, want none", n)
+	}
+	evs, err := sqlite.ReadEvents(r.EventLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range evs {
+		if e.Code == audit.AgentCheckin || e.Code == audit.CheckinRetry {
+			t.Errorf("a check-in was recorded: %+v", e)
+		}
+	}
+}
+
+// agentClient is an HTTPS client whose connections the peer makes, and
+// which trusts any server: the impostor does not care whom it talks to.
+func agentClient(p *vm.Peer) *http.Client {
+	hc := p.HTTPClient()
+	tr := hc.Transport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true}
+	hc.Transport = tr
+	return hc
 }

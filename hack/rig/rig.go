@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/lifeboat-boot/lifeboat/hack/vm"
 	"github.com/lifeboat-boot/lifeboat/pxe/keys/sshca"
+	"github.com/lifeboat-boot/lifeboat/pxe/server"
 )
 
 // ServerIP is lifeboatd's address on the namespace's bridge.
@@ -45,6 +47,9 @@ type Options struct {
 	// (CustomerAddr), and gives operator "e2e" a token (TokenFile) for
 	// the lifeboat CLI (CLI).
 	API bool
+	// AgentURL, if set, is the agent API URL lifeboatd gives the agents
+	// (agent_url), instead of its own.
+	AgentURL string
 }
 
 // Addresses of the API rig's listeners: the namespace's loopback (lifeboatd
@@ -175,6 +180,9 @@ func Start(o Options) (r *Rig, err error) {
 		"kernel_cmdline": "console=ttyS0,115200 panic=-1", "log_level": o.LogLevel, "ssh_ca_key": filepath.Join(o.Dir, "ssh_ca_key"),
 		"unlock": map[string]any{"max_tries": 5, "lockout": o.Lockout},
 	}
+	if o.AgentURL != "" {
+		conf["agent_url"] = o.AgentURL
+	}
 	if o.API {
 		conf["api_listen"], conf["customer_listen"] = APIAddr, CustomerAddr
 		conf["notice_retry"] = "1s"
@@ -189,7 +197,7 @@ func Start(o Options) (r *Rig, err error) {
 		return nil, err
 	}
 	r.KnownHosts = filepath.Join(o.Dir, "known_hosts")
-	if err := os.WriteFile(r.KnownHosts, []byte(ca.KnownHosts("*")+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(r.KnownHosts, []byte(ca.KnownHosts(server.DefaultCAHosts(netip.MustParseAddr(ServerIP), ""))+"\n"), 0o600); err != nil {
 		return nil, err
 	}
 	bin := filepath.Join(o.Dir, "lifeboatd")

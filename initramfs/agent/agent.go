@@ -155,13 +155,17 @@ type Agent struct {
 // once its old agent's heartbeats have stopped.
 var BusyWait = 3 * time.Minute
 
-// Checkin trades the boot token for this boot's configuration, retrying a
-// few times on network errors (never on a refusal: the token is then dead),
-// and for up to BusyWait while another agent of the host is live.
+// Checkin trades the boot token for this boot's configuration over TLS
+// with the server key the boot parameters pin, retrying a few times on
+// network errors (never on a refusal: the token is then dead; never with a
+// server that is not the pinned one), and for up to BusyWait while another
+// agent of the host is live.
 func Checkin(ctx context.Context, p *agentapi.BootParams, hostKey ssh.PublicKey, ip net.IP, log *slog.Logger) (*Agent, error) {
-	c := &agentapi.Client{Base: p.Server, HTTP: &http.Client{Timeout: 15 * time.Second}}
+	c, err := agentapi.NewClient(p, &http.Client{Timeout: 15 * time.Second})
+	if err != nil {
+		return nil, err
+	}
 	req := agentapi.CheckinRequest{Boot: p.Boot, MAC: p.MAC, HostKey: string(ssh.MarshalAuthorizedKey(hostKey)), IP: ip.String()}
-	var err error
 	busyUntil := time.Now().Add(BusyWait)
 	for i, wait := 0, time.Second; i < 6; i, wait = i+1, wait*2 {
 		var resp *agentapi.CheckinResponse
@@ -175,6 +179,8 @@ func Checkin(ctx context.Context, p *agentapi.BootParams, hostKey ssh.PublicKey,
 			i, wait = i-1, agentapi.HeartbeatEvery/2 // not counted as a network retry
 		} else if errors.Is(err, agentapi.ErrRefused) || errors.Is(err, agentapi.ErrBusy) {
 			return nil, err
+		} else if errors.Is(err, agentapi.ErrWrongServer) {
+			return nil, fmt.Errorf("%w: someone may be between this host and lifeboatd; the boot stops here", err)
 		}
 		log.Warn("check-in failed, retrying", "err", err, "in", wait.String())
 		select {

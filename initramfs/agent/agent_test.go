@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/lifeboat-boot/lifeboat/pxe/agent/agentapi"
+	"github.com/lifeboat-boot/lifeboat/pxe/keys/agenttls"
 )
 
 func TestReadBootParams(t *testing.T) {
@@ -40,15 +42,21 @@ func TestReadBootParams(t *testing.T) {
 
 func TestCheckinRetriesOnlyNetworkErrors(t *testing.T) {
 	var calls atomic.Int32
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	keys, err := agenttls.Load(filepath.Join(t.TempDir(), "agent_key"), netip.MustParseAddr("127.0.0.1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		calls.Add(1)
 		w.WriteHeader(http.StatusConflict)
 		_, _ = w.Write([]byte(`{"error":"boot token already used"}`))
 	}))
+	srv.TLS = keys.TLSConfig()
+	srv.StartTLS()
 	defer srv.Close()
 	hk, _ := HostKey()
-	p := &agentapi.BootParams{Server: srv.URL, Boot: "b", MAC: "m", Token: "t"}
-	_, err := Checkin(context.Background(), p, hk.PublicKey(), net.IPv4(10, 0, 0, 10), slog.New(slog.DiscardHandler))
+	p := &agentapi.BootParams{Server: srv.URL, ServerKey: keys.PublicKey(), Boot: "b", MAC: "m", Token: "t"}
+	_, err = Checkin(context.Background(), p, hk.PublicKey(), net.IPv4(10, 0, 0, 10), slog.New(slog.DiscardHandler))
 	if !errors.Is(err, agentapi.ErrRefused) || !strings.Contains(err.Error(), "already used") || calls.Load() != 1 {
 		t.Errorf("refused check-in: %v after %d calls, want one call and the server's reason", err, calls.Load())
 	}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/lifeboat-boot/lifeboat/pxe/operator/notify"
+	"github.com/lifeboat-boot/lifeboat/pxe/store"
 )
 
 // Duration is a time.Duration written as "90s" or "5m" in the config.
@@ -58,7 +59,11 @@ type Config struct {
 	TokenTTL      Duration   `json:"token_ttl"`
 	LeaseTime     Duration   `json:"lease_time"`
 	SSHCAKey      string     `json:"ssh_ca_key"`     // the host-certificate CA's private key, made at first start (default: beside the database)
-	SSHCAHosts    string     `json:"ssh_ca_hosts"`   // known_hosts pattern of the @cert-authority line customers get, e.g. "*.example.net,10.1.*"
+	AgentPort     int        `json:"agent_port"`     // the agent API's TLS port on server_ip
+	AgentKey      string     `json:"agent_key"`      // the agent API's TLS and signing key, made at first start (default: beside the database)
+	AgentURL      string     `json:"agent_url"`      // how agents reach the agent API (default https://server_ip:agent_port)
+	SSHCAHosts    string     `json:"ssh_ca_hosts"`   // known_hosts pattern of the @cert-authority line customers get, e.g. "*.rescue.example.net,10.1.*" (never "*"; default: server_ip's /24, and *.rescue_domain)
+	RescueDomain  string     `json:"rescue_domain"`  // host certificates name NAME.rescue_domain (and the host's IP), never a bare name
 	HostCertTTL   Duration   `json:"host_cert_ttl"`  // validity of a boot's host certificate
 	SecretKey     string     `json:"secret_key"`     // seals webhook secrets in the database, made at first start (default: beside the database)
 	RecordingsDir string     `json:"recordings_dir"` // rescue shells' recordings (default: "recordings" beside the database)
@@ -87,11 +92,11 @@ type Config struct {
 
 func DefaultConfig() *Config {
 	c := &Config{
-		HTTPPort: 8080, BIOSLoader: "undionly.kpxe", UEFILoader: "ipxe.efi",
+		HTTPPort: 8080, AgentPort: 8443, BIOSLoader: "undionly.kpxe", UEFILoader: "ipxe.efi",
 		ImageDir: "build/image", KernelCmdline: "console=tty0 console=ttyS0,115200 panic=30",
 		Database: "/var/lib/lifeboat/lifeboat.db", APIListen: "127.0.0.1:8081",
 		TokenTTL: Duration(10 * time.Minute), LeaseTime: Duration(time.Hour), LogLevel: "info",
-		SSHCAHosts: "*", HostCertTTL: Duration(12 * time.Hour), NoticeRetry: Duration(10 * time.Second),
+		HostCertTTL: Duration(12 * time.Hour), NoticeRetry: Duration(10 * time.Second),
 	}
 	c.SMTP.Port = 25
 	c.Unlock.MaxTries, c.Unlock.Lockout = 5, Duration(5*time.Minute)
@@ -141,6 +146,9 @@ func LoadConfig(path string, env []string, flags []Override) (*Config, error) {
 	if c.TFTPDir == "" {
 		c.TFTPDir = filepath.Join(c.ImageDir, "tftp")
 	}
+	if c.AgentKey == "" {
+		c.AgentKey = filepath.Join(filepath.Dir(c.Database), "agent_key")
+	}
 	if c.SSHCAKey == "" {
 		c.SSHCAKey = filepath.Join(filepath.Dir(c.Database), "ssh_ca_key")
 	}
@@ -160,7 +168,26 @@ func LoadConfig(path string, env []string, flags []Override) (*Config, error) {
 	if err := c.check(); err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
+	if c.SSHCAHosts == "" {
+		c.SSHCAHosts = DefaultCAHosts(c.ServerIP, c.RescueDomain)
+	}
 	return c, nil
+}
+
+// DefaultCAHosts is the @cert-authority pattern when ssh_ca_hosts is not
+// set: the addresses of the boot network's /24 (where hosts in lifeboat
+// are reached) and the rescue domain's names; never "*", which would have
+// customers trust lifeboat's CA for their production hosts too.
+func DefaultCAHosts(server netip.Addr, domain string) string {
+	var pats []string
+	if server.Is4() {
+		b := server.As4()
+		pats = append(pats, fmt.Sprintf("%d.%d.%d.*", b[0], b[1], b[2]))
+	}
+	if domain != "" {
+		pats = append(pats, "*."+domain)
+	}
+	return strings.Join(pats, ",")
 }
 
 // Override is one configuration key set from the command line.
@@ -243,8 +270,23 @@ func (c *Config) check() error {
 	if !c.ServerIP.Is4() {
 		errs = append(errs, errors.New("server_ip: this server's IPv4 address on that interface is required"))
 	}
+	for _, p := range strings.Split(c.SSHCAHosts, ",") {
+		if p = strings.TrimSpace(p); p == "*" || p == "*.*" || (c.SSHCAHosts != "" && p == "") || strings.ContainsAny(p, " \t\n") {
+			errs = append(errs, fmt.Errorf("ssh_ca_hosts %q: %q would have customers' ssh trust lifeboat's CA for hosts it does not boot (their production hosts too); name the rescue addresses and names, e.g. \"10.77.0.*,*.rescue.example.net\"", c.SSHCAHosts, p))
+			break
+		}
+	}
+	if c.RescueDomain != "" && !store.ValidName(c.RescueDomain) {
+		errs = append(errs, fmt.Errorf("rescue_domain %q: want a DNS name, e.g. rescue.example.net", c.RescueDomain))
+	}
 	if c.HTTPPort <= 0 || c.HTTPPort > 65535 {
 		errs = append(errs, fmt.Errorf("http_port %d: want 1..65535", c.HTTPPort))
+	}
+	if c.AgentPort <= 0 || c.AgentPort > 65535 || c.AgentPort == c.HTTPPort {
+		errs = append(errs, fmt.Errorf("agent_port %d: want 1..65535, not http_port", c.AgentPort))
+	}
+	if u, err := url.Parse(c.AgentURL); c.AgentURL != "" && (err != nil || u.Scheme != "https" || u.Host == "") {
+		errs = append(errs, fmt.Errorf("agent_url %q: want https://HOST:PORT (agents speak TLS only)", c.AgentURL))
 	}
 	if c.Database == "" {
 		errs = append(errs, errors.New("database: path of the store is required"))

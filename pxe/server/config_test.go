@@ -112,3 +112,31 @@ func TestNoticeAndCAConfig(t *testing.T) {
 		t.Fatalf("smtp = %+v", s)
 	}
 }
+
+// TestCAHosts: the @cert-authority pattern is never "*": by default the
+// boot network's /24 and the rescue domain; "*" set by hand is refused
+// with what to write instead.
+func TestCAHosts(t *testing.T) {
+	dir := t.TempDir()
+	load := func(extra string) (*Config, error) {
+		p := filepath.Join(dir, "c.json")
+		body := `{"interface":"br0","server_ip":"10.77.0.1","database":"` + filepath.Join(dir, "db") + `"` + extra + `}`
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return LoadConfig(p, nil, nil)
+	}
+	c, err := load("")
+	if err != nil || c.SSHCAHosts != "10.77.0.*" {
+		t.Fatalf("default ssh_ca_hosts = %q, %v", c.SSHCAHosts, err)
+	}
+	c, err = load(`,"rescue_domain":"rescue.example.net"`)
+	if err != nil || c.SSHCAHosts != "10.77.0.*,*.rescue.example.net" {
+		t.Fatalf("ssh_ca_hosts with a rescue domain = %q, %v", c.SSHCAHosts, err)
+	}
+	for _, bad := range []string{`"*"`, `"10.77.0.*,*"`, `"*.*"`} {
+		if _, err := load(`,"ssh_ca_hosts":` + bad); err == nil || !strings.Contains(err.Error(), "production hosts") {
+			t.Errorf("ssh_ca_hosts %s: %v, want it refused", bad, err)
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -10,12 +11,14 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"golang.org/x/crypto/ssh"
+	"golang.org/x/net/netutil"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/lifeboat-boot/lifeboat/pxe/agent/agentapi"
@@ -23,6 +26,7 @@ import (
 	"github.com/lifeboat-boot/lifeboat/pxe/boot/dhcp"
 	"github.com/lifeboat-boot/lifeboat/pxe/boot/httpboot"
 	"github.com/lifeboat-boot/lifeboat/pxe/boot/tftp"
+	"github.com/lifeboat-boot/lifeboat/pxe/keys/agenttls"
 	"github.com/lifeboat-boot/lifeboat/pxe/keys/keyring"
 	"github.com/lifeboat-boot/lifeboat/pxe/keys/sshca"
 	"github.com/lifeboat-boot/lifeboat/pxe/metrics"
@@ -119,23 +123,31 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger, version string) err
 		return err
 	}
 	base := fmt.Sprintf("http://%s", netip.AddrPortFrom(cfg.ServerIP, uint16(cfg.HTTPPort)))
+	agentURL := cmp.Or(cfg.AgentURL, fmt.Sprintf("https://%s", netip.AddrPortFrom(cfg.ServerIP, uint16(cfg.AgentPort))))
+	agentAddrs := []netip.Addr{cfg.ServerIP}
+	if u, err := url.Parse(agentURL); err == nil {
+		if a, err := netip.ParseAddr(u.Hostname()); err == nil && a != cfg.ServerIP {
+			agentAddrs = append(agentAddrs, a)
+		}
+	}
+	agentKeys, err := agenttls.Load(cfg.AgentKey, agentAddrs...)
+	if err != nil {
+		return err
+	}
 	recs := &recordings.Store{Dir: cfg.RecordingsDir, Recipient: db.HostAgeRecipient}
 
 	hb := &httpboot.Server{
 		BaseURL: base, Inventory: db, Steps: steps, Tokens: db, Log: log, StartBoots: cfg.DHCPMode == "off",
 		Image: httpboot.Image{Dir: cfg.ImageDir, Kernel: "vmlinuz", Initramfs: "initramfs.cpio", Cmdline: cfg.KernelCmdline,
 			Loaders: []string{cfg.UEFILoader}, LoaderDir: cfg.TFTPDir},
-		TokenTTL: time.Duration(cfg.TokenTTL),
+		TokenTTL: time.Duration(cfg.TokenTTL), AgentURL: agentURL, AgentKey: agentKeys.PublicKey(),
 	}
 	bootFiles, err := hb.Handler()
 	if err != nil {
 		return err
 	}
-	as := &agentserver.Server{Store: db, Steps: steps, Log: log, Recordings: recs, CA: ca, CertTTL: time.Duration(cfg.HostCertTTL),
-		Unlock: agentapi.UnlockPolicy{MaxTries: cfg.Unlock.MaxTries, Lockout: time.Duration(cfg.Unlock.Lockout)}}
-	bootMux := http.NewServeMux()
-	bootMux.Handle("/agent/", as.Handler())
-	bootMux.Handle("/", bootFiles)
+	as := &agentserver.Server{Store: db, Steps: steps, Log: log, Recordings: recs, CA: ca, CertTTL: time.Duration(cfg.HostCertTTL), RescueDomain: cfg.RescueDomain,
+		Unlock: agentapi.UnlockPolicy{MaxTries: cfg.Unlock.MaxTries, Lockout: time.Duration(cfg.Unlock.Lockout)}, Sign: agentKeys.Sign}
 
 	var closers []io.Closer
 	defer func() {
@@ -148,6 +160,13 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger, version string) err
 		return fmt.Errorf("http: %w", err)
 	}
 	closers = append(closers, ln)
+	// The agent API speaks TLS only, with the key each boot's agent pins.
+	agentLn, err := net.Listen("tcp4", netip.AddrPortFrom(cfg.ServerIP, uint16(cfg.AgentPort)).String())
+	if err != nil {
+		return fmt.Errorf("agent API: %w", err)
+	}
+	closers = append(closers, agentLn)
+	agentLn = tls.NewListener(agentLn, agentKeys.TLSConfig())
 	var custLn, apiLn net.Listener
 	if cfg.CustomerListen != "" {
 		if custLn, err = listen(cfg.CustomerListen, cfg.CustomerTLSCert, cfg.CustomerTLSKey); err != nil {
@@ -187,19 +206,20 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger, version string) err
 		}
 	}
 
-	log.Info("lifeboatd starting", "version", version, "iface", cfg.Interface, "dhcp_mode", cfg.DHCPMode, "server", base, "api", cfg.APIListen)
+	log.Info("lifeboatd starting", "version", version, "iface", cfg.Interface, "dhcp_mode", cfg.DHCPMode, "server", base, "agent_api", agentURL, "api", cfg.APIListen)
 	g, gctx := errgroup.WithContext(ctx)
 	if ds != nil {
 		g.Go(func() error { return ds.Serve(gctx) })
 	}
 	g.Go(func() error { return ts.Serve(gctx) })
-	g.Go(func() error { return serveHTTP(gctx, ln, metrics.AccessLog(log, bootMux), log) })
+	g.Go(func() error { return serveHTTP(gctx, ln, metrics.AccessLog(log, bootFiles), log, bootLimits) })
+	g.Go(func() error { return serveHTTP(gctx, agentLn, metrics.AccessLog(log, as.Handler()), log, agentLimits) })
 	relay := &notify.Relay{Outbox: db, Keys: keys, SMTP: smtp, Log: log, MinBackoff: time.Duration(cfg.NoticeRetry)}
 	if custLn != nil {
 		base := strings.TrimRight(cfg.CustomerURL, "/")
 		relay.ApprovalURL = func(id string) string { return base + "/approve/" + id + "?sig=" + keys.ApprovalSig(id) }
 		ap := &approve.Server{Store: db, Links: keys, Log: log}
-		g.Go(func() error { return serveHTTP(gctx, custLn, ap.Handler(), log) })
+		g.Go(func() error { return serveHTTP(gctx, custLn, ap.Handler(), log, apiLimits) })
 		log.Info("customer listener serving", "addr", cfg.CustomerListen, "url", cfg.CustomerURL)
 	} else {
 		log.Warn("no customer_listen: rescue grants that wait for the customer's approval cannot be approved")
@@ -209,7 +229,7 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger, version string) err
 	if apiLn != nil {
 		as := &apiserver.Server{Store: db, Log: log, Metrics: metrics.Handler(), Secrets: keys, Recordings: recs,
 			CA: api.CA{PublicKey: strings.TrimSpace(string(ssh.MarshalAuthorizedKey(ca.PublicKey()))), KnownHosts: knownHosts}}
-		g.Go(func() error { return serveHTTP(gctx, apiLn, as.Handler(), log) })
+		g.Go(func() error { return serveHTTP(gctx, apiLn, as.Handler(), log, apiLimits) })
 		log.Info("api serving", "addr", cfg.APIListen, "tls", cfg.APITLSCert != "")
 	}
 	err = g.Wait()
@@ -278,13 +298,34 @@ func listen(addr, cert, key string) (net.Listener, error) {
 	return tls.NewListener(ln, tc), nil
 }
 
+// limits bound what one client can hold of a listener: a machine on the
+// boot network that opens connections and sends nothing (or reads
+// nothing) ties up at most conns of them, each for a bounded time.
+type limits struct {
+	header, read, write, idle time.Duration // write 0: none
+	conns                     int
+}
+
+var (
+	// Images are tens of megabytes to iPXE, which may be slow under a
+	// rack-wide boot: a generous write timeout.
+	bootLimits = limits{header: 10 * time.Second, read: time.Minute, write: 10 * time.Minute, idle: time.Minute, conns: 1024}
+	// Check-ins, reports, heartbeats and recording pieces (4 MiB at most).
+	agentLimits = limits{header: 10 * time.Second, read: time.Minute, write: time.Minute, idle: 2 * time.Minute, conns: 1024}
+	// The operator API streams events (events --follow): no read or write
+	// timeout past the headers (a read deadline would cancel the stream).
+	apiLimits = limits{header: 10 * time.Second, idle: 2 * time.Minute, conns: 256}
+)
+
 // serveHTTP runs one listener until ctx is done, then shuts it down
 // gracefully. Requests see ctx, so that long ones (a followed event
-// stream) end at shutdown instead of holding it up.
-func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logger) error {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second,
+// stream) end at shutdown instead of holding it up. Past lim.conns open
+// connections, new ones wait in the kernel's queue until one closes.
+func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logger, lim limits) error {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: lim.header, ReadTimeout: lim.read, WriteTimeout: lim.write, IdleTimeout: lim.idle,
 		BaseContext: func(net.Listener) context.Context { return ctx },
 		ErrorLog:    slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	ln = netutil.LimitListener(ln, lim.conns)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {

@@ -3,6 +3,10 @@ package agentapi
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +14,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/lifeboat-boot/lifeboat/pxe/store/audit"
@@ -35,11 +40,15 @@ const (
 // BootParams reach the agent through a per-boot initramfs archive, never the
 // kernel command line, because they include the boot token.
 type BootParams struct {
-	Server string `json:"server"` // base URL of lifeboatd's boot listener
-	Boot   string `json:"boot"`
-	MAC    string `json:"mac"`
-	Host   string `json:"host"`
-	Token  string `json:"token"`
+	Server string `json:"server"` // base URL of lifeboatd's agent API (https)
+	// ServerKey is the agent API's public key (PKIX, base64): the only
+	// key the agent trusts on that connection, and the one check-in
+	// answers are signed with.
+	ServerKey string `json:"server_key"`
+	Boot      string `json:"boot"`
+	MAC       string `json:"mac"`
+	Host      string `json:"host"`
+	Token     string `json:"token"`
 }
 
 // CheckinRequest is sent with the boot token as a bearer credential.
@@ -115,6 +124,74 @@ type Error struct {
 type Client struct {
 	Base string
 	HTTP *http.Client
+	// Key, if set, must have signed every check-in answer (NewClient
+	// sets it; a test against a plain server may leave it nil).
+	Key ed25519.PublicKey
+}
+
+// SignatureHeader carries the server's signature of a check-in answer
+// (AnswerMessage), base64.
+const SignatureHeader = "Lifeboat-Signature"
+
+// AnswerMessage is what the server signs of a check-in answer: the body,
+// bound to the boot it answers.
+func AnswerMessage(boot string, body []byte) []byte {
+	return append([]byte("lifeboat check-in answer v1\x00"+boot+"\x00"), body...)
+}
+
+// ErrWrongServer means the server's TLS key or an answer's signature is not
+// the one this boot was given: something between the host and lifeboatd
+// answered. Asking again does not help.
+var ErrWrongServer = errors.New("not the lifeboatd this boot was given")
+
+// NewClient returns the client of the agent API p names, over TLS 1.3,
+// trusting only the key p carries (pinned: no certificate authority, no
+// host name). base supplies the transport's dialing; nil for the default.
+func NewClient(p *BootParams, base *http.Client) (*Client, error) {
+	der, err := base64.StdEncoding.DecodeString(p.ServerKey)
+	if err != nil || len(der) == 0 {
+		return nil, fmt.Errorf("boot parameters: no server key to trust (%v)", err)
+	}
+	k, err := x509.ParsePKIXPublicKey(der)
+	if err != nil {
+		return nil, fmt.Errorf("boot parameters: server key: %w", err)
+	}
+	key, ok := k.(ed25519.PublicKey)
+	if !ok {
+		return nil, fmt.Errorf("boot parameters: server key is a %T, want Ed25519", k)
+	}
+	if u, err := url.Parse(p.Server); err != nil || u.Scheme != "https" {
+		return nil, fmt.Errorf("boot parameters: server %q is not an https URL", p.Server)
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS13,
+		// The pin replaces the usual checks: the chain and the name
+		// mean nothing here, the key everything.
+		InsecureSkipVerify: true,
+		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
+			if len(raw) == 0 {
+				return fmt.Errorf("%w: no certificate", ErrWrongServer)
+			}
+			c, err := x509.ParseCertificate(raw[0])
+			if err != nil {
+				return fmt.Errorf("%w: %v", ErrWrongServer, err)
+			}
+			if got, ok := c.PublicKey.(ed25519.PublicKey); !ok || !got.Equal(key) {
+				return fmt.Errorf("%w: its TLS key is not the pinned one", ErrWrongServer)
+			}
+			return nil
+		}}
+	hc := &http.Client{Timeout: 15 * time.Second}
+	tr := &http.Transport{}
+	if base != nil {
+		hc.Timeout = base.Timeout
+		if t, ok := base.Transport.(*http.Transport); ok {
+			tr = t.Clone()
+		}
+	}
+	tr.TLSClientConfig = tc
+	tr.Proxy = nil
+	hc.Transport = tr
+	return &Client{Base: strings.TrimRight(p.Server, "/"), HTTP: hc, Key: key}, nil
 }
 
 // ErrRefused means the server answered, and said no: asking again with the
@@ -135,9 +212,25 @@ const HeartbeatEvery = 20 * time.Second
 var ErrUnavailable = errors.New("server unavailable")
 
 // Checkin trades the one-time boot token for this boot's configuration.
+// With Key set, an answer not signed with it for this boot is refused
+// (ErrWrongServer).
 func (c *Client) Checkin(ctx context.Context, token string, req CheckinRequest) (*CheckinResponse, error) {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return nil, err
+	}
 	var resp CheckinResponse
-	if err := c.post(ctx, CheckinPath, token, req, &resp); err != nil {
+	verify := func(h http.Header, data []byte) error {
+		if c.Key == nil {
+			return nil
+		}
+		sig, err := base64.StdEncoding.DecodeString(h.Get(SignatureHeader))
+		if err != nil || !ed25519.Verify(c.Key, AnswerMessage(req.Boot, data), sig) {
+			return fmt.Errorf("%w: the check-in answer's signature does not verify", ErrWrongServer)
+		}
+		return nil
+	}
+	if err := c.send(ctx, http.MethodPost, CheckinPath, token, "application/json", body, &resp, verify); err != nil {
 		return nil, fmt.Errorf("check-in: %w", err)
 	}
 	return &resp, nil
@@ -188,6 +281,12 @@ func (c *Client) post(ctx context.Context, path, bearer string, in, out any) err
 }
 
 func (c *Client) do(ctx context.Context, method, path, bearer, ctype string, body []byte, out any) error {
+	return c.send(ctx, method, path, bearer, ctype, body, out, nil)
+}
+
+// send makes one request; verify, if set, checks a 2xx answer before it
+// is decoded.
+func (c *Client) send(ctx context.Context, method, path, bearer, ctype string, body []byte, out any, verify func(http.Header, []byte) error) error {
 	req, err := http.NewRequestWithContext(ctx, method, c.Base+path, bytes.NewReader(body))
 	if err != nil {
 		return err
@@ -222,6 +321,11 @@ func (c *Client) do(ctx context.Context, method, path, bearer, ctype string, bod
 			return fmt.Errorf("%w: %s (HTTP %d)", why, e.Error, resp.StatusCode)
 		}
 		return fmt.Errorf("%w: HTTP %d", why, resp.StatusCode)
+	}
+	if verify != nil {
+		if err := verify(resp.Header, data); err != nil {
+			return err
+		}
 	}
 	if out == nil {
 		return nil

@@ -64,6 +64,13 @@ type Server struct {
 	// uncertified (tests only: customers would have to trust on first use).
 	CA      *sshca.CA
 	CertTTL time.Duration
+	// RescueDomain, if set, names hosts in their certificates as
+	// NAME.RescueDomain (besides their reserved address).
+	RescueDomain string
+	// Sign signs each check-in answer (agentapi.AnswerMessage), for the
+	// agent to check against the key it pinned; nil leaves them unsigned
+	// (tests of the protocol only).
+	Sign func(msg []byte) string
 
 	refusals window // refused check-ins recorded, at most one a minute per boot (or peer) and reason
 }
@@ -168,9 +175,17 @@ func (s *Server) checkin(w http.ResponseWriter, r *http.Request) {
 	metrics.Checkins.WithLabelValues(outcome).Inc()
 	s.Steps.Reached(b.MAC, b.Boot, store.StageCheckin)
 	s.Log.Info("agent checked in", "mac", b.MAC, "host", b.Host, "boot", b.Boot, "host_key", fp, "retry", c.Retry)
-	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(agentapi.CheckinResponse{Host: c.Host.Name, Boot: b.Boot, Mode: c.Mode,
+	body, err := json.Marshal(agentapi.CheckinResponse{Host: c.Host.Name, Boot: b.Boot, Mode: c.Mode,
 		AuthorizedKeys: c.Host.AuthorizedKeys, ReportToken: c.ReportToken, Unlock: s.Unlock, HostCertificate: c.HostCert, Grant: grant})
+	if err != nil {
+		httpError(w, http.StatusInternalServerError, "internal error")
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if s.Sign != nil {
+		w.Header().Set(agentapi.SignatureHeader, s.Sign(agentapi.AnswerMessage(b.Boot, body)))
+	}
+	_, _ = w.Write(body)
 }
 
 // certify signs the boot's host key, inside the check-in's transaction.
@@ -180,7 +195,7 @@ func (s *Server) certify(hostKey ssh.PublicKey) func(h *store.Host, b store.Bind
 	}
 	return func(h *store.Host, b store.Binding) (string, map[string]string, error) {
 		cert, err := s.CA.Sign(sshca.HostCert{Key: hostKey, KeyID: fmt.Sprintf("lifeboat host %s boot %s", h.Name, b.Boot),
-			Principals: []string{h.Name, h.IP.String()}, ValidFor: s.CertTTL, Now: time.Now()})
+			Principals: Principals(h, s.RescueDomain), ValidFor: s.CertTTL, Now: time.Now()})
 		if err != nil {
 			return "", nil, err
 		}
@@ -189,6 +204,25 @@ func (s *Server) certify(hostKey ssh.PublicKey) func(h *store.Host, b store.Bind
 			"host_cert_until":  time.Unix(int64(cert.ValidBefore), 0).UTC().Format(time.RFC3339),
 		}, nil
 	}
+}
+
+// Principals are the names a host's certificate is valid for: names the
+// provider controls, never one the caller chose: its reserved address and
+// NAME.domain. A bare inventory name ("web1") is used only when the host
+// has neither, since a customer's ssh may know their production host by
+// that very name.
+func Principals(h *store.Host, domain string) []string {
+	var p []string
+	if h.IP.IsValid() {
+		p = append(p, h.IP.String())
+	}
+	if domain != "" {
+		p = append(p, h.Name+"."+domain)
+	}
+	if len(p) == 0 {
+		p = append(p, h.Name)
+	}
+	return p
 }
 
 // refuse answers a check-in the store did not take: a refusal (recorded,

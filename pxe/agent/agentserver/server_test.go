@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -22,6 +23,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/lifeboat-boot/lifeboat/pxe/agent/agentapi"
+	"github.com/lifeboat-boot/lifeboat/pxe/keys/agenttls"
 	"github.com/lifeboat-boot/lifeboat/pxe/keys/sshca"
 	"github.com/lifeboat-boot/lifeboat/pxe/operator/notify"
 	"github.com/lifeboat-boot/lifeboat/pxe/recordings"
@@ -134,7 +136,7 @@ func TestCheckin(t *testing.T) {
 	// The host key comes back certified for this host, for hours.
 	pk, _, _, _, err := ssh.ParseAuthorizedKey([]byte(cfg.HostCertificate))
 	cert, ok := pk.(*ssh.Certificate)
-	if err != nil || !ok || cert.CertType != ssh.HostCert || !slices.Equal(cert.ValidPrincipals, []string{"web1", "127.0.0.1"}) ||
+	if err != nil || !ok || cert.CertType != ssh.HostCert || !slices.Equal(cert.ValidPrincipals, []string{"127.0.0.1"}) ||
 		string(cert.Key.Marshal()) != string(signer.PublicKey().Marshal()) {
 		t.Fatalf("host certificate = %+v, %v", pk, err)
 	}
@@ -524,5 +526,103 @@ func TestSecondMachineGetsNoCertificate(t *testing.T) {
 	}
 	if err := c.Report(ctx, cfg.ReportToken, agentapi.EventReport{Code: audit.HandoffFailed, Actor: "agent"}); !errors.Is(err, agentapi.ErrRefused) {
 		t.Errorf("the old boot's token after the next boot's check-in = %v, want refused", err)
+	}
+}
+
+// TestPrincipals: a certificate names what the provider controls: the
+// reserved address and NAME.rescue_domain; a bare name only as the last
+// resort (a customer's ssh may know their production host by it).
+func TestPrincipals(t *testing.T) {
+	withIP := &store.Host{Name: "web1", IP: netip.MustParseAddr("10.0.0.5")}
+	for _, tt := range []struct {
+		h      *store.Host
+		domain string
+		want   []string
+	}{
+		{withIP, "", []string{"10.0.0.5"}},
+		{withIP, "rescue.example.net", []string{"10.0.0.5", "web1.rescue.example.net"}},
+		{&store.Host{Name: "web1"}, "rescue.example.net", []string{"web1.rescue.example.net"}},
+		{&store.Host{Name: "web1"}, "", []string{"web1"}},
+	} {
+		if got := Principals(tt.h, tt.domain); !slices.Equal(got, tt.want) {
+			t.Errorf("Principals(%+v, %q) = %v, want %v", tt.h, tt.domain, got, tt.want)
+		}
+	}
+}
+
+// TestAgentChannelIsPinned: the agent trusts only the agent API key its
+// boot parameters carry. A machine in between with a key of its own gets
+// no request at all (the TLS handshake fails, and the agent says the
+// server is not the one it was given); one that holds the TLS key but
+// rewrites the answer (the customer's keys swapped for its own) is caught
+// by the answer's signature.
+func TestAgentChannelIsPinned(t *testing.T) {
+	r := newRig(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	keys, err := agenttls.Load(filepath.Join(dir, "agent_key"), netip.MustParseAddr("127.0.0.1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{Store: r.db, Steps: r.steps, Log: slog.New(slog.DiscardHandler), Sign: keys.Sign}
+	serve := func(k *agenttls.Keys, h http.Handler) *httptest.Server {
+		srv := httptest.NewUnstartedServer(h)
+		srv.TLS = k.TLSConfig()
+		srv.StartTLS()
+		t.Cleanup(srv.Close)
+		return srv
+	}
+	params := func(url string) *agentapi.BootParams {
+		return &agentapi.BootParams{Server: url, ServerKey: keys.PublicKey(), Boot: r.boot.ID, MAC: mac, Host: "web1"}
+	}
+	req := agentapi.CheckinRequest{Boot: r.boot.ID, MAC: mac, HostKey: string(ssh.MarshalAuthorizedKey(hostKey(t).PublicKey()))}
+
+	// A machine in between, with its own key.
+	other, err := agenttls.Load(filepath.Join(dir, "other_key"), netip.MustParseAddr("127.0.0.1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reached atomic.Int32
+	mitm := serve(other, http.HandlerFunc(func(w http.ResponseWriter, q *http.Request) { reached.Add(1); s.Handler().ServeHTTP(w, q) }))
+	c, err := agentapi.NewClient(params(mitm.URL), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := r.token(t)
+	if _, err := c.Checkin(ctx, tok, req); !errors.Is(err, agentapi.ErrWrongServer) || reached.Load() != 0 {
+		t.Fatalf("check-in through a machine with its own key: %v (it saw %d requests); want ErrWrongServer and none", err, reached.Load())
+	}
+
+	// One that holds the TLS key, and rewrites the answer.
+	rewrite := serve(keys, http.HandlerFunc(func(w http.ResponseWriter, q *http.Request) {
+		rec := httptest.NewRecorder()
+		s.Handler().ServeHTTP(rec, q)
+		for k, v := range rec.Header() {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(rec.Code)
+		_, _ = w.Write(bytes.ReplaceAll(rec.Body.Bytes(), []byte(custKey), []byte("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEvilEvilEvilEvilEvilEvilEvilEvilEvilEvilEvilEv evil")))
+	}))
+	if c, err = agentapi.NewClient(params(rewrite.URL), nil); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := c.Checkin(ctx, tok, req); !errors.Is(err, agentapi.ErrWrongServer) || got != nil {
+		t.Fatalf("a rewritten answer: %+v, %v; want ErrWrongServer", got, err)
+	}
+
+	// lifeboatd itself: the same token and key again (a retry), signed.
+	real := serve(keys, s.Handler())
+	if c, err = agentapi.NewClient(params(real.URL), nil); err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.Checkin(ctx, tok, req)
+	if err != nil || len(got.AuthorizedKeys) != 1 || got.AuthorizedKeys[0] != custKey {
+		t.Fatalf("check-in with lifeboatd: %+v, %v", got, err)
+	}
+	// Boot parameters without a key, or with a plain URL, make no client.
+	for _, p := range []*agentapi.BootParams{{Server: real.URL}, {Server: "http://127.0.0.1:1", ServerKey: keys.PublicKey()}} {
+		if _, err := agentapi.NewClient(p, nil); err == nil {
+			t.Errorf("NewClient(%+v) made a client", p)
+		}
 	}
 }

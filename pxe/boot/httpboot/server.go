@@ -2,6 +2,7 @@ package httpboot
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -45,11 +46,15 @@ type TokenStore interface {
 
 // Server is the boot listener's handler.
 type Server struct {
-	BaseURL   string // how hosts reach this listener, e.g. http://10.77.0.1:8080
-	Image     Image
-	Inventory store.Inventory
-	Steps     *store.Steps
-	Tokens    TokenStore
+	BaseURL string // how hosts reach this listener, e.g. http://10.77.0.1:8080
+	// AgentURL and AgentKey go into each boot's agent archive: where the
+	// agent API listens (https://10.77.0.1:8443) and the key the agent
+	// pins for it (agenttls.Keys.PublicKey).
+	AgentURL, AgentKey string
+	Image              Image
+	Inventory          store.Inventory
+	Steps              *store.Steps
+	Tokens             TokenStore
 	// StartBoots: a script fetch begins a boot (when the site's DHCP, not
 	// ours, sends hosts here, no DISCOVER does).
 	StartBoots bool
@@ -252,7 +257,7 @@ func (s *Server) agentArchive(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	data, err := AgentArchive(agentapi.BootParams{Server: s.BaseURL, Boot: b.Boot, MAC: b.MAC, Host: b.Host, Token: tok})
+	data, err := AgentArchive(agentapi.BootParams{Server: cmp.Or(s.AgentURL, s.BaseURL), ServerKey: s.AgentKey, Boot: b.Boot, MAC: b.MAC, Host: b.Host, Token: tok})
 	if err != nil {
 		http.Error(w, "internal error", http.StatusInternalServerError)
 		return

@@ -49,11 +49,9 @@ func (c *CA) PublicKey() ssh.PublicKey { return c.signer.PublicKey() }
 
 // KnownHosts returns the line for a customer's known_hosts that trusts the
 // CA for host names matching pattern (a known_hosts pattern list, e.g.
-// "*.example.net,10.1.*").
+// "*.rescue.example.net,10.1.*": never "*", which would extend the trust
+// to every host the customer connects to).
 func (c *CA) KnownHosts(pattern string) string {
-	if pattern == "" {
-		pattern = "*"
-	}
 	return "@cert-authority " + pattern + " " + strings.TrimSpace(string(ssh.MarshalAuthorizedKey(c.PublicKey()))) + " lifeboat-host-ca"
 }
 
