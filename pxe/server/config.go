@@ -63,6 +63,7 @@ type Config struct {
 	AgentKey      string     `json:"agent_key"`      // the agent API's TLS and signing key, made at first start (default: beside the database)
 	AgentURL      string     `json:"agent_url"`      // how agents reach the agent API (default https://server_ip:agent_port)
 	SSHCAHosts    string     `json:"ssh_ca_hosts"`   // known_hosts pattern of the @cert-authority line customers get, e.g. "*.rescue.example.net,10.1.*" (never "*"; default: server_ip's /24, and *.rescue_domain)
+	DHCPRelays    string     `json:"dhcp_relays"`    // relay agents (giaddr) answered through, comma-separated addresses or prefixes: "10.9.0.1,10.88.0.0/16"
 	RescueDomain  string     `json:"rescue_domain"`  // host certificates name NAME.rescue_domain (and the host's IP), never a bare name
 	HostCertTTL   Duration   `json:"host_cert_ttl"`  // validity of a boot's host certificate
 	SecretKey     string     `json:"secret_key"`     // seals webhook secrets in the database, made at first start (default: beside the database)
@@ -174,6 +175,26 @@ func LoadConfig(path string, env []string, flags []Override) (*Config, error) {
 	return c, nil
 }
 
+// Relays parses dhcp_relays.
+func (c *Config) Relays() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, f := range strings.Split(c.DHCPRelays, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		if a, err := netip.ParseAddr(f); err == nil && a.Is4() {
+			out = append(out, netip.PrefixFrom(a, 32))
+			continue
+		}
+		p, err := netip.ParsePrefix(f)
+		if err != nil || !p.Addr().Is4() {
+			return nil, fmt.Errorf("dhcp_relays: %q is not an IPv4 address or prefix", f)
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
+}
+
 // DefaultCAHosts is the @cert-authority pattern when ssh_ca_hosts is not
 // set: the addresses of the boot network's /24 (where hosts in lifeboat
 // are reached) and the rescue domain's names; never "*", which would have
@@ -275,6 +296,9 @@ func (c *Config) check() error {
 			errs = append(errs, fmt.Errorf("ssh_ca_hosts %q: %q would have customers' ssh trust lifeboat's CA for hosts it does not boot (their production hosts too); name the rescue addresses and names, e.g. \"10.77.0.*,*.rescue.example.net\"", c.SSHCAHosts, p))
 			break
 		}
+	}
+	if _, err := c.Relays(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.RescueDomain != "" && !store.ValidName(c.RescueDomain) {
 		errs = append(errs, fmt.Errorf("rescue_domain %q: want a DNS name, e.g. rescue.example.net", c.RescueDomain))

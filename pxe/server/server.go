@@ -189,6 +189,10 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger, version string) err
 		return err
 	}
 	var ds *dhcp.Server
+	relays, err := cfg.Relays()
+	if err != nil {
+		return err
+	}
 	if cfg.DHCPMode != "off" {
 		ds = &dhcp.Server{
 			Iface: cfg.Interface, Inventory: db, Steps: steps, Log: log,
@@ -199,6 +203,7 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger, version string) err
 				Loaders:   dhcp.Loaders{BIOS: cfg.BIOSLoader, UEFI: cfg.UEFILoader},
 				Lease:     time.Duration(cfg.LeaseTime),
 				Proxy:     cfg.DHCPMode == "proxy",
+				Relays:    relays,
 			},
 		}
 		if err := ds.Listen(); err != nil {

@@ -205,7 +205,10 @@ func (b *bench) lifeboatd(tftpDir, uefiLoader string) (*proc, error) {
 		return nil, err
 	}
 	cfg := map[string]any{"interface": "br0", "server_ip": serverIP, "image_dir": filepath.Join(b.root, "build", "image"),
-		"inventory": filepath.Join(dir, "hosts.json"), "database": filepath.Join(dir, "lifeboat.db"), "api_listen": "", "log_level": "warn"}
+		"inventory": filepath.Join(dir, "hosts.json"), "database": filepath.Join(dir, "lifeboat.db"), "api_listen": "", "log_level": "warn",
+		// perfdhcp and the storm's hosts play relay agents from the
+		// client namespace's addresses.
+		"dhcp_relays": "10.88.0.0/16"}
 	if tftpDir != "" {
 		cfg["tftp_dir"], cfg["uefi_loader"] = tftpDir, uefiLoader
 	}

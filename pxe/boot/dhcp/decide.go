@@ -32,6 +32,29 @@ type Self struct {
 	// out addresses; lifeboatd answers PXE clients with boot information
 	// only, on port 67 and, for UEFI firmware, on port 4011.
 	Proxy bool
+	// Relays are the relay agents' addresses (giaddr) lifeboatd answers
+	// through. A packet naming any other giaddr gets no answer: anyone on
+	// the segment can write a giaddr, and the reply would go there. Only
+	// a trusted relay's option 82 identifies a host.
+	Relays []netip.Prefix
+}
+
+// Relayed says whether req came through a relay agent (giaddr set), and
+// whether that relay is one of s's; a direct packet is trusted (ok).
+func (s Self) Relayed(req *dhcpv4.DHCPv4) (relayed, ok bool) {
+	if req.GatewayIPAddr == nil || req.GatewayIPAddr.IsUnspecified() {
+		return false, true
+	}
+	a, valid := netip.AddrFromSlice(req.GatewayIPAddr.To4())
+	if !valid {
+		return true, false
+	}
+	for _, p := range s.Relays {
+		if p.Contains(a) {
+			return true, true
+		}
+	}
+	return true, false
 }
 
 // Kind says who sent a request, from its options.
@@ -332,12 +355,14 @@ func skipFirstStage(h *store.Host, k Kind) bool {
 }
 
 // Identify finds the host a request comes from: by its MAC, or else by the
-// circuit-id its relay added (option 82, sub-option 1).
-func Identify(inv store.Inventory, req *dhcpv4.DHCPv4) (*store.Host, string) {
+// circuit-id its relay added (option 82, sub-option 1), if it came through
+// a trusted relay (trustedRelay): a client can put option 82 in its own
+// packet, or write a giaddr, and pose as the host on that port.
+func Identify(inv store.Inventory, req *dhcpv4.DHCPv4, trustedRelay bool) (*store.Host, string) {
 	if h, ok := inv.Lookup(req.ClientHWAddr); ok {
 		return h, "mac"
 	}
-	if rai := req.RelayAgentInfo(); rai != nil {
+	if rai := req.RelayAgentInfo(); rai != nil && trustedRelay {
 		if id := rai.Get(dhcpv4.AgentCircuitIDSubOption); len(id) > 0 {
 			if h, ok := inv.LookupCircuit(string(id)); ok {
 				return h, "circuit-id"

@@ -289,9 +289,14 @@ func TestIdentifyByCircuitAndEcho(t *testing.T) {
 	rai := dhcpv4.OptRelayAgentInfo(dhcpv4.OptGeneric(dhcpv4.GenericOptionCode(dhcpv4.AgentCircuitIDSubOption), []byte("sw4/eth1/12")))
 	m := discover(t, arch(iana.INTEL_X86PC), dhcpv4.WithOption(rai)) // a replaced NIC: unknown MAC
 	m.GatewayIPAddr = net.ParseIP("10.0.0.1")
-	h, by := Identify(inv, m)
+	h, by := Identify(inv, m, true)
 	if h == nil || h.Name != "rack4-u12" || by != "circuit-id" {
 		t.Fatalf("Identify = %v %q", h, by)
+	}
+	// The same option 82 in a packet that did not come through a
+	// configured relay identifies nobody: a client can write it itself.
+	if h, _ := Identify(inv, m, false); h != nil {
+		t.Errorf("an untrusted option 82 identified %s", h.Name)
 	}
 	d := Decide(m, h, self)
 	if d.Reply == nil || d.Reply.Options.Get(dhcpv4.OptionRelayAgentInformation) == nil {
@@ -305,7 +310,35 @@ func TestIdentifyByCircuitAndEcho(t *testing.T) {
 		t.Errorf("reply goes to %s, want the relay", got)
 	}
 	other := discover(t, arch(iana.INTEL_X86PC), dhcpv4.WithOption(dhcpv4.OptRelayAgentInfo(dhcpv4.OptGeneric(dhcpv4.GenericOptionCode(dhcpv4.AgentCircuitIDSubOption), []byte("sw9/eth1/1")))))
-	if h, _ := Identify(inv, other); h != nil {
+	if h, _ := Identify(inv, other, true); h != nil {
 		t.Errorf("unknown circuit identified as %s", h.Name)
+	}
+}
+
+// TestRelayed: a reply goes to a giaddr only when it is a configured
+// relay's; a direct packet needs none.
+func TestRelayed(t *testing.T) {
+	s := Self{Relays: []netip.Prefix{netip.MustParsePrefix("10.9.0.1/32"), netip.MustParsePrefix("10.88.0.0/16")}}
+	for _, tt := range []struct {
+		giaddr            string
+		relayed, accepted bool
+	}{
+		{"", false, true},
+		{"0.0.0.0", false, true},
+		{"10.9.0.1", true, true},
+		{"10.88.3.4", true, true},
+		{"10.9.0.2", true, false},
+		{"192.0.2.66", true, false},
+	} {
+		m := discover(t)
+		if tt.giaddr != "" {
+			m.GatewayIPAddr = net.ParseIP(tt.giaddr)
+		}
+		if r, ok := s.Relayed(m); r != tt.relayed || ok != tt.accepted {
+			t.Errorf("giaddr %q: relayed %v, trusted %v; want %v, %v", tt.giaddr, r, ok, tt.relayed, tt.accepted)
+		}
+	}
+	if _, ok := (Self{}).Relayed(func() *dhcpv4.DHCPv4 { m := discover(t); m.GatewayIPAddr = net.ParseIP("10.9.0.1"); return m }()); ok {
+		t.Error("a relayed packet was trusted with no relay configured")
 	}
 }

@@ -231,3 +231,17 @@ func TestProxyOverVeth(t *testing.T) {
 		}
 	})
 }
+
+// TestRecvBuffer: the DHCP socket's receive buffer holds a rack-wide
+// burst, past the kernel's default.
+func TestRecvBuffer(t *testing.T) {
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	got, err := SizeRecvBuffer(conn, RecvBuffer)
+	if err != nil || got < RecvBuffer {
+		t.Fatalf("receive buffer = %d bytes, %v; want at least %d", got, err, RecvBuffer)
+	}
+}

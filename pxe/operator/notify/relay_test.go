@@ -178,14 +178,14 @@ func TestRelayGivesUp(t *testing.T) {
 	r := newRig(t)
 	r.rx.SetDown(true)
 	rl := r.relay()
-	rl.GiveUp = time.Second // room for a few tries of each, one at a time per target
+	rl.GiveUp = 3 * time.Second // room for a few tries of each, one at a time per target, on a busy machine too
 	rl.SMTP = nil           // e-mail cannot go out either
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- rl.Run(ctx) }()
 	defer func() { cancel(); <-done }()
 	r.boot(t, 1)
-	waitFor(t, "notices to fail", 10*time.Second, func() bool {
+	waitFor(t, "notices to fail", 30*time.Second, func() bool {
 		ns, _ := r.db.Notices(context.Background(), "acme", 100)
 		for _, n := range ns {
 			if n.State != "failed" {
