@@ -183,7 +183,7 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger, version string) err
 	ts := &tftp.Server{
 		Addr: netip.AddrPortFrom(cfg.ServerIP, 69).String(), Dir: cfg.TFTPDir,
 		Files: []string{cfg.BIOSLoader, cfg.UEFILoader}, Log: log,
-		Record: firstStageFetch(ctx, db, steps),
+		Record: firstStageFetch(ctx, db, steps, cfg.DHCPMode),
 	}
 	if err := ts.Listen(); err != nil {
 		return err
@@ -246,22 +246,39 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger, version string) err
 }
 
 // firstStageFetch records a TFTP fetch of a known host's first stage
-// before it is sent, as the boot step it is; a peer outside the inventory
-// is served unrecorded (its firmware asked for a listed loader, no more).
-func firstStageFetch(ctx context.Context, inv store.Inventory, steps *store.Steps) func(netip.Addr, string, int64) error {
+// before it is sent, as the boot step it is. Only a host whose boot is in
+// progress (it began within bootWindow, and has not gone past the first
+// stage) is served. A peer outside the inventory is refused too, but in
+// proxy mode, where the site's DHCP server gives the addresses and a host
+// may have none on file: then it is served unrecorded. With dhcp_mode off
+// no DHCP of ours begins a boot (the script fetch does, after this): a
+// known host is then served and recorded outside any boot.
+func firstStageFetch(ctx context.Context, inv store.Inventory, steps *store.Steps, mode string) func(netip.Addr, string, int64) error {
 	return func(peer netip.Addr, file string, size int64) error {
 		h, ok := inv.LookupIP(peer)
 		if !ok {
-			return nil
+			if mode != "full" {
+				return nil
+			}
+			return fmt.Errorf("%w: %s is not a reserved address", tftp.ErrNoBoot, peer)
 		}
 		ev := audit.Event{Code: audit.FirstStageFetch, MAC: h.MAC, Host: h.Name, Actor: "system",
 			Details: map[string]string{"file": file, "bytes": fmt.Sprint(size), "via": "tftp"}}
-		if b, ok := steps.Current(h.MAC); ok {
+		b, ok := steps.Current(h.MAC)
+		inProgress := ok && b.Stage <= store.StageFirstStage && time.Since(b.Started) < bootWindow
+		switch {
+		case inProgress:
 			ev.Boot = b.ID
+		case mode != "off":
+			return fmt.Errorf("%w: %s (%s)", tftp.ErrNoBoot, h.Name, peer)
 		}
 		return steps.Step(ctx, ev, store.StageFirstStage)
 	}
 }
+
+// bootWindow is how long after its DHCP exchange a boot may fetch its
+// first stage: firmware does so within seconds.
+const bootWindow = 10 * time.Minute
 
 // expireGrants ends grants whose window has closed, every period: the
 // server enforces expiry whether or not anything asks.

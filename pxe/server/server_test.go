@@ -3,12 +3,20 @@ package server
 import (
 	"bufio"
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
+	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/lifeboat-boot/lifeboat/pxe/boot/tftp"
+	"github.com/lifeboat-boot/lifeboat/pxe/store"
+	"github.com/lifeboat-boot/lifeboat/pxe/store/audit"
+	"github.com/lifeboat-boot/lifeboat/pxe/store/sqlite"
 )
 
 // TestListenerLimits: a client that opens a connection and sends nothing
@@ -65,5 +73,66 @@ func TestListenerLimits(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("serveHTTP: %v", err)
+	}
+}
+
+// TestFirstStageFetch: TFTP serves (and records, before sending) only a
+// host whose boot is in progress; a reserved host between boots and an
+// address not reserved are refused, but in proxy mode an unknown address
+// is served unrecorded, and with dhcp_mode off a known host outside a boot.
+func TestFirstStageFetch(t *testing.T) {
+	ctx := context.Background()
+	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	inv, err := store.ParseInventory([]byte(`{"hosts":[{"name":"web1","mac":"52:54:00:00:00:01","ip":"10.0.0.5","authorized_keys":["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl c"]}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Apply(ctx, store.Change{Put: inv.Hosts()}, "test"); err != nil {
+		t.Fatal(err)
+	}
+	steps, err := db.NewSteps(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	host, other := netip.MustParseAddr("10.0.0.5"), netip.MustParseAddr("10.0.0.66")
+	fetch := func(mode string, peer netip.Addr) error {
+		return firstStageFetch(ctx, db, steps, mode)(peer, "undionly.kpxe", 1000)
+	}
+	for _, tt := range []struct {
+		mode string
+		peer netip.Addr
+		ok   bool
+	}{{"full", other, false}, {"proxy", other, true}, {"full", host, false}, {"proxy", host, false}, {"off", host, true}} {
+		if err := fetch(tt.mode, tt.peer); (err == nil) != tt.ok || (err != nil && !errors.Is(err, tftp.ErrNoBoot)) {
+			t.Errorf("%s mode, %s, no boot: %v, want ok=%v", tt.mode, tt.peer, err, tt.ok)
+		}
+	}
+	b, _, err := steps.Begin(ctx, "52:54:00:00:00:01", "web1", store.ClientFirmware, "bios", audit.Event{Code: audit.BootStart})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fetch("full", host); err != nil {
+		t.Fatalf("a boot in progress: %v", err)
+	}
+	steps.Reached("52:54:00:00:00:01", b.ID, store.StageScript)
+	if err := fetch("full", host); !errors.Is(err, tftp.ErrNoBoot) {
+		t.Errorf("a boot past its first stage: %v, want ErrNoBoot", err)
+	}
+	evs, err := db.Events(ctx, store.EventFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fetched []string
+	for _, e := range evs {
+		if e.Code == audit.FirstStageFetch {
+			fetched = append(fetched, e.Boot)
+		}
+	}
+	if len(fetched) != 2 || fetched[0] != "" || fetched[1] != b.ID {
+		t.Errorf("first-stage records, by boot: %q; want one outside a boot (mode off) and one of %s", fetched, b.ID)
 	}
 }

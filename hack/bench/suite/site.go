@@ -180,7 +180,8 @@ func (b *bench) waitPort(p *proc, proto string, port int) error {
 }
 
 // lifeboatd starts lifeboatd in full mode with every reservation; tftpDir
-// and uefiLoader let the TFTP comparison serve its 10 MB file.
+// and uefiLoader let the TFTP comparison serve its 10 MB file (in proxy
+// mode, to a client that has no reservation).
 func (b *bench) lifeboatd(tftpDir, uefiLoader string) (*proc, error) {
 	dir, err := os.MkdirTemp(b.dir, "lifeboatd")
 	if err != nil {
@@ -211,6 +212,10 @@ func (b *bench) lifeboatd(tftpDir, uefiLoader string) (*proc, error) {
 		"dhcp_relays": "10.88.0.0/16"}
 	if tftpDir != "" {
 		cfg["tftp_dir"], cfg["uefi_loader"] = tftpDir, uefiLoader
+		// In full mode lifeboatd serves TFTP only to hosts it is booting;
+		// in proxy mode it serves the addresses it did not give out
+		// too (unrecorded): the TFTP comparison's client is one.
+		cfg["dhcp_mode"] = "proxy"
 	}
 	if err := writeJSON(filepath.Join(dir, "lifeboatd.json"), cfg); err != nil {
 		return nil, err

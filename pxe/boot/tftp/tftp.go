@@ -28,13 +28,38 @@ type Server struct {
 	Log   *slog.Logger
 	// Record is called before each transfer, with the file's size: the
 	// fetch is recorded before it is served, as every boot step is. An
-	// error refuses the request (the client retries or gives up).
+	// error refuses the request (the client retries or gives up); one
+	// wrapping ErrNoBoot is a peer that may not fetch now, counted and
+	// logged once a minute with the count, not once each.
 	Record func(peer netip.Addr, file string, size int64) error
 
 	root  *os.Root
 	conn  net.PacketConn
 	mu    sync.Mutex
 	cache map[string]cached
+
+	refusedMu   sync.Mutex
+	refused     int // since the last log line
+	refusedLast time.Time
+}
+
+// ErrNoBoot refuses a peer that has no boot in progress: TFTP is the boot
+// network's plainest service, and lifeboatd serves it only to the hosts it
+// is booting.
+var ErrNoBoot = errors.New("no boot in progress for this address")
+
+// noteRefused logs refused peers once a minute, with how many there were.
+func (s *Server) noteRefused(peer net.Addr, file string, err error) {
+	metrics.TFTPTransfers.WithLabelValues("refused").Inc()
+	s.refusedMu.Lock()
+	defer s.refusedMu.Unlock()
+	s.refused++
+	if time.Since(s.refusedLast) < time.Minute {
+		return
+	}
+	s.Log.Warn("tftp: refused: no boot in progress (further refusals are counted, and logged once a minute)",
+		"peer", peer.String(), "file", file, "refused", s.refused, "reason", err.Error())
+	s.refused, s.refusedLast = 0, time.Now()
 }
 
 // Listen opens the folder and binds the socket, so that configuration
@@ -128,7 +153,10 @@ func (s *Server) read(name string, rf io.ReaderFrom) error {
 	}
 	if s.Record != nil {
 		ip, _ := netip.AddrFromSlice(peer.IP)
-		if err := s.Record(ip.Unmap(), clean, int64(len(data))); err != nil {
+		if err := s.Record(ip.Unmap(), clean, int64(len(data))); errors.Is(err, ErrNoBoot) {
+			s.noteRefused(&peer, clean, err)
+			return ErrNoBoot
+		} else if err != nil {
 			s.Log.Error("tftp: not serving: the fetch could not be recorded", "peer", peer.String(), "file", clean, "err", err)
 			return ErrNotRecorded
 		}

@@ -5,6 +5,8 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -260,4 +262,54 @@ func TestLoaderTooBig(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "kernels go over HTTP") {
 		t.Fatalf("Listen with a %d-byte file: %v, want a refusal that says why", MaxLoaderSize+1, err)
 	}
+}
+
+// TestRefusedPeersLogOncePerBurst: fifty requests from a peer with no boot
+// in progress get fifty refusals and no data, and one log line.
+func TestRefusedPeersLogOncePerBurst(t *testing.T) {
+	dir := t.TempDir()
+	_ = os.WriteFile(filepath.Join(dir, "undionly.kpxe"), []byte("loader"), 0o644)
+	var log bytes.Buffer
+	var mu sync.Mutex
+	s := &Server{Addr: "127.0.0.1:0", Dir: dir, Files: []string{"undionly.kpxe"}, Log: slog.New(slog.NewTextHandler(&syncWriter{w: &log, mu: &mu}, nil)),
+		Record: func(netip.Addr, string, int64) error {
+			return fmt.Errorf("%w: 127.0.0.1 is not a reserved address", ErrNoBoot)
+		}}
+	if err := s.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- s.Serve(ctx) }()
+	defer func() { cancel(); <-done }()
+	rrq := append([]byte{0, 1}, []byte("undionly.kpxe\x00octet\x00")...)
+	for i := range 50 {
+		l, _ := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if _, err := l.WriteTo(rrq, s.LocalAddr()); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 600)
+		_ = l.SetReadDeadline(time.Now().Add(5 * time.Second))
+		n, _, err := l.ReadFrom(buf)
+		l.Close()
+		if err != nil || n < 4 || buf[1] != 5 { // opcode 5: ERROR
+			t.Fatalf("request %d: %d bytes %x, %v; want an ERROR", i, n, buf[:n], err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if n := strings.Count(log.String(), "tftp: refused"); n != 1 {
+		t.Errorf("%d log lines for 50 refusals, want 1:\n%s", n, log.String())
+	}
+}
+
+type syncWriter struct {
+	w  io.Writer
+	mu *sync.Mutex
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
 }

@@ -179,7 +179,7 @@ func TestRelayGivesUp(t *testing.T) {
 	r.rx.SetDown(true)
 	rl := r.relay()
 	rl.GiveUp = 3 * time.Second // room for a few tries of each, one at a time per target, on a busy machine too
-	rl.SMTP = nil           // e-mail cannot go out either
+	rl.SMTP = nil               // e-mail cannot go out either
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- rl.Run(ctx) }()
