@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -173,5 +175,64 @@ func (e *env) ca(args []string) error {
 		return e.printJSON(ca)
 	}
 	fmt.Fprintln(e.out, ca.KnownHosts)
+	return nil
+}
+
+// sshConfig prints what a customer's ssh needs: the CA line for
+// known_hosts, and the ssh_config lines that refuse the certificates of
+// ended boots.
+func (e *env) sshConfig(args []string) error {
+	fs := e.flags("ssh-config")
+	krl := fs.String("krl", "~/.ssh/lifeboat.krl", "where the revocation list is kept (lifeboat krl -o FILE)")
+	if _, err := parse(fs, args, 0, "no arguments"); err != nil {
+		return err
+	}
+	if err := e.connect(); err != nil {
+		return err
+	}
+	ca, err := e.client.CA(e.ctx)
+	if err != nil {
+		return err
+	}
+	if e.json {
+		return e.printJSON(ca)
+	}
+	fmt.Fprintf(e.out, "# In ~/.ssh/known_hosts: trust the provider's host certificates for its rescue addresses only.\n%s\n", ca.KnownHosts)
+	fmt.Fprintf(e.out, "# In ~/.ssh/config: refuse the certificates of boots that have ended.\n")
+	fmt.Fprintf(e.out, "# Refresh the list before you connect: lifeboat krl -o %s\n", *krl)
+	fmt.Fprintf(e.out, "Host %s\n    RevokedHostKeys %s\n", strings.ReplaceAll(ca.Hosts, ",", " "), *krl)
+	return nil
+}
+
+// krl writes the revocation list of ended boots' host certificates.
+func (e *env) krl(args []string) error {
+	fs := e.flags("krl")
+	out := fs.String("o", "", "write to this file (replaced whole) instead of standard output")
+	if _, err := parse(fs, args, 0, "no arguments"); err != nil {
+		return err
+	}
+	if err := e.connect(); err != nil {
+		return err
+	}
+	k, err := e.client.KRL(e.ctx)
+	if err != nil {
+		return err
+	}
+	if e.json {
+		return e.printJSON(k)
+	}
+	if *out == "" {
+		_, err := e.out.Write(k.KRL)
+		return err
+	}
+	// ssh reads the file at every connection: never half written.
+	tmp := *out + ".tmp"
+	if err := os.WriteFile(tmp, k.KRL, 0o644); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, *out); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.errw, "%s: %d ended boots' certificates revoked\n", *out, k.Revoked)
 	return nil
 }

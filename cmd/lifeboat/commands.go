@@ -42,6 +42,8 @@ var commands = []command{
 	{"audit list", "[--after SEQ]", "the audit records you may read (a customer: your own)", (*env).auditList},
 	{"notices", "[--customer NAME]", "the notice outbox: what was told to whom, and whether it arrived", (*env).notices},
 	{"ca", "", "the known_hosts line that makes lifeboat host keys trusted", (*env).ca},
+	{"ssh-config", "[--krl FILE]", "what a customer's ssh needs: the known_hosts line, and RevokedHostKeys for ended boots", (*env).sshConfig},
+	{"krl", "[-o FILE]", "the revocation list of host certificates whose boot has ended (OpenSSH KRL)", (*env).krl},
 	{"boot list", "[--host NAME] [--limit N]", "boots, newest first, with the stage reached", (*env).bootList},
 	{"boot show", "ID", "a boot's stages with their timings", (*env).bootShow},
 	{"events", "[--host NAME] [--boot ID] [--after SEQ] [--limit N] [--follow]", "the event log (--follow: live)", (*env).events},

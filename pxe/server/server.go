@@ -233,7 +233,15 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger, version string) err
 	g.Go(func() error { return expireGrants(gctx, db, 15*time.Second, log) })
 	if apiLn != nil {
 		as := &apiserver.Server{Store: db, Log: log, Metrics: metrics.Handler(), Secrets: keys, Recordings: recs,
-			CA: api.CA{PublicKey: strings.TrimSpace(string(ssh.MarshalAuthorizedKey(ca.PublicKey()))), KnownHosts: knownHosts}}
+			CA: api.CA{PublicKey: strings.TrimSpace(string(ssh.MarshalAuthorizedKey(ca.PublicKey()))), KnownHosts: knownHosts, Hosts: cfg.SSHCAHosts},
+			KRL: func(ctx context.Context) ([]byte, int, error) {
+				serials, err := db.EndedCerts(ctx)
+				if err != nil {
+					return nil, 0, err
+				}
+				now := time.Now()
+				return ca.KRL(serials, uint64(now.Unix()), now), len(serials), nil
+			}}
 		g.Go(func() error { return serveHTTP(gctx, apiLn, as.Handler(), log, apiLimits) })
 		log.Info("api serving", "addr", cfg.APIListen, "tls", cfg.APITLSCert != "")
 	}

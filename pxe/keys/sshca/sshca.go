@@ -7,6 +7,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -88,4 +89,41 @@ func (c *CA) Sign(r HostCert) (*ssh.Certificate, error) {
 		return nil, fmt.Errorf("ssh CA: %w", err)
 	}
 	return cert, nil
+}
+
+// KRL returns an OpenSSH key revocation list (PROTOCOL.krl) that revokes
+// this CA's certificates with the given serials: those of boots that have
+// ended. A customer's ssh given it (RevokedHostKeys) refuses a host that
+// presents one of them, though it has not expired yet. version should grow
+// with every change of the list.
+func (c *CA) KRL(serials []uint64, version uint64, now time.Time) []byte {
+	s := slices.Clone(serials)
+	slices.Sort(s)
+	s = slices.Compact(s)
+	var list []byte
+	for _, n := range s {
+		list = binary.BigEndian.AppendUint64(list, n)
+	}
+	var certs []byte
+	certs = appendString(certs, c.PublicKey().Marshal()) // ca_key
+	certs = appendString(certs, nil)                     // reserved
+	if len(list) > 0 {
+		certs = append(certs, 0x20) // KRL_SECTION_CERT_SERIAL_LIST
+		certs = appendString(certs, list)
+	}
+	var b []byte
+	b = append(b, "SSHKRL\n\x00"...)
+	b = binary.BigEndian.AppendUint32(b, 1) // format version
+	b = binary.BigEndian.AppendUint64(b, version)
+	b = binary.BigEndian.AppendUint64(b, uint64(now.Unix()))
+	b = binary.BigEndian.AppendUint64(b, 0) // flags
+	b = appendString(b, nil)                // reserved
+	b = appendString(b, []byte("lifeboat: host certificates of ended boots"))
+	b = append(b, 1) // KRL_SECTION_CERTIFICATES
+	return appendString(b, certs)
+}
+
+func appendString(b, s []byte) []byte {
+	b = binary.BigEndian.AppendUint32(b, uint32(len(s)))
+	return append(b, s...)
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -78,5 +79,48 @@ func TestSignedCertChecks(t *testing.T) {
 	}
 	if line := ca.KnownHosts("*.example.net"); !strings.HasPrefix(line, "@cert-authority *.example.net ssh-ed25519 ") {
 		t.Fatalf("KnownHosts = %q", line)
+	}
+}
+
+// TestKRL: OpenSSH's own ssh-keygen reads the revocation list and finds
+// the ended boot's certificate revoked and the live one not.
+func TestKRL(t *testing.T) {
+	if _, err := exec.LookPath("ssh-keygen"); err != nil {
+		t.Fatal("ssh-keygen is required (make deps)")
+	}
+	dir := t.TempDir()
+	ca, err := Load(filepath.Join(dir, "ca"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sign := func(name string) (*ssh.Certificate, string) {
+		pub, _, _ := ed25519.GenerateKey(rand.Reader)
+		hk, _ := ssh.NewPublicKey(pub)
+		c, err := ca.Sign(HostCert{Key: hk, KeyID: name, Principals: []string{"10.0.0.5"}, ValidFor: time.Hour, Now: time.Now()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(dir, name+"-cert.pub")
+		if err := os.WriteFile(p, ssh.MarshalAuthorizedKey(c), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return c, p
+	}
+	ended, endedFile := sign("ended")
+	_, liveFile := sign("live")
+	krl := filepath.Join(dir, "krl")
+	if err := os.WriteFile(krl, ca.KRL([]uint64{ended.Serial, 42, ended.Serial}, 7, time.Now()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("ssh-keygen", "-Q", "-l", "-f", krl).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "KRL version 7") || !strings.Contains(string(out), "ended boots") {
+		t.Fatalf("ssh-keygen -Q -l: %v\n%s", err, out)
+	}
+	out, err = exec.Command("ssh-keygen", "-Q", "-f", krl, endedFile).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "REVOKED") {
+		t.Errorf("the ended boot's certificate: %v\n%s, want REVOKED", err, out)
+	}
+	if out, err := exec.Command("ssh-keygen", "-Q", "-f", krl, liveFile).CombinedOutput(); err != nil || !strings.Contains(string(out), "ok") {
+		t.Errorf("the live boot's certificate: %v\n%s, want ok", err, out)
 	}
 }

@@ -98,6 +98,14 @@ type (
 	CA struct {
 		PublicKey  string `json:"public_key"`
 		KnownHosts string `json:"known_hosts"` // the line for ~/.ssh/known_hosts
+		// Hosts is the pattern of that line, for an ssh_config Host line.
+		Hosts string `json:"hosts,omitempty"`
+	}
+	// KRL answers GET /v1/krl: the OpenSSH key revocation list of the host
+	// certificates whose boot has ended (for ssh's RevokedHostKeys).
+	KRL struct {
+		Revoked int    `json:"revoked"`
+		KRL     []byte `json:"krl"`
 	}
 )
 
@@ -270,6 +278,13 @@ func (c *Client) CA(ctx context.Context) (CA, error) {
 	var ca CA
 	err := c.do(ctx, "GET", "/v1/ca", nil, &ca)
 	return ca, err
+}
+
+// KRL returns the revocation list of ended boots' host certificates.
+func (c *Client) KRL(ctx context.Context) (KRL, error) {
+	var k KRL
+	err := c.do(ctx, "GET", "/v1/krl", nil, &k)
+	return k, err
 }
 
 // Hosts lists the inventory.

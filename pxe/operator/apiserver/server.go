@@ -65,6 +65,9 @@ type Server struct {
 	// CA is the SSH certificate authority customers trust for host keys,
 	// as served at /v1/ca.
 	CA api.CA
+	// KRL makes the revocation list of ended boots' host certificates
+	// (and says how many it revokes), served at /v1/krl; nil serves none.
+	KRL func(ctx context.Context) ([]byte, int, error)
 	// Recordings are the rescue shells' recordings; nil serves none.
 	Recordings *recordings.Store
 }
@@ -91,6 +94,19 @@ func (s *Server) Handler() http.Handler {
 			return
 		}
 		writeJSON(w, http.StatusOK, s.CA)
+	})
+	// Public, as the CA is: it lists serials of certificates, no secret.
+	mux.HandleFunc("GET /v1/krl", func(w http.ResponseWriter, r *http.Request) {
+		if s.KRL == nil {
+			writeJSON(w, http.StatusNotFound, api.Error{Message: "this lifeboatd has no SSH certificate authority"})
+			return
+		}
+		krl, n, err := s.KRL(r.Context())
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, api.KRL{Revoked: n, KRL: krl})
 	})
 	mux.Handle("GET /v1/audit/records", anyone(s.auditRecords))
 	mux.Handle("GET /v1/recordings", anyone(func(w http.ResponseWriter, r *http.Request) {

@@ -10,6 +10,8 @@ import (
 	"net"
 	"time"
 
+	"golang.org/x/crypto/ssh"
+
 	"github.com/lifeboat-boot/lifeboat/pxe/store"
 	"github.com/lifeboat-boot/lifeboat/pxe/store/audit"
 )
@@ -199,4 +201,37 @@ func (db *DB) EndAgent(ctx context.Context, b store.Binding, ended bool) error {
 		return fmt.Errorf("agent: %w", err)
 	}
 	return nil
+}
+
+// EndedCerts returns the serials of host certificates that are still
+// valid but whose boot has ended: it handed over, a newer boot of the host
+// checked in, or its agent went quiet for store.AgentAlive. They go into
+// the revocation list customers' ssh reads (RevokedHostKeys), so that a
+// certificate outlives its boot on no one's screen.
+func (db *DB) EndedCerts(ctx context.Context) ([]uint64, error) {
+	now := db.now().UTC()
+	rows, err := db.sql.QueryContext(ctx, `SELECT t.host_cert, COALESCE(a.boot, ''), COALESCE(a.ended, 1), COALESCE(a.seen, '')
+		FROM boot_tokens t LEFT JOIN agents a ON a.host = t.host AND a.boot = t.boot WHERE t.host_cert != ''`)
+	if err != nil {
+		return nil, fmt.Errorf("ended certificates: %w", err)
+	}
+	defer rows.Close()
+	var out []uint64
+	for rows.Next() {
+		var cert, boot, seen string
+		var ended bool
+		if err := rows.Scan(&cert, &boot, &ended, &seen); err != nil {
+			return nil, err
+		}
+		pk, _, _, _, err := ssh.ParseAuthorizedKey([]byte(cert))
+		c, ok := pk.(*ssh.Certificate)
+		if err != nil || !ok || time.Unix(int64(c.ValidBefore), 0).Before(now) {
+			continue
+		}
+		if boot != "" && !ended && now.Sub(parseTime(seen)) < store.AgentAlive {
+			continue // the live agent's
+		}
+		out = append(out, c.Serial)
+	}
+	return out, rows.Err()
 }

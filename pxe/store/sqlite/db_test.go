@@ -2,6 +2,8 @@ package sqlite
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"database/sql"
 	"encoding/json"
 	"errors"
@@ -10,11 +12,15 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/ssh"
+
+	"github.com/lifeboat-boot/lifeboat/pxe/keys/sshca"
 	"github.com/lifeboat-boot/lifeboat/pxe/store"
 	"github.com/lifeboat-boot/lifeboat/pxe/store/audit"
 )
@@ -564,3 +570,77 @@ func TestOperators(t *testing.T) {
 }
 
 const key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl c"
+
+// TestEndedCerts: the revocation list holds the certificates of boots that
+// handed over, were followed by a newer boot, or whose agent went quiet;
+// never the live agent's, and no expired one.
+func TestEndedCerts(t *testing.T) {
+	db, _ := openDB(t)
+	ctx := context.Background()
+	now := time.Now().UTC()
+	db.now = func() time.Time { return now }
+	ca, err := sshca.Load(filepath.Join(t.TempDir(), "ca"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := host("web1", "52:54:00:aa:00:01", "10.0.0.5")
+	if _, err := db.Apply(ctx, store.Change{Put: []*store.Host{h}}, "test"); err != nil {
+		t.Fatal(err)
+	}
+	checkin := func(boot string) uint64 {
+		t.Helper()
+		tok, err := db.IssueToken(ctx, store.Binding{MAC: h.MAC, Host: "web1", Boot: boot}, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var serial uint64
+		_, err = db.Checkin(ctx, store.CheckinRequest{Token: tok, MAC: h.MAC, Boot: boot, HostKey: "SHA256:" + boot, Peer: "10.0.0.5",
+			Certify: func(*store.Host, store.Binding) (string, map[string]string, error) {
+				pub, _, _ := ed25519.GenerateKey(rand.Reader)
+				hk, _ := ssh.NewPublicKey(pub)
+				c, err := ca.Sign(sshca.HostCert{Key: hk, KeyID: boot, Principals: []string{"10.0.0.5"}, ValidFor: 2 * time.Hour, Now: now})
+				if err != nil {
+					return "", nil, err
+				}
+				serial = c.Serial
+				return string(ssh.MarshalAuthorizedKey(c)), nil, nil
+			}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return serial
+	}
+	ended := func() []uint64 {
+		t.Helper()
+		s, err := db.EndedCerts(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		slices.Sort(s)
+		return s
+	}
+	first := checkin("b-1")
+	if got := ended(); len(got) != 0 {
+		t.Fatalf("revoked %v while the agent lives", got)
+	}
+	if err := db.EndAgent(ctx, store.Binding{MAC: h.MAC, Host: "web1", Boot: "b-1"}, true); err != nil {
+		t.Fatal(err)
+	}
+	if got := ended(); !slices.Equal(got, []uint64{first}) {
+		t.Fatalf("after the hand-off: %v, want [%d]", got, first)
+	}
+	second := checkin("b-2")
+	if got := ended(); !slices.Equal(got, []uint64{first}) {
+		t.Fatalf("with b-2 live: %v, want b-1's only", got)
+	}
+	now = now.Add(store.AgentAlive + time.Second) // b-2's agent goes quiet
+	want := []uint64{first, second}
+	slices.Sort(want)
+	if got := ended(); !slices.Equal(got, want) {
+		t.Fatalf("after b-2 went quiet: %v, want %v", got, want)
+	}
+	now = now.Add(3 * time.Hour) // both expired
+	if got := ended(); len(got) != 0 {
+		t.Errorf("expired certificates listed: %v", got)
+	}
+}
