@@ -28,6 +28,7 @@ type Server struct {
 	Log       *slog.Logger
 
 	mu          sync.Mutex
+	bursts      Bursts               // repeated answers: one record per burst
 	lastUnknown map[string]time.Time // rate limit for unknown-MAC log lines
 	lastRelay   map[string]time.Time // and for untrusted relays
 	archLogged  map[string]bool      // architectures without a loader, logged once each
@@ -130,6 +131,8 @@ func (s *Server) Serve(ctx context.Context) error {
 	if s.bootSrv != nil {
 		go func() { errc <- s.bootSrv.Serve() }()
 	}
+	flushed := make(chan struct{})
+	go func() { defer close(flushed); s.flushBursts(ctx) }()
 	select {
 	case <-ctx.Done():
 		s.srv.Close()
@@ -138,9 +141,33 @@ func (s *Server) Serve(ctx context.Context) error {
 			s.bootSrv.Close()
 			<-errc
 		}
+		<-flushed
 		return nil
 	case err := <-errc:
 		return fmt.Errorf("dhcp: %w", err)
+	}
+}
+
+// flushBursts records the bursts of repeated answers that have ended, and
+// at shutdown those still open.
+func (s *Server) flushBursts(ctx context.Context) {
+	t := time.NewTicker(s.bursts.window() / 2)
+	defer t.Stop()
+	for {
+		var now time.Time
+		select {
+		case <-ctx.Done():
+			now = time.Now().Add(s.bursts.window()) // everything
+		case now = <-t.C:
+		}
+		for _, ev := range s.bursts.Ended(now) {
+			if err := s.Steps.Queue(context.WithoutCancel(ctx), ev); err != nil {
+				s.Log.Error("dhcp: a burst's record failed", "host", ev.Host, "code", string(ev.Code), "repeats", ev.Details["repeats"], "err", err)
+			}
+		}
+		if ctx.Err() != nil {
+			return
+		}
 	}
 }
 
@@ -217,9 +244,12 @@ func (s *Server) handle(ctx context.Context, conn net.PacketConn, req *dhcpv4.DH
 	if d.Kind.Client == store.ClientIPXE {
 		details["client"] = "ipxe"
 	}
-	if err := s.Steps.Queue(ctx, audit.Event{Code: code, MAC: h.MAC, Host: h.Name, Boot: bootID, Actor: "system", Details: details}); err != nil {
-		log.Error("not answering: event log failed", "err", err)
-		return
+	ev := audit.Event{Code: code, MAC: h.MAC, Host: h.Name, Boot: bootID, Actor: "system", Details: details}
+	if s.bursts.Admit(ev, time.Now()) {
+		if err := s.Steps.Queue(ctx, ev); err != nil {
+			log.Error("not answering: event log failed", "err", err)
+			return
+		}
 	}
 	dst := Destination(req)
 	if _, err := conn.WriteTo(d.Reply.ToBytes(), dst); err != nil {
