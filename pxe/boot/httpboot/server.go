@@ -63,6 +63,7 @@ type Server struct {
 
 	root    *os.Root
 	loaders *os.Root
+	refused refusals
 }
 
 // Handler opens the image folder and returns the routes.
@@ -154,9 +155,13 @@ func (s *Server) script(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
+	if s.refused.limited(peerIP(r), time.Now()) {
+		http.Error(w, "too many refused requests from this address; wait a minute", http.StatusTooManyRequests)
+		return
+	}
 	h, ok := s.Inventory.Lookup(mac)
 	if !ok || peerIP(r) != h.IP {
-		s.Log.Warn("script refused", "mac", mac.String(), "peer", r.RemoteAddr)
+		s.refused.note(s.Log, peerIP(r), time.Now(), "script refused: not the host's reserved address (logged once a minute per address)", "mac", mac.String())
 		http.NotFound(w, r)
 		return
 	}
@@ -195,7 +200,7 @@ func (s *Server) script(w http.ResponseWriter, r *http.Request) {
 	if errors.Is(err, store.ErrTokenIssued) {
 		// One token per boot: the host's own iPXE fetches its script
 		// once, and reboots (a new DHCP exchange, a new boot) if it fails.
-		log.Warn("script refused: this boot's token was issued already", "peer", r.RemoteAddr)
+		s.refused.note(log, peerIP(r), time.Now(), "script refused: this boot's token was issued already")
 		http.Error(w, "this boot's script was served already; a new boot begins with DHCP", http.StatusConflict)
 		return
 	}
@@ -251,9 +256,13 @@ func (s *Server) agentArchive(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
+	if s.refused.limited(peerIP(r), time.Now()) {
+		http.Error(w, "too many refused requests from this address; wait a minute", http.StatusTooManyRequests)
+		return
+	}
 	b, err := s.Tokens.PeekToken(r.Context(), tok)
 	if err != nil {
-		s.Log.Warn("agent archive refused", "peer", r.RemoteAddr, "err", err)
+		s.refused.note(s.Log, peerIP(r), time.Now(), "agent archive refused (logged once a minute per address)", "err", err.Error())
 		http.NotFound(w, r)
 		return
 	}

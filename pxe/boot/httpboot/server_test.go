@@ -262,3 +262,31 @@ func TestDiskModeAndLoaders(t *testing.T) {
 		}
 	}
 }
+
+// TestRefusalsAreBounded: an address asking for agent archives with
+// made-up tokens gets 60 refusals a minute, each a store lookup, then 429
+// without one; the log has one line for them all; another address is not
+// held back.
+func TestRefusalsAreBounded(t *testing.T) {
+	r := newRig(t)
+	codes := map[int]int{}
+	for i := range 70 {
+		code, _ := get(t, fmt.Sprintf("%s/boot/agent/made-up-%d.cpio", r.srv.URL, i))
+		codes[code]++
+	}
+	if codes[http.StatusNotFound] != 60 || codes[http.StatusTooManyRequests] != 10 {
+		t.Errorf("answers to 70 made-up tokens: %v, want 60 × 404 then 10 × 429", codes)
+	}
+	if n := strings.Count(r.logBuf.String(), "agent archive refused"); n != 1 {
+		t.Errorf("%d log lines for 70 refusals, want 1:\n%s", n, r.logBuf.String())
+	}
+	c := &http.Client{Transport: &http.Transport{DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}).DialContext}}
+	resp, err := c.Get(r.srv.URL + "/boot/agent/made-up.cpio")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("another address: HTTP %d, want 404", resp.StatusCode)
+	}
+}
