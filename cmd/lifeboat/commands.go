@@ -22,6 +22,7 @@ var commands = []command{
 	{"host add", "NAME --mac MAC --ip IP --key-file FILE [flags]", "add a host", func(e *env, a []string) error { return e.hostAddSet(a, true) }},
 	{"host set", "NAME [flags]", "change only the fields given", func(e *env, a []string) error { return e.hostAddSet(a, false) }},
 	{"host remove", "NAME", "remove a host", (*env).hostRemove},
+	{"host reset", "NAME", "end the host's live lifeboat agent (replaced or powered off in lifeboat), so that its next boot is certified at once", (*env).hostReset},
 	{"host import", "FILE", "add or replace the hosts of an inventory file (- for stdin), all or none", (*env).hostImport},
 	{"customer add", "NAME [--display-name S] [--email ADDR]...", "add a customer", (*env).customerAdd},
 	{"customer list", "", "the customers", (*env).customerList},

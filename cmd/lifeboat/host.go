@@ -230,6 +230,24 @@ func readKeys(path string) ([]string, error) {
 	return keys, nil
 }
 
+func (e *env) hostReset(args []string) error {
+	fs := e.flags("host reset")
+	pos, err := parse(fs, args, 1, "one host name")
+	if err != nil {
+		return err
+	}
+	if err := e.connect(); err != nil {
+		return err
+	}
+	if err := e.client.ResetAgent(e.ctx, pos[0]); err != nil {
+		return err
+	}
+	if !e.json {
+		fmt.Fprintf(e.out, "host %s: its lifeboat agent is ended; the next boot is certified at once (the customer has been told)\n", clean(pos[0]))
+	}
+	return nil
+}
+
 func (e *env) hostRemove(args []string) error {
 	fs := e.flags("host remove")
 	pos, err := parse(fs, args, 1, "one host name")

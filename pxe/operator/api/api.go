@@ -316,6 +316,12 @@ func (c *Client) RemoveHost(ctx context.Context, name string) error {
 	return c.do(ctx, "DELETE", "/v1/hosts/"+url.PathEscape(name), nil, nil)
 }
 
+// ResetAgent ends a host's live lifeboat agent, so that its next boot is
+// certified at once (recorded; the customer is told).
+func (c *Client) ResetAgent(ctx context.Context, name string) error {
+	return c.do(ctx, "POST", "/v1/hosts/"+url.PathEscape(name)+"/reset-agent", nil, nil)
+}
+
 // Import adds or replaces the hosts of an inventory file, all or none.
 func (c *Client) Import(ctx context.Context, hosts []*Host) (ChangeResult, error) {
 	var r ChangeResult

@@ -45,6 +45,7 @@ type Store interface {
 	SetPolicy(ctx context.Context, customer string, scope store.Scope, policy store.PolicyChoice, actor string) error
 	Policies(ctx context.Context, customer string) ([]store.Policy, error)
 	SetAgeRecipient(ctx context.Context, customer, recipient, actor string) error
+	ResetAgent(ctx context.Context, host, actor string) error
 }
 
 // Secrets makes webhook signing secrets; keyring.Keyring is one.
@@ -255,6 +256,13 @@ func (s *Server) Handler() http.Handler {
 		writeJSON(w, http.StatusOK, hostOut(h))
 	}))
 	mux.Handle("PUT /v1/hosts/{name}", auth(s.putHost(false)))
+	mux.Handle("POST /v1/hosts/{name}/reset-agent", auth(func(w http.ResponseWriter, r *http.Request) {
+		if err := s.Store.ResetAgent(r.Context(), r.PathValue("name"), operator(r)); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
 	mux.Handle("DELETE /v1/hosts/{name}", auth(func(w http.ResponseWriter, r *http.Request) {
 		if _, err := s.Store.Apply(r.Context(), store.Change{Remove: []string{r.PathValue("name")}}, operator(r)); err != nil {
 			s.fail(w, r, err)

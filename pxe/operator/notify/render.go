@@ -52,6 +52,8 @@ func summary(e audit.Event) string {
 	case audit.AgentConflict:
 		return fmt.Sprintf("ALARM: two machines claimed to be %s. The one checked in (host key %s, last heard from at %s) is still up; another, from %s, just tried to check in as it (host key %s) and got no certificate. Do not unlock %s until you have checked which machine you reach: if you or your provider just restarted it, this was that restart",
 			e.Host, cmp.Or(d["live_host_key"], "unknown"), cmp.Or(d["live_seen"], "an earlier time"), cmp.Or(d["peer"], "an unknown address"), cmp.Or(d["host_key"], "unknown"), e.Host)
+	case audit.AgentReset:
+		return fmt.Sprintf("%s ended the lifeboat session of %s (boot %s, host key %s): the next machine that boots as %s gets a certificate at once", e.Actor, e.Host, cmp.Or(d["boot"], "unknown"), cmp.Or(d["host_key"], "unknown"), e.Host)
 	case audit.CheckinRefused:
 		return fmt.Sprintf("a check-in for %s was refused (%s) from %s", e.Host, d["reason"], cmp.Or(d["peer"], "an unknown address"))
 	case audit.SSHLogin:

@@ -21,6 +21,7 @@ const (
 	CheckinRefused  Code = "agent.checkin_refused" // a check-in was refused (replayed, expired, unknown token)
 	CheckinRetry    Code = "agent.checkin_retry"   // the token and host key of a check-in came again (its answer lost, or a replay by one who saw it) and got the same answer
 	AgentConflict   Code = "agent.conflict"        // a second machine claimed to be a host whose agent is checked in and alive: refused, and the customer alarmed
+	AgentReset      Code = "agent.reset"           // an operator ended a host's live agent: the next boot may be certified at once (details: boot, host_key)
 	SSHLogin        Code = "ssh.login"             // a customer key logged in to the unlock prompt
 	UnlockSuccess   Code = "unlock.success"        // a passphrase opened at least one volume
 	UnlockFailure   Code = "unlock.failure"        // a passphrase opened no volume
@@ -82,7 +83,7 @@ var AgentCodes = map[Code]bool{
 // Notify are the codes the customer who owns the host is told about. A
 // notice is written to the outbox in the transaction of its record.
 var Notify = map[Code]bool{
-	AgentCheckin: true, CheckinRefused: true, CheckinRetry: true, AgentConflict: true, SSHLogin: true, UnlockSuccess: true, UnlockFailure: true,
+	AgentCheckin: true, CheckinRefused: true, CheckinRetry: true, AgentConflict: true, AgentReset: true, SSHLogin: true, UnlockSuccess: true, UnlockFailure: true,
 	UnlockLockout: true, Handoff: true, HandoffFailed: true,
 	RescueRequest: true, RescueApprove: true, RescueActive: true, RescueDeny: true, RescueRevoke: true, RescueExpire: true, RescuePolicy: true,
 	SSHRefused: true, RescuePasswordReset: true, RescueResetRefused: true, RescueShell: true, RescueShellEnd: true, RescueEnd: true,

@@ -235,3 +235,26 @@ func (db *DB) EndedCerts(ctx context.Context) ([]uint64, error) {
 	}
 	return out, rows.Err()
 }
+
+// ResetAgent ends host's live agent at an operator's word (the machine was
+// replaced, or powered off in lifeboat), so that its next boot is
+// certified without waiting for store.AgentAlive: recorded, and told to
+// the customer. It returns store.ErrNotFound when the host has no agent
+// that is not ended.
+func (db *DB) ResetAgent(ctx context.Context, host, actor string) error {
+	return db.change(ctx, func(tx *sql.Tx) ([]audit.Event, error) {
+		var mac, boot, key string
+		err := tx.QueryRowContext(ctx, `SELECT mac, boot, host_key FROM agents WHERE host = ? AND ended = 0`, host).Scan(&mac, &boot, &key)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, fmt.Errorf("host %q has no lifeboat agent to end: %w", host, store.ErrNotFound)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("agent: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE agents SET ended = 1 WHERE host = ?`, host); err != nil {
+			return nil, fmt.Errorf("agent: %w", err)
+		}
+		return []audit.Event{{Time: db.now().UTC(), Code: audit.AgentReset, MAC: mac, Host: host, Boot: boot, Actor: actor,
+			Details: map[string]string{"boot": boot, "host_key": key}}}, nil
+	})
+}

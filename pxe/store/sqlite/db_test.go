@@ -644,3 +644,47 @@ func TestEndedCerts(t *testing.T) {
 		t.Errorf("expired certificates listed: %v", got)
 	}
 }
+
+// TestResetAgent: an operator's reset ends the live agent at once (a new
+// boot is certified without waiting), as a record the customer is told of.
+func TestResetAgent(t *testing.T) {
+	db, path := openDB(t)
+	ctx := context.Background()
+	h := host("web1", "52:54:00:aa:00:01", "10.0.0.5")
+	if _, err := db.Apply(ctx, store.Change{Put: []*store.Host{h}}, "test"); err != nil {
+		t.Fatal(err)
+	}
+	checkin := func(boot string) error {
+		tok, err := db.IssueToken(ctx, store.Binding{MAC: h.MAC, Host: "web1", Boot: boot}, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = db.Checkin(ctx, store.CheckinRequest{Token: tok, MAC: h.MAC, Boot: boot, HostKey: "SHA256:" + boot, Peer: "10.0.0.5"})
+		return err
+	}
+	if err := db.ResetAgent(ctx, "web1", "alice"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("reset without an agent = %v, want ErrNotFound", err)
+	}
+	if err := checkin("b-1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := checkin("b-2"); !errors.Is(err, store.ErrAgentAlive) {
+		t.Fatalf("b-2 while b-1 lives = %v", err)
+	}
+	if err := db.ResetAgent(ctx, "web1", "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if err := checkin("b-3"); err != nil {
+		t.Fatalf("b-3 after the reset = %v", err)
+	}
+	evs, _ := ReadEvents(path)
+	found := false
+	for _, e := range evs {
+		if e.Code == audit.AgentReset {
+			found = e.Actor == "alice" && e.Boot == "b-1" && e.Details["host_key"] == "SHA256:b-1"
+		}
+	}
+	if !found {
+		t.Error("no agent.reset record naming alice and b-1")
+	}
+}
