@@ -147,8 +147,24 @@ func (s *Session) Run(ctx context.Context, rw io.ReadWriter, pty bool) int {
 			}
 			continue // an empty line (or the LF of a CRLF) is not a try
 		}
+		// The try is reserved now, atomically with the lockout's check:
+		// parallel channels cannot each pass the check and guess.
+		t, wait, _ := s.Limiter.Reserve()
+		if t == nil {
+			clear(pass)
+			if wait > 0 {
+				fmt.Fprintf(out, "Locked after too many wrong passphrases. Try again in %s.\n", Duration(wait))
+				return ExitLocked
+			}
+			fmt.Fprintf(out, "Another session is trying the last passphrases left before the lockout; this one was not tried. Try again when it has answered.\n")
+			if pty {
+				continue
+			}
+			return ExitLocked
+		}
 		tried = true
-		got, untriable, code := s.try(ctx, out, remaining, pass, pty, len(opened) > 0)
+		got, untriable, code := s.try(ctx, out, remaining, pass, pty, len(opened) > 0, t)
+		t.Cancel() // a no-op when try answered it, as it does
 		clear(pass)
 		opened = append(opened, got...)
 		remaining = slices.DeleteFunc(remaining, func(v Volume) bool {
@@ -201,7 +217,7 @@ func wipe(opened []*Unsealed) {
 // of the try: ExitOK when it opened any, else ExitWrong (counted towards
 // the lockout), ExitLocked, or ExitCannotTry when no volume could say.
 // again says earlier passphrases opened volumes already.
-func (s *Session) try(ctx context.Context, out *lineWriter, vols []Volume, pass []byte, pty, again bool) ([]*Unsealed, []Volume, int) {
+func (s *Session) try(ctx context.Context, out *lineWriter, vols []Volume, pass []byte, pty, again bool, t *Try) ([]*Unsealed, []Volume, int) {
 	var opened []*Unsealed
 	var untriable []Volume
 	for _, v := range vols {
@@ -223,10 +239,11 @@ func (s *Session) try(ctx context.Context, out *lineWriter, vols []Volume, pass 
 		// No volume could say whether the passphrase is right: that is
 		// not a wrong passphrase, and does not count towards the lockout.
 		fmt.Fprintf(out, "None of the volumes could be tried, so nothing is known of this passphrase; it does not count as a wrong one.\nhint: tell your provider what the lines above say\n")
+		t.Cancel()
 		return nil, untriable, ExitCannotTry
 	}
 	if len(opened) == 0 {
-		left, locked := s.Limiter.Fail()
+		left, locked := t.Fail()
 		details := map[string]string{"volumes": fmt.Sprint(len(vols)), "failed_tries": fmt.Sprint(s.Limiter.MaxTries - left),
 			"tries_left": fmt.Sprint(left)}
 		if err := s.Report(ctx, audit.UnlockFailure, details); err != nil {
@@ -244,7 +261,7 @@ func (s *Session) try(ctx context.Context, out *lineWriter, vols []Volume, pass 
 		fmt.Fprintf(out, "Wrong passphrase: it opens none of %s. %s left; then the prompt locks for %s.\n", which, Count(left, "try", "tries"), Duration(s.Limiter.Lockout))
 		return nil, untriable, ExitWrong
 	}
-	s.Limiter.Succeed()
+	t.Succeed()
 	var names []string
 	for _, u := range opened {
 		names = append(names, u.Volume.Path)

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -554,5 +555,63 @@ func TestOpenable(t *testing.T) {
 		case tt.want != "" && (err == nil || !errors.Is(err, ErrCannotOpen) || !strings.Contains(err.Error(), tt.want)):
 			t.Errorf("%+v: %v, want ErrCannotOpen naming %q", tt.h, err, tt.want)
 		}
+	}
+}
+
+// TestLimiterReservesAtomically: twenty channels that read a passphrase at
+// the same moment get five tries between them (MaxTries), not twenty: a
+// try is reserved with the lockout's check, and counts until answered.
+// Tries that could not say (Cancel) are given back; a success clears.
+func TestLimiterReservesAtomically(t *testing.T) {
+	l := &Limiter{MaxTries: 5, Lockout: time.Hour}
+	var mu sync.Mutex
+	var got []*Try
+	busy := 0
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tr, wait, b := l.Reserve()
+			mu.Lock()
+			defer mu.Unlock()
+			if tr != nil {
+				got = append(got, tr)
+			} else if b && wait == 0 {
+				busy++
+			}
+		}()
+	}
+	wg.Wait()
+	if len(got) != 5 || busy != 15 {
+		t.Fatalf("%d tries reserved, %d told busy; want 5 and 15", len(got), busy)
+	}
+	got[0].Cancel()
+	if tr, _, _ := l.Reserve(); tr == nil {
+		t.Fatal("a cancelled try was not given back")
+	} else {
+		got[0] = tr
+	}
+	for i, tr := range got {
+		left, locked := tr.Fail()
+		if locked != (i == 4) || (i < 4 && left != 4-i) {
+			t.Errorf("failure %d: %d left, locked %v", i+1, left, locked)
+		}
+		tr.Fail() // a second answer changes nothing
+	}
+	if tr, wait, _ := l.Reserve(); tr != nil || wait <= 0 {
+		t.Errorf("after five failures: try %v, wait %s; want locked", tr, wait)
+	}
+	l2 := &Limiter{MaxTries: 3, Lockout: time.Hour}
+	a, _, _ := l2.Reserve()
+	a.Fail()
+	b, _, _ := l2.Reserve()
+	b.Succeed()
+	for range 2 {
+		c, _, _ := l2.Reserve()
+		c.Fail()
+	}
+	if c, _, _ := l2.Reserve(); c == nil {
+		t.Error("a success did not clear the count")
 	}
 }

@@ -219,18 +219,32 @@ func (s *Server) conn(ctx context.Context, nc net.Conn) {
 		}()
 	}
 	go ssh.DiscardRequests(reqs)
+	// Sessions at once per connection: an unlock dialog needs one, a
+	// staff member a shell and a copy beside it. More would only be
+	// parallel guesses, or load.
+	open := make(chan struct{}, MaxSessions)
 	for nch := range chans {
 		if nch.ChannelType() != "session" {
 			_ = nch.Reject(ssh.UnknownChannelType, "only sessions are offered")
 			continue
 		}
-		ch, creqs, err := nch.Accept()
-		if err != nil {
+		select {
+		case open <- struct{}{}:
+		default:
+			_ = nch.Reject(ssh.ResourceShortage, fmt.Sprintf("at most %d sessions at once on one connection", MaxSessions))
 			continue
 		}
-		go s.session(cctx, ch, creqs, fp, role)
+		ch, creqs, err := nch.Accept()
+		if err != nil {
+			<-open
+			continue
+		}
+		go func() { defer func() { <-open }(); s.session(cctx, ch, creqs, fp, role) }()
 	}
 }
+
+// MaxSessions is how many session channels one connection may have open.
+const MaxSessions = 2
 
 func (s *Server) session(ctx context.Context, ch ssh.Channel, reqs <-chan *ssh.Request, actor, role string) {
 	defer ch.Close()

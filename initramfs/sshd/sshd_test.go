@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -349,5 +350,54 @@ func TestConnectionCapReportedPerBurst(t *testing.T) {
 		if time.Now().After(end) {
 			t.Fatalf("reports %s, want [1 6]: the burst's start, then its count", got)
 		}
+	}
+}
+
+// TestSessionsPerConnection: one connection opens at most MaxSessions
+// sessions at once (parallel channels were parallel passphrase guesses);
+// the next is refused with a reason, and a slot freed is usable again.
+func TestSessionsPerConnection(t *testing.T) {
+	r := start(t)
+	b, err := os.ReadFile(r.auth)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := ssh.ParsePrivateKey(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := ssh.Dial("tcp", r.addr.String(), &ssh.ClientConfig{User: "root", Auth: []ssh.AuthMethod{ssh.PublicKeys(signer)},
+		HostKeyCallback: ssh.InsecureIgnoreHostKey(), Timeout: 10 * time.Second}) // the host key is not what this test checks
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var open []ssh.Channel
+	for range MaxSessions {
+		ch, reqs, err := c.OpenChannel("session", nil)
+		if err != nil {
+			t.Fatalf("session %d: %v", len(open)+1, err)
+		}
+		go ssh.DiscardRequests(reqs)
+		open = append(open, ch)
+	}
+	_, _, err = c.OpenChannel("session", nil)
+	var oce *ssh.OpenChannelError
+	if !errors.As(err, &oce) || oce.Reason != ssh.ResourceShortage || !strings.Contains(oce.Message, "at most") {
+		t.Fatalf("session %d: %v, want refused for resource shortage", MaxSessions+1, err)
+	}
+	open[0].Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		ch, reqs, err := c.OpenChannel("session", nil)
+		if err == nil {
+			go ssh.DiscardRequests(reqs)
+			ch.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a freed session slot stayed taken: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
