@@ -35,7 +35,7 @@ var commands = []command{
 	{"rescue request", "HOST --scope S --ticket T --reason R --key-file FILE [--ttl 2h]", "ask for a rescue grant (password-reset, shell, console) as yourself", (*env).rescueRequest},
 	{"rescue list", "[--host H] [--state S]", "grants, newest first", (*env).rescueList},
 	{"rescue show", "ID", "one grant", (*env).rescueShow},
-	{"rescue revoke", "ID", "withdraw a grant that has not ended", (*env).rescueRevoke},
+	{"rescue revoke", "ID", "withdraw a grant that has not ended (a customer, with their token: any grant on their hosts)", (*env).rescueRevoke},
 	{"recording list", "", "rescue shells' recordings (a customer: those of your hosts)", (*env).recordingList},
 	{"recording play", "ID [--speed 1] [--identity FILE]", "replay one in this terminal (a sealed one with the customer's age key)", (*env).recordingPlay},
 	{"recording get", "ID [-o FILE] [--identity FILE]", "download one (asciicast v2; sealed as stored without --identity)", (*env).recordingGet},

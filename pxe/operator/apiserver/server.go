@@ -202,7 +202,16 @@ func (s *Server) Handler() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, grantOut(g))
 	}))
-	mux.Handle("POST /v1/grants/{id}/revoke", auth(func(w http.ResponseWriter, r *http.Request) {
+	// A customer ends any grant on their own hosts with their own token;
+	// an operator any grant.
+	mux.Handle("POST /v1/grants/{id}/revoke", anyone(func(w http.ResponseWriter, r *http.Request) {
+		if c := principal(r).Customer; c != "" {
+			g, err := s.Store.Grant(r.Context(), r.PathValue("id"))
+			if err != nil || g.Customer != c {
+				writeJSON(w, http.StatusNotFound, api.Error{Message: "no such grant on your hosts"})
+				return
+			}
+		}
 		g, err := s.Store.RevokeGrant(r.Context(), r.PathValue("id"), operator(r))
 		if err != nil {
 			s.fail(w, r, err)

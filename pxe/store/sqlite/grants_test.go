@@ -166,3 +166,44 @@ func TestConsoleCode(t *testing.T) {
 		}
 	}
 }
+
+// TestRemovingAnOperatorEndsTheirGrants: an operator removed keeps no way
+// in: each of their open grants is revoked with its record, and others'
+// grants are left alone.
+func TestRemovingAnOperatorEndsTheirGrants(t *testing.T) {
+	db, path := openDB(t)
+	ctx := context.Background()
+	fleet(t, db)
+	for _, op := range []string{"bob", "carol"} {
+		if _, err := db.AddOperator(ctx, op, "test"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bobs, err := db.RequestGrant(ctx, grantReq(store.ScopePasswordReset), "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	carols, err := db.RequestGrant(ctx, grantReq(store.ScopeShell), "carol")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.RemoveOperator(ctx, "bob", "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if g, _ := db.Grant(ctx, bobs.ID); g.State != store.GrantRevoked {
+		t.Errorf("bob's grant after his removal: %s, want revoked", g.State)
+	}
+	if g, _ := db.Grant(ctx, carols.ID); g.State != carols.State {
+		t.Errorf("carol's grant: %s, want %s", g.State, carols.State)
+	}
+	evs, _ := ReadEvents(path)
+	found := false
+	for _, e := range evs {
+		if e.Code == audit.RescueRevoke && e.Details["grant"] == bobs.ID && e.Actor == "alice" && strings.Contains(e.Details["reason"], "bob was removed") {
+			found = true
+		}
+	}
+	if !found {
+		t.Error("no rescue.revoke record for bob's grant naming why")
+	}
+}

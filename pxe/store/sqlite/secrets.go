@@ -111,7 +111,7 @@ func (db *DB) AddOperator(ctx context.Context, name, actor string) (string, erro
 // RemoveOperator revokes name's token.
 func (db *DB) RemoveOperator(ctx context.Context, name, actor string) error {
 	now := db.now().UTC()
-	return db.change(ctx, func(tx *sql.Tx) ([]audit.Event, error) {
+	err := db.change(ctx, func(tx *sql.Tx) ([]audit.Event, error) {
 		res, err := tx.ExecContext(ctx, `DELETE FROM operators WHERE name = ?`, name)
 		if err != nil {
 			return nil, err
@@ -119,8 +119,38 @@ func (db *DB) RemoveOperator(ctx context.Context, name, actor string) error {
 		if n, _ := res.RowsAffected(); n == 0 {
 			return nil, fmt.Errorf("operator %q: %w", name, store.ErrNotFound)
 		}
-		return []audit.Event{{Time: now, Code: audit.OperatorRemove, Actor: actor, Details: map[string]string{"operator": name}}}, nil
+		evs := []audit.Event{{Time: now, Code: audit.OperatorRemove, Actor: actor, Details: map[string]string{"operator": name}}}
+		// Their open grants end with them, each with its record (the
+		// customer is told): a removed operator keeps no way in.
+		rows, err := tx.QueryContext(ctx, `SELECT id FROM grants WHERE staff = ? AND state IN (?, ?, ?)`,
+			name, store.GrantRequested, store.GrantApproved, store.GrantActive)
+		if err != nil {
+			return nil, err
+		}
+		var ids []string
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			ids = append(ids, id)
+		}
+		rows.Close()
+		for _, id := range ids {
+			_, ev, err := db.moveGrantTx(ctx, tx, id, store.GrantRevoked, audit.RescueRevoke, actor, "",
+				map[string]string{"reason": "operator " + name + " was removed"}, nil)
+			if err != nil {
+				return nil, err
+			}
+			evs = append(evs, ev)
+		}
+		return evs, nil
 	})
+	if err != nil {
+		return err
+	}
+	return db.reloadGrants(ctx)
 }
 
 // CustomerToken gives a customer an API token that reads their own audit
