@@ -80,6 +80,12 @@ func run(ctx context.Context, log *slog.Logger) error {
 		InPlace:  rescue.OpenInPlace,
 		FindRoot: func() (*rescue.Root, error) { return rescue.FindRoot(filepath.Join(os.TempDir(), "lifeboat-root")) },
 		Consoles: rescue.ActiveConsoles("/sys/class/tty/console/active"),
+		Quiesce: func() {
+			a.Quiet()
+			if err := agent.QuietNetwork(); err != nil {
+				log.Warn("network not taken down before the jump", "err", err)
+			}
+		},
 	}
 	ln, err := net.Listen("tcp", ":22")
 	if err != nil {

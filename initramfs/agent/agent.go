@@ -13,10 +13,12 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/u-root/u-root/pkg/dhclient"
 	"github.com/u-root/u-root/pkg/kmodule"
+	"github.com/vishvananda/netlink"
 	"golang.org/x/crypto/ssh"
 
 	"github.com/lifeboat-boot/lifeboat/pxe/agent/agentapi"
@@ -147,6 +149,47 @@ type Agent struct {
 	Client *agentapi.Client
 	Config *agentapi.CheckinResponse
 	Log    *slog.Logger
+
+	quietOnce sync.Once
+	quiet     chan struct{} // closed by Quiet
+}
+
+// Quiet stops the heartbeats and closes the agent's idle connections to
+// lifeboatd: nothing of the agent's is on the wire when the host jumps.
+func (a *Agent) Quiet() {
+	a.quietOnce.Do(func() {
+		if a.quiet == nil {
+			a.quiet = make(chan struct{})
+		}
+		close(a.quiet)
+	})
+	if a.Client != nil && a.Client.HTTP != nil {
+		a.Client.HTTP.CloseIdleConnections()
+	}
+}
+
+func (a *Agent) quieted() <-chan struct{} {
+	a.quietOnce.Do(func() { a.quiet = make(chan struct{}) })
+	return a.quiet
+}
+
+// QuietNetwork takes the host's Ethernet interfaces down. It is the last
+// thing before the jump into the OS: the kexec shuts the NIC down, and
+// under QEMU a virtio-net NIC with frames still arriving locked a CPU in
+// that shutdown (a soft lockup in virtnet_poll, twice in a dozen e2e runs
+// once the agent kept a TLS connection and heartbeats to lifeboatd).
+func QuietNetwork() error {
+	links, err := dhclient.Interfaces("^(eth|en)")
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, l := range links {
+		if err := netlink.LinkSetDown(l); err != nil {
+			errs = append(errs, fmt.Errorf("%s down: %w", l.Attrs().Name, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // BusyWait is how long a check-in refused because another agent of the
@@ -194,13 +237,16 @@ func Checkin(ctx context.Context, p *agentapi.BootParams, hostKey ssh.PublicKey,
 
 // KeepAlive tells the server every agentapi.HeartbeatEvery that this agent
 // is up, so that no other machine is certified as this host meanwhile. It
-// returns when ctx ends or the server says the boot has ended.
+// returns when ctx ends, Quiet is called, or the server says the boot has
+// ended.
 func (a *Agent) KeepAlive(ctx context.Context) {
 	t := time.NewTicker(agentapi.HeartbeatEvery)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
+			return
+		case <-a.quieted():
 			return
 		case <-t.C:
 		}

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/lifeboat-boot/lifeboat/pxe/agent/agentapi"
 	"github.com/lifeboat-boot/lifeboat/pxe/keys/agenttls"
@@ -66,5 +67,20 @@ func TestLoadModulesMissingList(t *testing.T) {
 	n, errs := LoadModules(filepath.Join(t.TempDir(), "none"), slog.New(slog.DiscardHandler))
 	if n != 0 || len(errs) != 1 {
 		t.Errorf("LoadModules = %d, %v", n, errs)
+	}
+}
+
+// TestQuietStopsHeartbeats: Quiet ends KeepAlive at once, before the jump,
+// and may be called more than once.
+func TestQuietStopsHeartbeats(t *testing.T) {
+	a := &Agent{Client: &agentapi.Client{HTTP: &http.Client{}}, Config: &agentapi.CheckinResponse{}, Log: slog.New(slog.DiscardHandler)}
+	done := make(chan struct{})
+	go func() { a.KeepAlive(context.Background()); close(done) }()
+	a.Quiet()
+	a.Quiet()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("heartbeats went on after Quiet")
 	}
 }

@@ -48,6 +48,10 @@ type Boot struct {
 	Consoles []string
 	// Reboot syncs the disks and restarts the machine.
 	Reboot func()
+	// Quiesce, if set, runs just before the jump into the OS: nothing of
+	// lifeboat's may still be on the network then (Agent.Quiet and
+	// QuietNetwork in the RAM image).
+	Quiesce func()
 
 	// JumpWait bounds how long a finished unlock session's client may
 	// take to close the connection before the jump (default 10 s); the
@@ -196,6 +200,9 @@ func (b *Boot) Session(ctx context.Context, q *sshd.Request) int {
 			select {
 			case <-ctx.Done():
 			case <-t.C:
+			}
+			if b.Quiesce != nil {
+				b.Quiesce()
 			}
 			jump()
 		}()

@@ -73,6 +73,7 @@ func (p *rw) Read(b []byte) (int, error)  { return p.Reader.Read(b) }
 // machine records what the boot did to the machine.
 type machine struct {
 	handoffs, inPlace, jumps, reboots atomic.Int32
+	quietFirst                        atomic.Int32 // Quiesce ran with no jump made yet
 }
 
 func newBoot(t *testing.T, mode kind.Mode, grant *agentapi.RescueGrant, vols func() ([]unlock.Volume, error)) (*Boot, *fakeServer, *machine) {
@@ -100,6 +101,11 @@ func newBoot(t *testing.T, mode kind.Mode, grant *agentapi.RescueGrant, vols fun
 		},
 		FindRoot: func() (*rescue.Root, error) { return nil, fmt.Errorf("no root in this test") },
 		Reboot:   func() { m.reboots.Add(1) },
+		Quiesce: func() {
+			if m.jumps.Load() == 0 {
+				m.quietFirst.Add(1)
+			}
+		},
 		JumpWait: 50 * time.Millisecond, RebootWait: time.Millisecond, GrantPoll: 20 * time.Millisecond,
 	}
 	disks := make(chan struct{})
@@ -171,6 +177,9 @@ func TestBootSessions(t *testing.T) {
 			deadline := time.Now().Add(5 * time.Second)
 			for m.jumps.Load() < tt.jumps && time.Now().Before(deadline) {
 				time.Sleep(5 * time.Millisecond)
+			}
+			if m.quietFirst.Load() != tt.jumps {
+				t.Errorf("the network was quieted %d times before a jump, want %d", m.quietFirst.Load(), tt.jumps)
 			}
 			if m.handoffs.Load() != tt.handoffs || m.inPlace.Load() != tt.inPlace || m.jumps.Load() != tt.jumps || m.reboots.Load() != 0 {
 				t.Errorf("handoffs %d, in place %d, jumps %d, reboots %d; want %d, %d, %d, 0",
