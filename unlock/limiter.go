@@ -99,14 +99,8 @@ func (l *Limiter) Wait() time.Duration {
 	return 0
 }
 
-// Fail records a wrong passphrase. It returns the tries left before the
+// fail counts a wrong passphrase (l.mu held): the tries left before the
 // lockout, and whether this failure started one.
-func (l *Limiter) Fail() (left int, locked bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.fail()
-}
-
 func (l *Limiter) fail() (left int, locked bool) {
 	l.failures++
 	if l.failures >= l.MaxTries {
@@ -115,11 +109,4 @@ func (l *Limiter) fail() (left int, locked bool) {
 		return 0, true
 	}
 	return l.MaxTries - l.failures, false
-}
-
-// Succeed clears the count.
-func (l *Limiter) Succeed() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.failures = 0
 }

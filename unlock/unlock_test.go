@@ -188,22 +188,28 @@ func FuzzReadSecret(f *testing.F) {
 func TestLimiter(t *testing.T) {
 	now := time.Unix(0, 0)
 	l := &Limiter{MaxTries: 3, Lockout: time.Minute, Now: func() time.Time { return now }}
+	fail := func() (int, bool) {
+		t.Helper()
+		tr, wait, busy := l.Reserve()
+		if tr == nil {
+			t.Fatalf("no try to reserve (wait %s, busy %v)", wait, busy)
+		}
+		return tr.Fail()
+	}
 	for i, want := range []int{2, 1} {
-		if left, locked := l.Fail(); left != want || locked {
+		if left, locked := fail(); left != want || locked {
 			t.Fatalf("failure %d: left %d locked %v", i+1, left, locked)
 		}
 	}
-	if _, locked := l.Fail(); !locked || l.Wait() != time.Minute {
+	if _, locked := fail(); !locked || l.Wait() != time.Minute {
 		t.Fatalf("third failure did not lock for a minute (wait %s)", l.Wait())
+	}
+	if tr, wait, _ := l.Reserve(); tr != nil || wait != time.Minute {
+		t.Fatalf("a try reserved while locked (wait %s)", wait)
 	}
 	now = now.Add(61 * time.Second)
 	if l.Wait() != 0 {
 		t.Error("still locked after the lockout")
-	}
-	l.Fail()
-	l.Succeed()
-	if left, _ := l.Fail(); left != 2 {
-		t.Errorf("Succeed did not reset the count: left %d", left)
 	}
 }
 

@@ -72,7 +72,7 @@ type Server struct {
 	// (tests of the protocol only).
 	Sign func(msg []byte) string
 
-	refusals window // refused check-ins recorded, at most one a minute per boot (or peer) and reason
+	refusals window // refused check-ins recorded, at most one a minute per host (or peer) and reason
 }
 
 // window lets one event per key through per minute: a flood of refused
@@ -262,7 +262,9 @@ func (s *Server) refuse(w http.ResponseWriter, r *http.Request, req agentapi.Che
 		details["live_seen"] = c.Live.Seen.UTC().Format(time.RFC3339)
 	}
 	peer := peerIP(r).String()
-	if s.refusals.allow(reason+"|"+cmp.Or(b.Boot, peer), time.Now()) {
+	// Per host, not per boot: an impostor can start boots of the host
+	// as fast as it can do DHCP, and must not reach the inbox that fast.
+	if s.refusals.allow(reason+"|"+cmp.Or(b.Host, peer), time.Now()) {
 		s.Log.Warn("check-in refused", "mac", b.MAC, "host", b.Host, "boot", b.Boot, "peer", r.RemoteAddr, "reason", reason)
 		if eerr := s.Steps.Events.Emit(r.Context(), audit.Event{Code: code, MAC: b.MAC, Host: b.Host, Boot: b.Boot, Actor: "agent",
 			Details: details}); eerr != nil {

@@ -2,7 +2,6 @@ package httpboot
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -68,6 +67,9 @@ type Server struct {
 
 // Handler opens the image folder and returns the routes.
 func (s *Server) Handler() (http.Handler, error) {
+	if !strings.HasPrefix(s.AgentURL, "https://") || s.AgentKey == "" {
+		return nil, fmt.Errorf("boot listener: the agent API's https URL and key are required (each agent archive carries them)")
+	}
 	root, err := os.OpenRoot(s.Image.Dir)
 	if err != nil {
 		return nil, fmt.Errorf("image folder: %w (run 'make image' first)", err)
@@ -266,7 +268,7 @@ func (s *Server) agentArchive(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	data, err := AgentArchive(agentapi.BootParams{Server: cmp.Or(s.AgentURL, s.BaseURL), ServerKey: s.AgentKey, Boot: b.Boot, MAC: b.MAC, Host: b.Host, Token: tok})
+	data, err := AgentArchive(agentapi.BootParams{Server: s.AgentURL, ServerKey: s.AgentKey, Boot: b.Boot, MAC: b.MAC, Host: b.Host, Token: tok})
 	if err != nil {
 		http.Error(w, "internal error", http.StatusInternalServerError)
 		return

@@ -3,6 +3,7 @@ package httpboot
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -80,7 +81,8 @@ func newRig(t testing.TB) *rig {
 	}
 	r.db = el
 	s := &Server{Image: Image{Loaders: []string{"ipxe.efi"}, Dir: dir, Kernel: "vmlinuz", Initramfs: "initramfs.cpio", Cmdline: "console=ttyS0"},
-		Inventory: el, Steps: r.steps, Tokens: el, Log: slog.New(slog.NewTextHandler(r.logBuf, &slog.HandlerOptions{Level: slog.LevelDebug}))}
+		Inventory: el, Steps: r.steps, Tokens: el, Log: slog.New(slog.NewTextHandler(r.logBuf, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		AgentURL: "https://127.0.0.1:8443", AgentKey: "MCowBQYDK2VwAyEA" + strings.Repeat("A", 43) + "="}
 	h, err := s.Handler()
 	if err != nil {
 		t.Fatal(err)
@@ -138,11 +140,14 @@ func TestBootFlow(t *testing.T) {
 	for _, rec := range recs {
 		if rec.Name == agentapi.BootFile {
 			b, _ := io.ReadAll(io.NewSectionReader(rec.ReaderAt, 0, int64(rec.FileSize)))
-			found = bytes.Contains(b, []byte(token)) && bytes.Contains(b, []byte(r.boot.ID))
+			var p agentapi.BootParams
+			// The agent API's pinned key and https URL ride with the token.
+			found = json.Unmarshal(b, &p) == nil && p.Token == token && p.Boot == r.boot.ID &&
+				p.Server == "https://127.0.0.1:8443" && strings.HasPrefix(p.ServerKey, "MCowBQYDK2VwAyEA")
 		}
 	}
 	if !found {
-		t.Fatalf("agent archive lacks %s with token and boot id", agentapi.BootFile)
+		t.Fatalf("agent archive lacks %s with token, boot id and the agent API's URL and key", agentapi.BootFile)
 	}
 
 	if code, body := get(t, r.srv.URL+"/images/vmlinuz"); code != 200 || !bytes.HasPrefix(body, []byte("vmlinuz")) {

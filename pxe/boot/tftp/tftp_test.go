@@ -61,18 +61,7 @@ func TestServeWithCurl(t *testing.T) {
 			sent = append(sent, f)
 			return nil
 		}}
-	if err := s.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error)
-	go func() { done <- s.Serve(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
+	serve(t, s)
 	url := "tftp://" + s.LocalAddr().String() + "/"
 	out := filepath.Join(t.TempDir(), "got")
 	if b, err := exec.Command("curl", "-sS", "--max-time", "20", "--tftp-blksize", "1468", "-o", out, url+"undionly.kpxe").CombinedOutput(); err != nil {
@@ -216,13 +205,7 @@ func TestLoaderReplaced(t *testing.T) {
 	}
 	write("version-1", false)
 	s := &Server{Addr: "127.0.0.1:0", Dir: dir, Files: []string{"ipxe.efi"}, Log: slog.New(slog.DiscardHandler)}
-	if err := s.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error)
-	go func() { done <- s.Serve(ctx) }()
-	defer func() { cancel(); <-done }()
+	serve(t, s)
 	fetch := func() string {
 		t.Helper()
 		out := filepath.Join(t.TempDir(), "got")
@@ -275,13 +258,7 @@ func TestRefusedPeersLogOncePerBurst(t *testing.T) {
 		Record: func(netip.Addr, string, int64) error {
 			return fmt.Errorf("%w: 127.0.0.1 is not a reserved address", ErrNoBoot)
 		}}
-	if err := s.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error)
-	go func() { done <- s.Serve(ctx) }()
-	defer func() { cancel(); <-done }()
+	serve(t, s)
 	rrq := append([]byte{0, 1}, []byte("undionly.kpxe\x00octet\x00")...)
 	for i := range 50 {
 		l, _ := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
@@ -312,4 +289,22 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.w.Write(p)
+}
+
+// serve listens and serves s until the test ends, and checks that Serve
+// then returns cleanly.
+func serve(t *testing.T, s *Server) {
+	t.Helper()
+	if err := s.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- s.Serve(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
 }
