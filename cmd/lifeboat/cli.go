@@ -72,7 +72,16 @@ func cli(ctx context.Context, args []string, getenv func(string) string, stdin i
 	}
 	var ue usageError
 	var ae *api.Error
+	var pr *api.Proposed
 	switch {
+	case errors.As(err, &pr):
+		// Not made, but asked for: the customer decides.
+		if e.json {
+			_ = e.printJSON(pr)
+		} else {
+			fmt.Fprintf(e.out, "%s\n", clean(pr.Message))
+		}
+		return exitOK
 	case errors.As(err, &ue):
 		fmt.Fprintf(stderr, "lifeboat: %s\n", err)
 		return exitUsage
@@ -86,7 +95,7 @@ func cli(ctx context.Context, args []string, getenv func(string) string, stdin i
 		if ae.Hint != "" {
 			fmt.Fprintf(stderr, "hint: %s\n", clean(ae.Hint))
 		}
-		if ae.Status == 401 || ae.Status == 403 {
+		if ae.Status == 401 {
 			return exitNoServer
 		}
 		return exitRefused

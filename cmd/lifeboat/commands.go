@@ -24,9 +24,17 @@ var commands = []command{
 	{"host remove", "NAME", "remove a host", (*env).hostRemove},
 	{"host reset", "NAME", "end the host's live lifeboat agent (replaced or powered off in lifeboat), so that its next boot is certified at once", (*env).hostReset},
 	{"host import", "FILE", "add or replace the hosts of an inventory file (- for stdin), all or none", (*env).hostImport},
-	{"customer add", "NAME [--display-name S] [--email ADDR]...", "add a customer", (*env).customerAdd},
+	{"customer add", "NAME [--display-name S] [--email ADDR]... [--key-file FILE]... [--time-zone TZ]", "add a customer, with the SSH keys they approve grants with", (*env).customerAdd},
 	{"customer list", "", "the customers", (*env).customerList},
-	{"customer token", "NAME", "issue the customer's own API token (audit records, recordings); revokes the old one", (*env).customerToken},
+	{"customer show", "NAME", "one customer's settings and keys", (*env).customerShow},
+	{"customer set", "NAME [--email ADDR]... [--key-file FILE]... [--time-zone TZ] [--display-name S]", "change them (the customer, with their token; an operator proposes)", (*env).customerSet},
+	{"customer token", "NAME", "the customer's API token: the first by an operator, new ones by the customer with theirs", (*env).customerToken},
+	{"customer proposals", "NAME", "changes operators proposed to the customer, and what became of them", (*env).customerProposals},
+	{"customer accept", "PROPOSAL", "accept a proposed change (the customer's token)", customerAnswer(true)},
+	{"customer decline", "PROPOSAL", "decline it", customerAnswer(false)},
+	{"customer staff list", "NAME", "the staff who may be granted the customer's hosts", (*env).staffList},
+	{"customer staff add", "NAME STAFF --role R --key SHA256:...", "put a staff member on the list (the customer is told first)", (*env).staffAdd},
+	{"customer staff remove", "NAME STAFF", "take them off it; their open grants there are revoked", (*env).staffRemove},
 	{"customer webhook add", "NAME URL", "add a notice webhook; prints its signing secret once", (*env).webhookAdd},
 	{"customer webhook list", "NAME", "the customer's webhooks", (*env).webhookList},
 	{"customer webhook remove", "NAME ID", "remove one", (*env).webhookRemove},
@@ -35,6 +43,7 @@ var commands = []command{
 	{"rescue request", "HOST --scope S --ticket T --reason R --key-file FILE [--ttl 2h]", "ask for a rescue grant (password-reset, shell, console) as yourself", (*env).rescueRequest},
 	{"rescue list", "[--host H] [--state S]", "grants, newest first", (*env).rescueList},
 	{"rescue show", "ID", "one grant", (*env).rescueShow},
+	{"rescue approve", "ID --key FILE | --signature FILE | --show", "approve a grant on your hosts with your SSH key's signature (the customer)", (*env).rescueApprove},
 	{"rescue revoke", "ID", "withdraw a grant that has not ended (a customer, with their token: any grant on their hosts)", (*env).rescueRevoke},
 	{"recording list", "", "rescue shells' recordings (a customer: those of your hosts)", (*env).recordingList},
 	{"recording play", "ID [--speed 1] [--identity FILE]", "replay one in this terminal (a sealed one with the customer's age key)", (*env).recordingPlay},
@@ -54,7 +63,7 @@ var commands = []command{
 // alias maps the other spellings people type to a command's word.
 var alias = map[string]string{
 	"hosts": "host", "customers": "customer", "webhooks": "webhook", "policies": "policy", "recordings": "recording",
-	"notice": "notices", "boots": "boot", "event": "events", "ls": "list", "rm": "remove",
+	"notice": "notices", "proposal": "proposals", "boots": "boot", "event": "events", "ls": "list", "rm": "remove",
 }
 
 // find returns the command that args name (the one with the most words)

@@ -37,16 +37,25 @@ func (e *env) customerList(args []string) error {
 func (e *env) customerAdd(args []string) error {
 	fs := e.flags("customer add")
 	display := fs.String("display-name", "", "name shown in notices")
-	var emails listFlag
+	tz := fs.String("time-zone", "", "IANA time zone for notices and the approval page, e.g. Europe/Berlin")
+	var emails, keyFiles listFlag
 	fs.Var(&emails, "email", "address for notices (repeatable)")
+	fs.Var(&keyFiles, "key-file", "the customer's own SSH public keys, authorized_keys format (repeatable): approvals are signatures by them")
 	pos, err := parse(fs, args, 1, "one customer name")
 	if err != nil {
 		return err
 	}
+	c := api.Customer{Name: pos[0], DisplayName: *display, Emails: emails, TimeZone: *tz}
+	for _, f := range keyFiles {
+		k, err := readKeys(f)
+		if err != nil {
+			return err
+		}
+		c.Keys = append(c.Keys, k...)
+	}
 	if err := e.connect(); err != nil {
 		return err
 	}
-	c := api.Customer{Name: pos[0], DisplayName: *display, Emails: emails}
 	if err := e.client.AddCustomer(e.ctx, c); err != nil {
 		return err
 	}
@@ -74,7 +83,7 @@ func (e *env) customerToken(args []string) error {
 		return e.printJSON(api.Token{Token: tok})
 	}
 	fmt.Fprintln(e.out, tok)
-	fmt.Fprintf(e.errw, "this is customer %s's token; it is shown once. Hand it over privately; it reads their audit records and recordings only.\n", clean(pos[0]))
+	fmt.Fprintf(e.errw, "this is customer %s's token; it is shown once. Hand it over privately: it acts for them (settings, grants, audit records, recordings). They can replace it with a new one of their own: lifeboat customer token %s\n", clean(pos[0]), clean(pos[0]))
 	return nil
 }
 

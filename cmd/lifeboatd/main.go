@@ -12,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	_ "time/tzdata" // customers' time zones, wherever lifeboatd runs
 
 	"github.com/lifeboat-boot/lifeboat/pxe/server"
 )

@@ -120,12 +120,19 @@ func setupRescue(t *testing.T) *rescueRig {
 		names[i] = h.Name
 	}
 	r.recv = customerWebhook(t, r.Rig, names...)
+	// The staff keys of the test's grants, on acme's staff list.
+	var fps []string
+	for _, name := range []string{"staff-plain", "staff-enc"} {
+		out, err := exec.Command("ssh-keygen", "-lf", r.keygen(t, name)+".pub").Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		fps = append(fps, "--key", strings.Fields(string(out))[1])
+	}
+	r.cli(t, append([]string{"customer", "staff", "add", "acme", "e2e", "--role", "support"}, fps...)...)
 	// The customer seals their recordings to their own age key, with
 	// their own token: nobody at the provider reads them.
-	r.custToken = filepath.Join(r.dir, "acme-token")
-	if err := os.WriteFile(r.custToken, []byte(r.cli(t, "customer", "token", "acme")), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	r.custToken = customerToken(r.Rig)
 	id, err := age.GenerateX25519Identity()
 	if err != nil {
 		t.Fatal(err)
@@ -156,6 +163,9 @@ func (r *rescueRig) play(t *testing.T, id string) string {
 	return out
 }
 
+// customerToken is the file of customer acme's own API token.
+func customerToken(r *rig.Rig) string { return filepath.Join(r.Options.Dir, "acme-token") }
+
 // customerWebhook adds customer acme, gives it hosts and a webhook, and
 // returns the webhook's receiver (in the site's namespace), checking each
 // delivery's signature.
@@ -171,9 +181,14 @@ func customerWebhook(t *testing.T, r *rig.Rig, hosts ...string) *notifytest.Rece
 		return out
 	}
 	waitFor(t, 10*time.Second, func() bool { _, err := r.CLI(ctx, "", "whoami"); return err == nil })
-	cli("customer", "add", "acme")
+	// The customer's own SSH key approves their grants; their first
+	// token comes from the provider, and they add their webhook with it.
+	cli("customer", "add", "acme", "--key-file", r.Key+".pub")
 	for _, h := range hosts {
 		cli("host", "set", h, "--customer", "acme")
+	}
+	if err := os.WriteFile(customerToken(r), []byte(cli("customer", "token", "acme")), 0o600); err != nil {
+		t.Fatal(err)
 	}
 	ln, err := r.NS.Listen("127.0.0.1:0")
 	if err != nil {
@@ -181,7 +196,11 @@ func customerWebhook(t *testing.T, r *rig.Rig, hosts ...string) *notifytest.Rece
 	}
 	recv := notifytest.NewReceiverOn(ln)
 	t.Cleanup(func() { recv.Close() })
-	secret := regexp.MustCompile(`whsec_\S+`).FindString(cli("customer", "webhook", "add", "acme", recv.URL))
+	added, err := r.CLI(ctx, customerToken(r), "customer", "webhook", "add", "acme", recv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := regexp.MustCompile(`whsec_\S+`).FindString(added)
 	if secret == "" {
 		t.Fatal("no webhook secret in the CLI's answer")
 	}
@@ -211,8 +230,12 @@ func (r *rescueRig) cli(t *testing.T, args ...string) string {
 	return out
 }
 
+// keygen makes a key pair (once) and returns its private key file.
 func (r *rescueRig) keygen(t *testing.T, name string) string {
 	p := filepath.Join(r.dir, name)
+	if _, err := os.Stat(p); err == nil {
+		return p
+	}
 	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", p).CombinedOutput(); err != nil {
 		t.Fatalf("ssh-keygen: %v\n%s", err, out)
 	}
@@ -494,12 +517,24 @@ func (r *rescueRig) plainShell(ctx context.Context, t *testing.T, h rig.Host, st
 	})
 	u, _ := url.Parse(link)
 	page, err := r.NS.Command(ctx, "curl", "-sf", link).Output()
-	if err != nil || !bytes.Contains(page, []byte("SUP-101")) {
+	if err != nil || !bytes.Contains(page, []byte("SUP-101")) || !bytes.Contains(page, []byte("root shell")) {
 		t.Fatalf("approval page: %v\n%s", err, page)
 	}
+	// The customer signs the grant's text with their own key, as the
+	// page says, and pastes the signature.
+	text, err := r.NS.Command(ctx, "curl", "-sf", "http://"+rig.CustomerAddr+u.Path+"/text?"+u.RawQuery).Output()
+	if err != nil {
+		t.Fatalf("text to sign: %v", err)
+	}
+	sign := exec.CommandContext(ctx, "ssh-keygen", "-q", "-Y", "sign", "-n", "lifeboat-grant", "-f", r.Key)
+	sign.Stdin = bytes.NewReader(text)
+	signature, err := sign.Output()
+	if err != nil {
+		t.Fatalf("ssh-keygen -Y sign: %v", err)
+	}
 	res, err := r.NS.Command(ctx, "curl", "-sf", "--data-urlencode", "sig="+u.Query().Get("sig"), "--data", "decision=approve",
-		"http://"+rig.CustomerAddr+u.Path).Output()
-	if err != nil || !bytes.Contains(res, []byte("approved")) {
+		"--data-urlencode", "signature="+string(signature), "http://"+rig.CustomerAddr+u.Path).Output()
+	if err != nil || !bytes.Contains(res, []byte("You approved")) {
 		t.Fatalf("approve: %v\n%s", err, res)
 	}
 	run := r.boot(t, ctx, h, "is in RESCUE under grant "+id)
@@ -624,6 +659,11 @@ func (r *rescueRig) consoleCode(ctx context.Context, t *testing.T, h rig.Host, s
 		t.Fatalf("no console code in:\n%s", out)
 	}
 	id := regexp.MustCompile(`grant (g-[0-9a-f]+)`).FindStringSubmatch(out)[1]
+	// A root shell at the console waits for the customer, who approves it
+	// from their side with their own key.
+	if approved, err := r.CLI(ctx, r.custToken, "rescue", "approve", "--key", r.Key, id); err != nil || !strings.Contains(approved, "approved by customer:acme (key SHA256:") {
+		t.Fatalf("customer's approval: %v\n%s", err, approved)
+	}
 	run := r.boot(t, ctx, h, "is in RESCUE under grant "+id)
 	if _, err := run.Console.WaitFor(ctx, time.Minute, "type the grant's one-time code"); err != nil {
 		t.Fatal(err)

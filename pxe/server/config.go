@@ -68,7 +68,13 @@ type Config struct {
 	HostCertTTL   Duration   `json:"host_cert_ttl"`  // validity of a boot's host certificate
 	SecretKey     string     `json:"secret_key"`     // seals webhook secrets in the database, made at first start (default: beside the database)
 	RecordingsDir string     `json:"recordings_dir"` // rescue shells' recordings (default: "recordings" beside the database)
-	SMTP          struct {
+	ProviderName  string     `json:"provider_name"`  // the provider's name as customers know it, on the approval page
+	// OperatorsChangeCustomers: the provider's contract lets operators
+	// change customers' notice channels, policies, keys and tokens
+	// themselves (each told on the customer's existing channels first);
+	// false (the default): operators propose, customers accept.
+	OperatorsChangeCustomers bool `json:"operators_change_customers"`
+	SMTP                     struct {
 		Host         string `json:"host"` // "" leaves e-mail notices waiting in the outbox
 		Port         int    `json:"port"`
 		From         string `json:"from"`

@@ -223,7 +223,7 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger, version string) err
 	if custLn != nil {
 		base := strings.TrimRight(cfg.CustomerURL, "/")
 		relay.ApprovalURL = func(id string) string { return base + "/approve/" + id + "?sig=" + keys.ApprovalSig(id) }
-		ap := &approve.Server{Store: db, Links: keys, Log: log}
+		ap := &approve.Server{Store: db, Links: keys, Log: log, Provider: cfg.ProviderName}
 		g.Go(func() error { return serveHTTP(gctx, custLn, ap.Handler(), log, apiLimits) })
 		log.Info("customer listener serving", "addr", cfg.CustomerListen, "url", cfg.CustomerURL)
 	} else {
@@ -232,7 +232,7 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger, version string) err
 	g.Go(func() error { return relay.Run(gctx) })
 	g.Go(func() error { return expireGrants(gctx, db, 15*time.Second, log) })
 	if apiLn != nil {
-		as := &apiserver.Server{Store: db, Log: log, Metrics: metrics.Handler(), Secrets: keys, Recordings: recs,
+		as := &apiserver.Server{Store: db, Log: log, Metrics: metrics.Handler(), Secrets: keys, Recordings: recs, OperatorsChangeCustomers: cfg.OperatorsChangeCustomers,
 			CA: api.CA{PublicKey: strings.TrimSpace(string(ssh.MarshalAuthorizedKey(ca.PublicKey()))), KnownHosts: knownHosts, Hosts: cfg.SSHCAHosts},
 			KRL: func(ctx context.Context) ([]byte, int, error) {
 				serials, err := db.EndedCerts(ctx)

@@ -35,10 +35,11 @@ const (
 )
 
 // DefaultPolicy is a scope's policy for a customer who has not chosen one:
-// a shell sees everything in RAM, so it waits for the customer; a password
-// reset and the console are told.
+// a shell and the console are root shells that see everything in RAM and
+// can change an unencrypted /boot, so they wait for the customer; a
+// password reset is told.
 func DefaultPolicy(scope Scope) PolicyChoice {
-	if scope == ScopeShell {
+	if scope == ScopeShell || scope == ScopeConsole {
 		return PolicyApprove
 	}
 	return PolicyNotify

@@ -75,7 +75,7 @@ func TestGrantRequestCheck(t *testing.T) {
 			t.Errorf("%s: Check = %v", name, err)
 		}
 	}
-	if DefaultPolicy(ScopeShell) != PolicyApprove || DefaultPolicy(ScopePasswordReset) != PolicyNotify || DefaultPolicy(ScopeConsole) != PolicyNotify {
+	if DefaultPolicy(ScopeShell) != PolicyApprove || DefaultPolicy(ScopePasswordReset) != PolicyNotify || DefaultPolicy(ScopeConsole) != PolicyApprove {
 		t.Error("default policies differ from the documented ones")
 	}
 }

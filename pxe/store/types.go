@@ -19,6 +19,14 @@ var ErrNotFound = errors.New("not found")
 // ErrInvalid is returned for an entry that does not pass its checks.
 var ErrInvalid = errors.New("invalid")
 
+// ErrForbidden is returned for a change the caller may not make: one that
+// needs the customer, or someone the customer has not listed.
+var ErrForbidden = errors.New("forbidden")
+
+// ErrConsent is an approval whose signature does not prove the customer's
+// consent to this grant.
+var ErrConsent = errors.New("the signature does not approve this grant")
+
 // ErrConflict is returned when a name, MAC, IP or circuit-id is taken.
 var ErrConflict = errors.New("conflict")
 
@@ -51,6 +59,11 @@ type Customer struct {
 	// AgeRecipient (age1...): the rescue shells' recordings of the
 	// customer's hosts are sealed to it; only their key reads them.
 	AgeRecipient string `json:"age_recipient,omitempty"`
+	// Keys are the customer's own SSH public keys (authorized_keys lines):
+	// an approval counts only when one of them signs its exact text.
+	Keys []string `json:"keys,omitempty"`
+	// TimeZone (IANA) is where notices and the approval page show times.
+	TimeZone string `json:"time_zone,omitempty"`
 }
 
 // Check validates a customer entry.
@@ -65,6 +78,15 @@ func (c *Customer) Check() error {
 		if _, err := age.ParseX25519Recipient(c.AgeRecipient); err != nil {
 			return fmt.Errorf("age recipient: want an age public key (age1..., from age-keygen): %v", err)
 		}
+	}
+	if _, err := ParseKeys(c.Keys); err != nil {
+		return fmt.Errorf("customer keys: %w", err)
+	}
+	if len(c.Keys) > 20 {
+		return errors.New("customer keys: at most 20")
+	}
+	if err := CheckTimeZone(c.TimeZone); err != nil {
+		return err
 	}
 	for _, e := range c.Emails {
 		if at := strings.IndexByte(e, '@'); at < 1 || at == len(e)-1 || len(e) > 254 ||

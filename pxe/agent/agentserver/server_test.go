@@ -61,6 +61,9 @@ func newRig(t testing.TB) *rig {
 	if err := db.AddCustomer(ctx, store.Customer{Name: "acme", Emails: []string{"ops@acme.example"}}, "test"); err != nil {
 		t.Fatal(err)
 	}
+	if err := db.AddStaff(ctx, store.Staff{Customer: "acme", Name: "bob", Role: "support", Keys: store.Fingerprints([]string{custKey})}, "test"); err != nil {
+		t.Fatal(err)
+	}
 	inv, err := store.ParseInventory([]byte(`{"hosts":[{"name":"web1","mac":"` + mac + `","ip":"127.0.0.1","customer":"acme","authorized_keys":["` + custKey + `"]}]}`))
 	if err != nil {
 		t.Fatal(err)
@@ -182,7 +185,7 @@ func TestCheckin(t *testing.T) {
 	if err := c.Report(ctx, "forged", agentapi.EventReport{Code: audit.SSHLogin}); !errors.Is(err, agentapi.ErrRefused) {
 		t.Errorf("report with a forged token: %v", err)
 	}
-	want := "agent.checkin_refused/binding agent.checkin/ agent.checkin_retry/ agent.checkin_refused/replay ssh.login/ ssh.login/"
+	want := "staff.add/ agent.checkin_refused/binding agent.checkin/ agent.checkin_retry/ agent.checkin_refused/replay ssh.login/ ssh.login/"
 	if got := r.codes(t); got != want {
 		t.Errorf("events:\n got %s\nwant %s", got, want)
 	}
@@ -214,12 +217,14 @@ func (d *dropFirst) RoundTrip(req *http.Request) (*http.Response, error) {
 func TestCheckinAnswerLost(t *testing.T) {
 	r := newRig(t)
 	ctx := context.Background()
+	// The customer lets shell grants through (an approval by signature
+	// is the store's test).
+	if err := r.db.SetPolicy(ctx, "acme", store.ScopeShell, store.PolicyNotify, "customer:acme"); err != nil {
+		t.Fatal(err)
+	}
 	g, err := r.db.RequestGrant(ctx, store.GrantRequest{Host: "web1", Scope: store.ScopeShell, Ticket: "T-2", Reason: "look at the logs",
 		TTL: time.Hour, StaffKey: custKey}, "bob")
 	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := r.db.DecideGrant(ctx, g.ID, true, "customer:acme"); err != nil {
 		t.Fatal(err)
 	}
 	token := r.token(t)

@@ -94,6 +94,31 @@ type (
 	PolicyList struct {
 		Policies []Policy `json:"policies"`
 	}
+	// StaffList answers GET /v1/customers/{name}/staff.
+	StaffList struct {
+		Staff []Staff `json:"staff"`
+	}
+	// ProposalList answers GET /v1/customers/{name}/proposals.
+	ProposalList struct {
+		Proposals []Proposal `json:"proposals"`
+	}
+	// Proposed answers a change an operator may only propose (202): it
+	// waits for the customer to accept it.
+	Proposed struct {
+		Proposal Proposal `json:"proposal"`
+		Message  string   `json:"message"`
+	}
+	// Approval is the body of POST /v1/grants/{id}/approve: the customer's
+	// signature over the grant's consent text.
+	Approval struct {
+		Signature string `json:"signature"`
+	}
+	// Consent answers GET /v1/grants/{id}/consent: the exact text to sign
+	// for an approval, and how.
+	Consent struct {
+		Text      string `json:"text"`
+		Namespace string `json:"namespace"`
+	}
 	// CA answers GET /v1/ca: the key customers trust for host certificates.
 	CA struct {
 		PublicKey  string `json:"public_key"`
@@ -123,6 +148,10 @@ func (e *Error) Error() string {
 	}
 	return e.Message
 }
+
+// Error makes a proposal the error of the call that asked for a change:
+// the change was not made; it waits for the customer.
+func (p *Proposed) Error() string { return p.Message }
 
 // ErrUnreachable wraps failures to reach the server at all.
 var ErrUnreachable = errors.New("cannot reach lifeboatd")
@@ -196,6 +225,15 @@ func (c *Client) send(ctx context.Context, method, path string, in any) (*http.R
 	if err != nil {
 		return nil, fmt.Errorf("%w at %s: %v", ErrUnreachable, c.Base, err)
 	}
+	if resp.StatusCode == http.StatusAccepted && method != "GET" {
+		// A change that needs the customer: it was proposed, not made.
+		defer resp.Body.Close()
+		p := &Proposed{}
+		if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(p); err != nil {
+			return nil, fmt.Errorf("%s %s: bad answer from the server: %w", method, path, err)
+		}
+		return nil, p
+	}
 	if resp.StatusCode/100 == 2 {
 		return resp, nil
 	}
@@ -233,7 +271,80 @@ func (c *Client) VerifyOnServer(ctx context.Context, receipts []audit.Receipt) (
 	return out, err
 }
 
-// CustomerToken issues a customer's API token (revoking the one before).
+// Customer returns one customer.
+func (c *Client) Customer(ctx context.Context, name string) (Customer, error) {
+	var out Customer
+	err := c.do(ctx, "GET", "/v1/customers/"+url.PathEscape(name), nil, &out)
+	return out, err
+}
+
+// UpdateCustomer changes the fields of u that are set (an operator's
+// change may come back as a *Proposed error).
+func (c *Client) UpdateCustomer(ctx context.Context, name string, u CustomerUpdate) (Customer, error) {
+	var out Customer
+	err := c.do(ctx, "PATCH", "/v1/customers/"+url.PathEscape(name), u, &out)
+	return out, err
+}
+
+// Staff lists the staff who may be granted a customer's hosts.
+func (c *Client) Staff(ctx context.Context, customer string) ([]Staff, error) {
+	var l StaffList
+	err := c.do(ctx, "GET", "/v1/customers/"+url.PathEscape(customer)+"/staff", nil, &l)
+	return l.Staff, err
+}
+
+// PutStaff adds a staff member to a customer's list (or replaces them).
+func (c *Client) PutStaff(ctx context.Context, s Staff) error {
+	return c.do(ctx, "PUT", "/v1/customers/"+url.PathEscape(s.Customer)+"/staff/"+url.PathEscape(s.Name), s, nil)
+}
+
+// RemoveStaff takes one off the list.
+func (c *Client) RemoveStaff(ctx context.Context, customer, name string) error {
+	return c.do(ctx, "DELETE", "/v1/customers/"+url.PathEscape(customer)+"/staff/"+url.PathEscape(name), nil, nil)
+}
+
+// Proposals lists the changes proposed to a customer.
+func (c *Client) Proposals(ctx context.Context, customer string) ([]Proposal, error) {
+	var l ProposalList
+	err := c.do(ctx, "GET", "/v1/customers/"+url.PathEscape(customer)+"/proposals", nil, &l)
+	return l.Proposals, err
+}
+
+// AnswerProposal accepts or declines a proposal (the customer's token);
+// out, if set, takes the answer of the change accepted.
+func (c *Client) AnswerProposal(ctx context.Context, id string, accept bool, out any) error {
+	a := "decline"
+	if accept {
+		a = "accept"
+	}
+	resp, err := c.send(ctx, "POST", "/v1/proposals/"+url.PathEscape(id)+"/"+a, struct{}{})
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if out == nil || resp.StatusCode == http.StatusNoContent {
+		return nil
+	}
+	return json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(out)
+}
+
+// Consent returns the text to sign to approve a grant.
+func (c *Client) Consent(ctx context.Context, id string) (Consent, error) {
+	var out Consent
+	err := c.do(ctx, "GET", "/v1/grants/"+url.PathEscape(id)+"/consent", nil, &out)
+	return out, err
+}
+
+// ApproveGrant approves a grant with the customer's signature over its
+// consent text.
+func (c *Client) ApproveGrant(ctx context.Context, id string, signature []byte) (*Grant, error) {
+	var g Grant
+	err := c.do(ctx, "POST", "/v1/grants/"+url.PathEscape(id)+"/approve", Approval{Signature: string(signature)}, &g)
+	return &g, err
+}
+
+// CustomerToken issues a customer's API token: the first, by an
+// operator; a new one (revoking the one before), by the customer.
 func (c *Client) CustomerToken(ctx context.Context, customer string) (string, error) {
 	var t Token
 	err := c.do(ctx, "POST", "/v1/customers/"+url.PathEscape(customer)+"/token", struct{}{}, &t)

@@ -37,6 +37,41 @@ type Customer struct {
 	DisplayName  string   `json:"display_name,omitempty"`
 	Emails       []string `json:"emails,omitempty"`
 	AgeRecipient string   `json:"age_recipient,omitempty"` // recordings are sealed to it
+	Keys         []string `json:"keys,omitempty"`          // the customer's SSH keys: approvals are signatures by one of them
+	TimeZone     string   `json:"time_zone,omitempty"`     // IANA, for times in notices and on the approval page
+}
+
+// CustomerUpdate is the body of PATCH /v1/customers/{name}: the fields
+// set are replaced.
+type CustomerUpdate struct {
+	DisplayName *string   `json:"display_name,omitempty"`
+	Emails      *[]string `json:"emails,omitempty"`
+	Keys        *[]string `json:"keys,omitempty"`
+	TimeZone    *string   `json:"time_zone,omitempty"`
+}
+
+// Staff is a staff member a customer's hosts may be granted to.
+type Staff struct {
+	Customer string    `json:"customer"`
+	Name     string    `json:"name"`
+	Role     string    `json:"role"`
+	Keys     []string  `json:"keys"` // SHA256 fingerprints
+	Added    time.Time `json:"added,omitzero"`
+}
+
+// Proposal is an operator's proposed change to a customer's settings.
+type Proposal struct {
+	ID         string    `json:"id"`
+	Customer   string    `json:"customer"`
+	Kind       string    `json:"kind"`
+	Target     string    `json:"target,omitempty"`
+	Body       string    `json:"body"`
+	Summary    string    `json:"summary"`
+	ProposedBy string    `json:"proposed_by"`
+	Created    time.Time `json:"created"`
+	State      string    `json:"state"`
+	DecidedBy  string    `json:"decided_by,omitempty"`
+	Error      string    `json:"error,omitempty"`
 }
 
 // ChangeResult counts what an inventory change did.

@@ -31,7 +31,7 @@ type Store interface {
 	Events(ctx context.Context, f store.EventFilter) ([]audit.Event, error)
 	Changed() <-chan struct{}
 	Authenticate(ctx context.Context, token string) (store.Operator, bool)
-	CustomerToken(ctx context.Context, customer, actor string) (string, error)
+	CustomerToken(ctx context.Context, customer, actor string, replace bool) (string, error)
 	AddWebhook(ctx context.Context, w store.Webhook, actor string) (store.Webhook, error)
 	RemoveWebhook(ctx context.Context, customer, id, actor string) error
 	Webhooks(ctx context.Context, customer string) ([]store.Webhook, error)
@@ -43,9 +43,20 @@ type Store interface {
 	Grants(ctx context.Context, f store.GrantFilter) ([]*store.Grant, error)
 	RevokeGrant(ctx context.Context, id, actor string) (*store.Grant, error)
 	SetPolicy(ctx context.Context, customer string, scope store.Scope, policy store.PolicyChoice, actor string) error
+	Customer(ctx context.Context, name string) (*store.Customer, error)
+	UpdateCustomer(ctx context.Context, name string, edit func(*store.Customer) error, actor string) (*store.Customer, error)
+	AddStaff(ctx context.Context, s store.Staff, actor string) error
+	RemoveStaff(ctx context.Context, customer, name, actor string) error
+	Staff(ctx context.Context, customer string) ([]store.Staff, error)
+	Propose(ctx context.Context, p store.Proposal) (*store.Proposal, error)
+	Proposal(ctx context.Context, id string) (*store.Proposal, error)
+	Proposals(ctx context.Context, customer string) ([]*store.Proposal, error)
+	CloseProposal(ctx context.Context, id, state, why, actor string) (*store.Proposal, error)
+	ApproveGrant(ctx context.Context, id string, signature []byte) (*store.Grant, error)
 	Policies(ctx context.Context, customer string) ([]store.Policy, error)
 	SetAgeRecipient(ctx context.Context, customer, recipient, actor string) error
 	ResetAgent(ctx context.Context, host, actor string) error
+	Emit(ctx context.Context, e audit.Event) error
 }
 
 // Secrets makes webhook signing secrets; keyring.Keyring is one.
@@ -71,6 +82,12 @@ type Server struct {
 	KRL func(ctx context.Context) ([]byte, int, error)
 	// Recordings are the rescue shells' recordings; nil serves none.
 	Recordings *recordings.Store
+	// OperatorsChangeCustomers is the provider's contract letting
+	// operators change a customer's notice channels, policies, keys and
+	// token themselves: each change then applies at once, told on the
+	// customer's existing channels first. Without it (the default) an
+	// operator only proposes, and the change waits for the customer.
+	OperatorsChangeCustomers bool
 }
 
 type ctxKey struct{}
@@ -119,54 +136,7 @@ func (s *Server) Handler() http.Handler {
 		writeJSON(w, http.StatusOK, api.RecordingList{Recordings: each(list, recordingOut)})
 	}))
 	mux.Handle("GET /v1/recordings/{id}", anyone(s.recording))
-	// A customer sets their own age key (the stronger promise: nobody at
-	// the provider chose it); an operator may set it for them.
-	mux.Handle("PUT /v1/customers/{name}/age-recipient", anyone(func(w http.ResponseWriter, r *http.Request) {
-		name := r.PathValue("name")
-		if c := principal(r).Customer; c != "" && c != name {
-			writeJSON(w, http.StatusForbidden, api.Error{Message: "a customer's token sets that customer's age recipient only"})
-			return
-		}
-		var body api.AgeRecipient
-		if !s.decode(w, r, &body) {
-			return
-		}
-		actor := operator(r)
-		if c := principal(r).Customer; c != "" {
-			actor = "customer:" + c
-		}
-		if err := s.Store.SetAgeRecipient(r.Context(), name, body.Recipient, actor); err != nil {
-			s.fail(w, r, err)
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
-	}))
 	mux.Handle("GET /v1/audit/verify", anyone(s.auditVerify))
-	mux.Handle("POST /v1/customers/{name}/token", auth(func(w http.ResponseWriter, r *http.Request) {
-		tok, err := s.Store.CustomerToken(r.Context(), r.PathValue("name"), operator(r))
-		if err != nil {
-			s.fail(w, r, err)
-			return
-		}
-		s.Log.Info("api: customer token issued", "operator", operator(r), "customer", r.PathValue("name"))
-		writeJSON(w, http.StatusCreated, api.Token{Token: tok})
-	}))
-	mux.Handle("GET /v1/customers/{name}/webhooks", auth(func(w http.ResponseWriter, r *http.Request) {
-		ws, err := s.Store.Webhooks(r.Context(), r.PathValue("name"))
-		if err != nil {
-			s.fail(w, r, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, api.WebhookList{Webhooks: each(ws, webhookOut)})
-	}))
-	mux.Handle("POST /v1/customers/{name}/webhooks", auth(s.addWebhook))
-	mux.Handle("DELETE /v1/customers/{name}/webhooks/{id}", auth(func(w http.ResponseWriter, r *http.Request) {
-		if err := s.Store.RemoveWebhook(r.Context(), r.PathValue("name"), r.PathValue("id"), operator(r)); err != nil {
-			s.fail(w, r, err)
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
-	}))
 	mux.Handle("POST /v1/grants", auth(func(w http.ResponseWriter, r *http.Request) {
 		var req api.GrantRequest
 		if !s.decode(w, r, &req) {
@@ -174,15 +144,18 @@ func (s *Server) Handler() http.Handler {
 		}
 		g, err := s.Store.RequestGrant(r.Context(), grantRequestIn(req), operator(r))
 		if err != nil {
-			s.fail(w, r, err)
+			if h, herr := s.Store.Host(req.Host); herr == nil && errors.Is(err, store.ErrForbidden) {
+				err = &refusal{customer: h.Customer, what: fmt.Sprintf("get a %s grant on %s", req.Scope, req.Host), err: err}
+			}
+			s.refuse(w, r, err)
 			return
 		}
 		s.Log.Info("api: rescue grant requested", "operator", operator(r), "grant", g.ID, "host", g.Host, "scope", g.Scope, "state", g.State)
 		writeJSON(w, http.StatusCreated, grantOut(g))
 	}))
-	mux.Handle("GET /v1/grants", auth(func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle("GET /v1/grants", anyone(func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
-		f := store.GrantFilter{Host: q.Get("host"), Customer: q.Get("customer"), State: store.GrantState(q.Get("state"))}
+		f := store.GrantFilter{Host: q.Get("host"), Customer: cmp.Or(principal(r).Customer, q.Get("customer")), State: store.GrantState(q.Get("state"))}
 		var ok bool
 		if f.Limit, ok = limit(w, r); !ok {
 			return
@@ -194,8 +167,8 @@ func (s *Server) Handler() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, api.GrantList{Grants: each(gs, grantOut)})
 	}))
-	mux.Handle("GET /v1/grants/{id}", auth(func(w http.ResponseWriter, r *http.Request) {
-		g, err := s.Store.Grant(r.Context(), r.PathValue("id"))
+	mux.Handle("GET /v1/grants/{id}", anyone(func(w http.ResponseWriter, r *http.Request) {
+		g, err := s.ownGrant(r)
 		if err != nil {
 			s.fail(w, r, err)
 			return
@@ -205,12 +178,9 @@ func (s *Server) Handler() http.Handler {
 	// A customer ends any grant on their own hosts with their own token;
 	// an operator any grant.
 	mux.Handle("POST /v1/grants/{id}/revoke", anyone(func(w http.ResponseWriter, r *http.Request) {
-		if c := principal(r).Customer; c != "" {
-			g, err := s.Store.Grant(r.Context(), r.PathValue("id"))
-			if err != nil || g.Customer != c {
-				writeJSON(w, http.StatusNotFound, api.Error{Message: "no such grant on your hosts"})
-				return
-			}
+		if _, err := s.ownGrant(r); err != nil {
+			s.fail(w, r, err)
+			return
 		}
 		g, err := s.Store.RevokeGrant(r.Context(), r.PathValue("id"), operator(r))
 		if err != nil {
@@ -219,25 +189,6 @@ func (s *Server) Handler() http.Handler {
 		}
 		s.Log.Info("api: rescue grant revoked", "operator", operator(r), "grant", g.ID)
 		writeJSON(w, http.StatusOK, grantOut(g))
-	}))
-	mux.Handle("GET /v1/customers/{name}/policies", auth(func(w http.ResponseWriter, r *http.Request) {
-		ps, err := s.Store.Policies(r.Context(), r.PathValue("name"))
-		if err != nil {
-			s.fail(w, r, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, api.PolicyList{Policies: each(ps, policyOut)})
-	}))
-	mux.Handle("PUT /v1/customers/{name}/policies/{scope}", auth(func(w http.ResponseWriter, r *http.Request) {
-		var p api.Policy
-		if !s.decode(w, r, &p) {
-			return
-		}
-		if err := s.Store.SetPolicy(r.Context(), r.PathValue("name"), store.Scope(r.PathValue("scope")), p.Policy, operator(r)); err != nil {
-			s.fail(w, r, err)
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
 	}))
 	mux.Handle("GET /v1/notices", auth(func(w http.ResponseWriter, r *http.Request) {
 		n, ok := limit(w, r)
@@ -308,6 +259,7 @@ func (s *Server) Handler() http.Handler {
 		writeJSON(w, http.StatusOK, bootOut(*b))
 	}))
 	mux.Handle("GET /v1/events", auth(s.events))
+	s.customerRoutes(mux, auth, anyone)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, api.Error{Message: fmt.Sprintf("no such API call: %s %s", r.Method, r.URL.Path),
 			Hint: "this lifeboatd may be older than your lifeboat CLI"})
@@ -390,7 +342,7 @@ func (s *Server) auth(next http.HandlerFunc, customers bool) http.Handler {
 		}
 		if p.Customer != "" && !customers {
 			s.Log.Warn("api: customer token used for an operator call", "customer", p.Customer, "path", r.URL.Path)
-			writeJSON(w, http.StatusForbidden, api.Error{Message: "a customer's token reads that customer's audit records and recordings only",
+			writeJSON(w, http.StatusForbidden, api.Error{Message: "a customer's token reaches that customer's own settings, grants, audit records and recordings only",
 				Hint: "lifeboat audit verify --customer"})
 			return
 		}
@@ -449,29 +401,6 @@ func (s *Server) auditVerify(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (s *Server) addWebhook(w http.ResponseWriter, r *http.Request) {
-	var req api.WebhookRequest
-	if !s.decode(w, r, &req) {
-		return
-	}
-	if s.Secrets == nil {
-		s.fail(w, r, errors.New("no secret key configured"))
-		return
-	}
-	secret, sealed, err := s.Secrets.NewWebhookSecret()
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	wh, err := s.Store.AddWebhook(r.Context(), store.Webhook{Customer: r.PathValue("name"), URL: req.URL, Sealed: sealed}, operator(r))
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	s.Log.Info("api: webhook added", "operator", operator(r), "customer", wh.Customer, "webhook", wh.ID)
-	writeJSON(w, http.StatusCreated, api.WebhookCreated{Webhook: webhookOut(wh), Secret: secret})
-}
-
 // after reads the after parameter (0 if absent); a bad one is answered here.
 func after(w http.ResponseWriter, r *http.Request) (int64, bool) {
 	v := r.URL.Query().Get("after")
@@ -500,6 +429,10 @@ func (s *Server) putHost(create bool) http.HandlerFunc {
 				Hint: "a host is renamed by removing it and adding it again"})
 			return
 		}
+		if err := s.checkMoves([]*store.Host{h}); err != nil {
+			s.refuse(w, r, err)
+			return
+		}
 		res, err := s.Store.Apply(r.Context(), store.Change{Put: []*store.Host{h}, Create: create, Replace: !create}, operator(r))
 		if err != nil {
 			s.fail(w, r, err)
@@ -515,6 +448,28 @@ func (s *Server) putHost(create bool) http.HandlerFunc {
 	}
 }
 
+// checkMoves refuses to move a host from one customer to another: that
+// would hand the next customer's policies, channels and staff list a host
+// whose disk is the first customer's. A host leaves its customer by being
+// removed (they are told) and added again; or, under the contract, moved
+// (both are told, the one it leaves on their own channels).
+func (s *Server) checkMoves(hosts []*store.Host) error {
+	if s.OperatorsChangeCustomers {
+		return nil
+	}
+	for _, h := range hosts {
+		if h == nil {
+			continue
+		}
+		if old, err := s.Store.Host(h.Name); err == nil && old.Customer != "" && old.Customer != h.Customer {
+			return &refusal{customer: old.Customer, what: "move host " + h.Name + " to customer " + h.Customer,
+				err: fmt.Errorf("host %s: %w: it belongs to customer %s; remove it (they are told) and add it again for %s",
+					h.Name, store.ErrForbidden, old.Customer, h.Customer)}
+		}
+	}
+	return nil
+}
+
 func (s *Server) importHosts(w http.ResponseWriter, r *http.Request) {
 	var l api.HostList
 	if !s.decode(w, r, &l) {
@@ -525,6 +480,10 @@ func (s *Server) importHosts(w http.ResponseWriter, r *http.Request) {
 	// is listed at once, by its place in the file.
 	if _, err := store.NewIndex(hosts); err != nil {
 		s.fail(w, r, fmt.Errorf("%w: %w", store.ErrInvalid, err))
+		return
+	}
+	if err := s.checkMoves(hosts); err != nil {
+		s.refuse(w, r, err)
 		return
 	}
 	res, err := s.Store.Apply(r.Context(), store.Change{Put: hosts}, operator(r))
@@ -653,10 +612,37 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		writeJSON(w, http.StatusNotFound, api.Error{Message: err.Error(), Hint: hint404(r)})
 	case errors.Is(err, store.ErrConflict):
 		writeJSON(w, http.StatusConflict, api.Error{Message: err.Error()})
+	case errors.Is(err, store.ErrForbidden), errors.Is(err, store.ErrConsent):
+		writeJSON(w, http.StatusForbidden, api.Error{Message: err.Error()})
 	default:
 		s.Log.Error("api: request failed", "path", r.URL.Path, "operator", operator(r), "err", err)
 		writeJSON(w, http.StatusInternalServerError, api.Error{Message: "internal error in lifeboatd", Hint: "see lifeboatd's log"})
 	}
+}
+
+// refusal is an operator's attempt at what only the customer may do: it is
+// refused, and the customer is told.
+type refusal struct {
+	customer, what string
+	err            error
+}
+
+func (e *refusal) Error() string { return e.err.Error() }
+func (e *refusal) Unwrap() error { return e.err }
+
+// refuse answers a refusal, recording it for the customer first (a
+// refusal the log cannot take is still a refusal).
+func (s *Server) refuse(w http.ResponseWriter, r *http.Request, err error) {
+	var rf *refusal
+	if errors.As(err, &rf) && rf.customer != "" {
+		ev := audit.Event{Time: time.Now(), Code: audit.OperatorRefused, Customer: rf.customer, Actor: operator(r),
+			Details: map[string]string{"what": rf.what, "why": rf.err.Error()}}
+		if eerr := s.Store.Emit(r.Context(), ev); eerr != nil {
+			s.Log.Error("api: recording a refusal", "err", eerr)
+		}
+		s.Log.Warn("api: refused: needs the customer", "operator", operator(r), "customer", rf.customer, "what", rf.what)
+	}
+	s.fail(w, r, err)
 }
 
 func hint404(r *http.Request) string {

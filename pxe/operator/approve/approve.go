@@ -1,12 +1,14 @@
 package approve
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"html/template"
 	"log/slog"
 	"net/http"
-	"time"
+	"net/url"
+	"strings"
 
 	"golang.org/x/crypto/ssh"
 
@@ -16,7 +18,9 @@ import (
 // Store is what the page needs of the store.
 type Store interface {
 	Grant(ctx context.Context, id string) (*store.Grant, error)
-	DecideGrant(ctx context.Context, id string, approve bool, actor string) (*store.Grant, error)
+	Customer(ctx context.Context, name string) (*store.Customer, error)
+	DenyGrant(ctx context.Context, id, actor string) (*store.Grant, error)
+	ApproveGrant(ctx context.Context, id string, signature []byte) (*store.Grant, error)
 }
 
 // Signer checks approval links; keyring.Keyring is one.
@@ -24,35 +28,40 @@ type Signer interface {
 	CheckApproval(grantID, sig string) bool
 }
 
-// Server is the customer listener's handler.
+// Server is the customer listener's handler. The link in the notice shows
+// the grant and lets the customer deny it; approving takes a signature by
+// one of the customer's own SSH keys over the grant's exact text, so that
+// whoever else sees the link (the provider's mail server, an operator who
+// added a webhook) cannot approve.
 type Server struct {
-	Store Store
-	Links Signer
-	Log   *slog.Logger
-}
-
-// scopeText says in plain words what each scope lets support do.
-var scopeText = map[store.Scope]string{
-	store.ScopePasswordReset: "reset the password of one user on the installed system, and nothing else. On an encrypted disk this is refused until you unlock it yourself.",
-	store.ScopeShell:         "open a shell in lifeboat's rescue system on this host. Its output is recorded. Encrypted disks stay locked unless you unlock them.",
-	store.ScopeConsole:       "let a data-centre technician use the host's console, with a one-time code.",
+	Store    Store
+	Links    Signer
+	Log      *slog.Logger
+	Provider string // the provider's name, as customers know it
 }
 
 type page struct {
-	Grant       *store.Grant
-	ScopeText   string
-	KeyFP       string
-	Hours       string
-	Sig         string
-	Waiting     bool
-	Done        string // the decision just made
-	Error       string
-	LocalFormat string
+	Grant    *store.Grant
+	Customer string // display name, or name
+	Provider string
+	Meaning  []string
+	After    string
+	KeyFP    string
+	Duration string
+	From     string
+	Until    string
+	Asked    string
+	Decided  string
+	Text     string // what to sign
+	TextURL  string
+	Sig      string
+	Waiting  bool
+	Done     string // the decision just made
+	Error    string
+	Refused  string // why a signature did not count
 }
 
-var tmpl = template.Must(template.New("page").Funcs(template.FuncMap{
-	"when": func(t time.Time) string { return t.UTC().Format("Mon 2 Jan 2006, 15:04 MST") },
-}).Parse(`<!doctype html>
+var tmpl = template.Must(template.New("page").Parse(`<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
@@ -60,11 +69,13 @@ var tmpl = template.Must(template.New("page").Funcs(template.FuncMap{
 <meta name="referrer" content="no-referrer">
 <title>lifeboat: rescue grant {{with .Grant}}for {{.Host}}{{end}}</title>
 <style>
-body { font: 17px/1.5 system-ui, sans-serif; margin: 0 auto; max-width: 36em; padding: 1em; color: #111; }
-h1 { font-size: 1.3em; }
+body { font: 17px/1.5 system-ui, sans-serif; margin: 0 auto; max-width: 40em; padding: 1em; color: #111; }
+h1 { font-size: 1.3em; } h2 { font-size: 1.1em; }
 dl { display: grid; grid-template-columns: max-content 1fr; gap: .3em 1em; }
 dt { font-weight: 600; } dd { margin: 0; overflow-wrap: anywhere; }
-.buttons { display: flex; gap: 1em; margin-top: 1.5em; }
+pre { background: #f4f4f4; padding: .6em; overflow-x: auto; font-size: .85em; }
+textarea { width: 100%; font: .8em monospace; }
+.buttons { display: flex; gap: 1em; margin-top: 1em; }
 button { flex: 1; font-size: 1.1em; padding: .8em; border-radius: .4em; border: 1px solid #555; }
 button.approve { background: #1a7f37; color: #fff; border-color: #1a7f37; }
 button.deny { background: #fff; color: #a40e26; border-color: #a40e26; }
@@ -74,28 +85,38 @@ button.deny { background: #fff; color: #a40e26; border-color: #a40e26; }
 </head>
 <body>
 {{if .Error}}<h1>lifeboat</h1><p class="error" id="error">{{.Error}}</p>{{else}}{{with .Grant}}
-<h1>Rescue grant for {{.Host}}</h1>
+<h1>{{if $.Provider}}{{$.Provider}}: {{end}}rescue grant for {{.Host}}</h1>
 {{if $.Done}}<p class="state" id="result">You {{$.Done}} this grant.</p>{{end}}
-<p><strong>{{.Staff}}</strong> asks to {{$.ScopeText}}</p>
+{{if $.Refused}}<p class="error" id="refused">The signature was not accepted: {{$.Refused}}</p>{{end}}
+<p><strong>{{.Staff}}</strong>{{if $.Provider}} of {{$.Provider}}{{end}} asks for a <strong>{{.Scope}}</strong> grant on <strong>{{.Host}}</strong> for {{$.Duration}}. If you approve:</p>
+<ul id="meaning">{{range $.Meaning}}<li>{{.}}</li>{{end}}</ul>
+<p id="after">{{$.After}}</p>
 <dl>
 <dt>Host</dt><dd id="host">{{.Host}}</dd>
-<dt>Customer</dt><dd>{{.Customer}}</dd>
+<dt>Customer</dt><dd>{{$.Customer}}</dd>
 <dt>Who</dt><dd id="staff">{{.Staff}}, with SSH key {{$.KeyFP}}</dd>
 <dt>Ticket</dt><dd id="ticket">{{.Ticket}}</dd>
 <dt>Reason</dt><dd id="reason">{{.Reason}}</dd>
-<dt>Scope</dt><dd id="scope">{{.Scope}}</dd>
-<dt>Valid</dt><dd>from {{when .From}} until {{when .Until}} ({{$.Hours}})</dd>
-<dt>State</dt><dd id="state">{{.State}}{{if .DecidedBy}} ({{.DecidedBy}}, {{when .Decided}}){{end}}</dd>
+<dt>Asked</dt><dd>{{$.Asked}}</dd>
+<dt>Window</dt><dd id="window">{{if $.Decided}}from {{$.From}} until {{$.Until}}{{else}}{{$.Duration}} from your approval{{end}}</dd>
+<dt>State</dt><dd id="state">{{.State}}{{if .DecidedBy}} ({{.DecidedBy}}, {{$.Decided}}){{end}}</dd>
 </dl>
 {{if $.Waiting}}
+<h2>To approve</h2>
+<p>Sign this exact text with one of your SSH keys on file with your provider:</p>
+<pre id="text">{{$.Text}}</pre>
+<p>For example, in a terminal:</p>
+<pre id="command">curl -s '{{$.TextURL}}' | ssh-keygen -Y sign -n lifeboat-grant -f ~/.ssh/id_ed25519</pre>
+<p>Or save the text as grant.txt and run <code>ssh-keygen -Y sign -n lifeboat-grant -f ~/.ssh/id_ed25519 grant.txt</code>; it writes grant.txt.sig. Paste the signature here:</p>
 <form method="post" action="/approve/{{.ID}}">
 <input type="hidden" name="sig" value="{{$.Sig}}">
+<textarea name="signature" id="signature" rows="8" placeholder="-----BEGIN SSH SIGNATURE-----"></textarea>
 <div class="buttons">
 <button class="approve" id="approve" type="submit" name="decision" value="approve">Approve</button>
 <button class="deny" id="deny" type="submit" name="decision" value="deny">Deny</button>
 </div>
 </form>
-<p>Whatever you choose is recorded in the audit log with this grant, and you will get a notice of it.</p>
+<p>Denying needs no signature. Whatever you choose is recorded in the audit log with this grant (an approval with your signature, so anyone can check later that it was you), and you will get a notice of it.</p>
 {{else if not $.Done}}<p class="state">This grant is {{.State}}: there is nothing to decide any more.</p>{{end}}
 {{end}}{{end}}
 </body>
@@ -108,6 +129,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /approve/{id}", func(w http.ResponseWriter, r *http.Request) {
 		s.show(w, r, r.URL.Query().Get("sig"), "")
 	})
+	mux.HandleFunc("GET /approve/{id}/text", s.text)
 	mux.HandleFunc("POST /approve/{id}", s.decide)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	return headers(mux)
@@ -127,12 +149,13 @@ func headers(next http.Handler) http.Handler {
 	})
 }
 
-func (s *Server) show(w http.ResponseWriter, r *http.Request, sig, done string) {
+// grant loads the grant of a link, answering for it if it cannot.
+func (s *Server) grant(w http.ResponseWriter, r *http.Request, sig string) (*store.Grant, bool) {
 	id := r.PathValue("id")
 	if !s.Links.CheckApproval(id, sig) {
-		s.Log.Warn("approval page: bad or missing signature", "grant", id, "peer", r.RemoteAddr)
+		s.Log.Warn("approval page: bad or missing link signature", "grant", id, "peer", r.RemoteAddr)
 		render(w, http.StatusForbidden, page{Error: "This link is not valid. Open the link from the notice exactly as it was sent."})
-		return
+		return nil, false
 	}
 	g, err := s.Store.Grant(r.Context(), id)
 	if err != nil {
@@ -144,31 +167,66 @@ func (s *Server) show(w http.ResponseWriter, r *http.Request, sig, done string) 
 			s.Log.Error("approval page: store", "grant", id, "err", err)
 		}
 		render(w, code, page{Error: msg})
+		return nil, false
+	}
+	return g, true
+}
+
+// text serves the exact text to sign, for curl | ssh-keygen -Y sign.
+func (s *Server) text(w http.ResponseWriter, r *http.Request) {
+	g, ok := s.grant(w, r, r.URL.Query().Get("sig"))
+	if !ok {
 		return
 	}
-	p := page{Grant: g, ScopeText: scopeText[g.Scope], Sig: sig, Waiting: g.State == store.GrantRequested, Done: done,
-		Hours: g.Until.Sub(g.From).Round(time.Minute).String()}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, _ = w.Write(store.ConsentText(g))
+}
+
+func (s *Server) show(w http.ResponseWriter, r *http.Request, sig, done string) {
+	s.showRefused(w, r, sig, done, "")
+}
+
+func (s *Server) showRefused(w http.ResponseWriter, r *http.Request, sig, done, refused string) {
+	g, ok := s.grant(w, r, sig)
+	if !ok {
+		return
+	}
+	name, tz := g.Customer, ""
+	if c, err := s.Store.Customer(r.Context(), g.Customer); err == nil {
+		name, tz = cmp.Or(c.DisplayName, c.Name), c.TimeZone
+	}
+	p := page{Grant: g, Customer: name, Provider: s.Provider, Meaning: store.Meaning(g.Scope), After: store.AfterApproval,
+		Duration: store.Duration(g.Until.Sub(g.From)), Asked: store.When(g.Created, tz), From: store.When(g.From, tz), Until: store.When(g.Until, tz),
+		Text: string(store.ConsentText(g)), Sig: sig, Waiting: g.State == store.GrantRequested, Done: done, Refused: refused}
+	if !g.Decided.IsZero() {
+		p.Decided = store.When(g.Decided, tz)
+	}
+	u := url.URL{Scheme: "https", Host: r.Host, Path: "/approve/" + g.ID + "/text", RawQuery: url.Values{"sig": {sig}}.Encode()}
+	if r.TLS == nil {
+		u.Scheme = "http"
+	}
+	p.TextURL = u.String()
 	if pk, _, _, _, err := ssh.ParseAuthorizedKey([]byte(g.StaffKey)); err == nil {
 		p.KeyFP = ssh.FingerprintSHA256(pk)
 	}
-	render(w, http.StatusOK, p)
+	code := http.StatusOK
+	if refused != "" {
+		code = http.StatusForbidden
+	}
+	render(w, code, p)
 }
 
 func (s *Server) decide(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	r.Body = http.MaxBytesReader(w, r.Body, 4096)
+	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
 	if err := r.ParseForm(); err != nil {
 		render(w, http.StatusBadRequest, page{Error: "The form could not be read."})
 		return
 	}
 	sig, decision := r.PostForm.Get("sig"), r.PostForm.Get("decision")
 	if !s.Links.CheckApproval(id, sig) {
-		s.Log.Warn("approval page: decision with a bad signature", "grant", id, "peer", r.RemoteAddr)
+		s.Log.Warn("approval page: decision with a bad link signature", "grant", id, "peer", r.RemoteAddr)
 		render(w, http.StatusForbidden, page{Error: "This link is not valid. Open the link from the notice exactly as it was sent."})
-		return
-	}
-	if decision != "approve" && decision != "deny" {
-		render(w, http.StatusBadRequest, page{Error: "Choose Approve or Deny."})
 		return
 	}
 	g, err := s.Store.Grant(r.Context(), id)
@@ -176,8 +234,25 @@ func (s *Server) decide(w http.ResponseWriter, r *http.Request) {
 		s.show(w, r, sig, "")
 		return
 	}
-	actor := "customer:" + g.Customer + " (approval link)"
-	if _, err := s.Store.DecideGrant(r.Context(), id, decision == "approve", actor); err != nil {
+	var done string
+	switch decision {
+	case "approve":
+		if _, err = s.Store.ApproveGrant(r.Context(), id, []byte(r.PostForm.Get("signature"))); err == nil {
+			done = "approved"
+		} else if errors.Is(err, store.ErrConsent) {
+			s.Log.Warn("approval page: signature refused", "grant", id, "peer", r.RemoteAddr, "err", err)
+			s.showRefused(w, r, sig, "", strings.TrimPrefix(err.Error(), store.ErrConsent.Error()+": "))
+			return
+		}
+	case "deny":
+		if _, err = s.Store.DenyGrant(r.Context(), id, "customer:"+g.Customer+" (approval link)"); err == nil {
+			done = "denied"
+		}
+	default:
+		render(w, http.StatusBadRequest, page{Error: "Choose Approve or Deny."})
+		return
+	}
+	if err != nil {
 		if errors.Is(err, store.ErrConflict) {
 			s.show(w, r, sig, "") // decided already: the page says what it is now
 			return
@@ -187,10 +262,6 @@ func (s *Server) decide(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.Log.Info("grant decided by its customer", "grant", id, "host", g.Host, "decision", decision, "peer", r.RemoteAddr)
-	done := "approved"
-	if decision == "deny" {
-		done = "denied"
-	}
 	s.show(w, r, sig, done)
 }
 

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -24,9 +25,10 @@ import (
 const key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl staff@provider"
 
 type rig struct {
-	db   *sqlite.DB
-	keys *keyring.Keyring
-	srv  *httptest.Server
+	db      *sqlite.DB
+	keys    *keyring.Keyring
+	srv     *httptest.Server
+	custKey string // the customer's private key file (ssh-keygen made it)
 }
 
 func newRig(t testing.TB) *rig {
@@ -42,17 +44,40 @@ func newRig(t testing.TB) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := db.AddCustomer(ctx, store.Customer{Name: "acme"}, "op"); err != nil {
+	custKey := filepath.Join(dir, "id_acme")
+	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "ops@acme", "-f", custKey).CombinedOutput(); err != nil {
+		t.Fatalf("ssh-keygen: %v: %s", err, out)
+	}
+	pub, err := os.ReadFile(custKey + ".pub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.AddCustomer(ctx, store.Customer{Name: "acme", DisplayName: "ACME Corp", TimeZone: "Europe/Berlin", Keys: []string{strings.TrimSpace(string(pub))}}, "op"); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.AddStaff(ctx, store.Staff{Customer: "acme", Name: "bob", Role: "support", Keys: store.Fingerprints([]string{key})}, "op"); err != nil {
 		t.Fatal(err)
 	}
 	h := &store.Host{Name: "web-01", MAC: "52:54:00:00:00:01", IP: netip.MustParseAddr("10.0.0.11"), Customer: "acme", AuthorizedKeys: []string{key}}
 	if _, err := db.Apply(ctx, store.Change{Put: []*store.Host{h}}, "op"); err != nil {
 		t.Fatal(err)
 	}
-	s := &Server{Store: db, Links: keys, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	s := &Server{Store: db, Links: keys, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Provider: "Example Hosting"}
 	srv := httptest.NewServer(s.Handler())
 	t.Cleanup(srv.Close)
-	return &rig{db: db, keys: keys, srv: srv}
+	return &rig{db: db, keys: keys, srv: srv, custKey: custKey}
+}
+
+// sign signs text as the customer does: ssh-keygen -Y sign with their key.
+func (r *rig) sign(t testing.TB, key, text string) string {
+	t.Helper()
+	cmd := exec.Command("ssh-keygen", "-q", "-Y", "sign", "-n", "lifeboat-grant", "-f", key)
+	cmd.Stdin = strings.NewReader(text)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("ssh-keygen -Y sign: %v", err)
+	}
+	return string(out)
 }
 
 func (r *rig) shellGrant(t testing.TB, reason string) *store.Grant {
@@ -102,8 +127,19 @@ func TestApprovalPage(t *testing.T) {
 			t.Errorf("%s: %d", u, code)
 		}
 	}
-	post := func(id, sig, decision string) (int, string) {
-		resp, err := http.PostForm(r.srv.URL+"/approve/"+id, url.Values{"sig": {sig}, "decision": {decision}})
+	// It says what approving means, in the customer's time zone.
+	for _, want := range []string{"Example Hosting", "ACME Corp", "root shell", "reboots into lifeboat", "2 hours", "Europe/Berlin", "lifeboat rescue revoke", "ssh-keygen -Y sign -n lifeboat-grant"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("page does not say %q", want)
+		}
+	}
+	// The text to sign is served as is, for curl | ssh-keygen.
+	code, text := get(t, r.srv.URL+"/approve/"+g.ID+"/text?sig="+r.keys.ApprovalSig(g.ID))
+	if code != 200 || text != string(store.ConsentText(g)) {
+		t.Fatalf("text: %d %q", code, text)
+	}
+	post := func(id, sig, decision, signature string) (int, string) {
+		resp, err := http.PostForm(r.srv.URL+"/approve/"+id, url.Values{"sig": {sig}, "decision": {decision}, "signature": {signature}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -111,17 +147,35 @@ func TestApprovalPage(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b)
 	}
-	if code, _ := post(g.ID, r.keys.ApprovalSig(other.ID), "approve"); code != 403 {
-		t.Errorf("decision with another grant's signature: %d", code)
+	if code, _ := post(g.ID, r.keys.ApprovalSig(other.ID), "approve", r.sign(t, r.custKey, text)); code != 403 {
+		t.Errorf("decision with another grant's link: %d", code)
 	}
-	if code, _ := post(g.ID, r.keys.ApprovalSig(g.ID), "maybe"); code != 400 {
+	if code, _ := post(g.ID, r.keys.ApprovalSig(g.ID), "maybe", ""); code != 400 {
 		t.Errorf("decision maybe: %d", code)
 	}
-	if code, body := post(g.ID, r.keys.ApprovalSig(g.ID), "deny"); code != 200 || !strings.Contains(body, "You denied this grant") {
+	// Whoever holds the link (the mail server, an operator who added a
+	// webhook) cannot approve: it takes the customer's key.
+	operatorKey := filepath.Join(t.TempDir(), "id_op")
+	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", operatorKey).CombinedOutput(); err != nil {
+		t.Fatalf("ssh-keygen: %v: %s", err, out)
+	}
+	for name, signature := range map[string]string{
+		"no signature":         "",
+		"the operator's key":   r.sign(t, operatorKey, text),
+		"another grant's text": r.sign(t, r.custKey, string(store.ConsentText(other))),
+	} {
+		if code, body := post(g.ID, r.keys.ApprovalSig(g.ID), "approve", signature); code != 403 || !strings.Contains(body, `id="refused"`) {
+			t.Errorf("approve with %s: %d", name, code)
+		}
+	}
+	if now, _ := r.db.Grant(context.Background(), g.ID); now.State != store.GrantRequested {
+		t.Fatalf("after refused approvals: %s", now.State)
+	}
+	if code, body := post(g.ID, r.keys.ApprovalSig(g.ID), "deny", ""); code != 200 || !strings.Contains(body, "You denied this grant") {
 		t.Fatalf("deny: %d\n%s", code, body)
 	}
-	// The link is spent: approving now changes nothing.
-	if code, body := post(g.ID, r.keys.ApprovalSig(g.ID), "approve"); code != 200 || !strings.Contains(body, "nothing to decide") {
+	// Decided once: approving now changes nothing.
+	if code, body := post(g.ID, r.keys.ApprovalSig(g.ID), "approve", r.sign(t, r.custKey, text)); code != 200 || !strings.Contains(body, "nothing to decide") {
 		t.Fatalf("approve after deny: %d\n%s", code, body)
 	}
 	if now, _ := r.db.Grant(context.Background(), g.ID); now.State != store.GrantDenied || !strings.HasPrefix(now.DecidedBy, "customer:acme") {
@@ -130,8 +184,9 @@ func TestApprovalPage(t *testing.T) {
 }
 
 // In a real browser (Debian's chromium, headless): the customer opens the
-// link from the notice, reads the grant, clicks Approve, and the grant is
-// approved.
+// link from the notice, reads the grant, signs the text shown with
+// ssh-keygen, pastes the signature, clicks Approve, and the grant is
+// approved with their key's name on it.
 func TestApproveInChromium(t *testing.T) {
 	exe := "/usr/bin/chromium"
 	if _, err := os.Stat(exe); err != nil {
@@ -148,12 +203,21 @@ func TestApproveInChromium(t *testing.T) {
 	defer cancel()
 	ctx, cancel = context.WithTimeout(ctx, 90*time.Second)
 	defer cancel()
-	var host, ticket, reason, result, state string
+	var host, ticket, reason, text, result, state string
 	if err := chromedp.Run(ctx,
 		chromedp.Navigate(r.link(g)),
 		chromedp.Text("#host", &host, chromedp.ByID),
 		chromedp.Text("#ticket", &ticket, chromedp.ByID),
 		chromedp.Text("#reason", &reason, chromedp.ByID),
+		chromedp.Text("#text", &text, chromedp.ByID),
+	); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasSuffix(text, "\n") {
+		text += "\n" // innerText may drop the last newline of a <pre>
+	}
+	if err := chromedp.Run(ctx,
+		chromedp.SetValue("#signature", r.sign(t, r.custKey, text), chromedp.ByID),
 		chromedp.Click("#approve", chromedp.ByID),
 		chromedp.WaitVisible("#result", chromedp.ByID),
 		chromedp.Text("#result", &result, chromedp.ByID),
@@ -168,7 +232,7 @@ func TestApproveInChromium(t *testing.T) {
 		t.Errorf("after the click: %q, state %q", result, state)
 	}
 	now, err := r.db.Grant(context.Background(), g.ID)
-	if err != nil || now.State != store.GrantApproved || !strings.HasPrefix(now.DecidedBy, "customer:acme") {
+	if err != nil || now.State != store.GrantApproved || !strings.HasPrefix(now.DecidedBy, "customer:acme (key SHA256:") {
 		t.Fatalf("grant after the click = %+v, %v", now, err)
 	}
 }
@@ -187,9 +251,9 @@ func FuzzDecide(f *testing.F) {
 	f.Add(g.ID, r.keys.ApprovalSig("g-other"), "approve")
 	f.Fuzz(func(t *testing.T, id, sig, decision string) {
 		if sig == r.keys.ApprovalSig(id) {
-			return // a valid signature: not this test's question
+			return // a valid link: not this test's question
 		}
-		resp, err := http.PostForm(r.srv.URL+"/approve/"+url.PathEscape(id), url.Values{"sig": {sig}, "decision": {decision}})
+		resp, err := http.PostForm(r.srv.URL+"/approve/"+url.PathEscape(id), url.Values{"sig": {sig}, "decision": {decision}, "signature": {sig}})
 		if err != nil {
 			return // an id the client refuses to send
 		}

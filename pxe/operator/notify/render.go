@@ -4,10 +4,12 @@ import (
 	"cmp"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/lifeboat-boot/lifeboat/pxe/store"
 	"github.com/lifeboat-boot/lifeboat/pxe/store/audit"
 )
 
@@ -28,8 +30,8 @@ type Data struct {
 	Actor    string            `json:"actor,omitempty"`
 	Details  map[string]string `json:"details,omitempty"`
 	Receipt  audit.Receipt     `json:"receipt"`
-	// ApproveURL is the one-time page where the customer approves or
-	// denies a rescue grant that waits for them.
+	// ApproveURL is the page where the customer approves (with a
+	// signature) or denies a rescue grant that waits for them.
 	ApproveURL string `json:"approve_url,omitempty"`
 }
 
@@ -73,7 +75,7 @@ func summary(e audit.Event) string {
 		return fmt.Sprintf("%s could not boot its own operating system: %s", e.Host, d["reason"])
 	case audit.RescueRequest:
 		if d["state"] == "requested" {
-			return fmt.Sprintf("%s asks for a %s grant on %s (ticket %s): it waits for your approval", d["staff"], d["scope"], e.Host, d["ticket"])
+			return fmt.Sprintf("%s asks for a %s grant on %s for %s (ticket %s): it waits for your approval", d["staff"], d["scope"], e.Host, window(d), d["ticket"])
 		}
 		return fmt.Sprintf("%s was given a %s grant on %s (ticket %s) under your notify policy", d["staff"], d["scope"], e.Host, d["ticket"])
 	case audit.RescueApprove:
@@ -84,6 +86,33 @@ func summary(e audit.Event) string {
 		return fmt.Sprintf("the %s grant on %s for %s was revoked by %s", d["scope"], e.Host, d["staff"], e.Actor)
 	case audit.RescueExpire:
 		return fmt.Sprintf("the %s grant on %s for %s has expired", d["scope"], e.Host, d["staff"])
+	case audit.HostAdd:
+		return fmt.Sprintf("%s added host %s to your account", e.Actor, e.Host)
+	case audit.HostSet:
+		return fmt.Sprintf("%s changed host %s (%s)", e.Actor, e.Host, changed(d))
+	case audit.HostRemove:
+		return fmt.Sprintf("%s removed host %s from your account", e.Actor, e.Host)
+	case audit.WebhookAdd:
+		return fmt.Sprintf("%s added a webhook for your notices, to %s", e.Actor, d["url_host"])
+	case audit.WebhookRemove:
+		return fmt.Sprintf("%s removed webhook %s: it gets no more notices", e.Actor, d["webhook"])
+	case audit.CustomerToken:
+		if d["replaces"] == "true" {
+			return fmt.Sprintf("%s made a new API token for your account; the one before no longer works", e.Actor)
+		}
+		return fmt.Sprintf("%s made your account's API token", e.Actor)
+	case audit.CustomerSet:
+		return fmt.Sprintf("%s changed your account's settings (%s)", e.Actor, changed(d))
+	case audit.StaffAdd:
+		return fmt.Sprintf("%s put %s (%s) on the list of staff who may be granted your hosts, with keys %s", e.Actor, d["name"], d["role"], d["keys"])
+	case audit.StaffRemove:
+		return fmt.Sprintf("%s took %s off the list of staff who may be granted your hosts", e.Actor, d["name"])
+	case audit.OperatorRefused:
+		return fmt.Sprintf("%s tried to %s and was refused: %s", e.Actor, d["what"], d["why"])
+	case audit.ProposalOpen:
+		return fmt.Sprintf("%s proposes to %s; it applies only if you accept it (proposal %s)", e.Actor, d["summary"], d["proposal"])
+	case audit.ProposalClose:
+		return fmt.Sprintf("proposal %s (%s) was %s by %s", d["proposal"], d["summary"], d["state"], e.Actor)
 	case audit.RescuePolicy:
 		return fmt.Sprintf("your policy for %s grants is now %q", d["scope"], d["policy"])
 	case audit.RescueActive:
@@ -111,6 +140,26 @@ func summary(e audit.Event) string {
 	return fmt.Sprintf("%s: %s", cmp.Or(e.Host, e.Customer), e.Code)
 }
 
+// window is a grant's duration in words, from its record.
+func window(d map[string]string) string {
+	from, err1 := time.Parse(time.RFC3339, d["from"])
+	until, err2 := time.Parse(time.RFC3339, d["until"])
+	if err1 != nil || err2 != nil {
+		return "a while"
+	}
+	return store.Duration(until.Sub(from))
+}
+
+// changed lists the fields a change record names, "what: before → after".
+func changed(d map[string]string) string {
+	keys := slices.Sorted(maps.Keys(d))
+	parts := make([]string, 0, len(keys))
+	for _, k := range keys {
+		parts = append(parts, k+": "+d[k])
+	}
+	return cmp.Or(strings.Join(parts, "; "), "nothing")
+}
+
 // Render makes the notice for a record; approveURL, if set, is the
 // approval page of the grant it asks about.
 func Render(e audit.Event, approveURL string) Message {
@@ -129,13 +178,24 @@ func Render(e audit.Event, approveURL string) Message {
 		Host: e.Host, MAC: e.MAC, Boot: e.Boot, Actor: e.Actor, Details: e.Details, Receipt: receipt, ApproveURL: approveURL}})
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s.\n\n", upperFirst(sum))
-	if approveURL != "" {
-		fmt.Fprintf(&b, "To approve or deny it, open this page (the link works once, for this grant only):\n  %s\n\n", approveURL)
+	if e.Code == audit.RescueRequest && e.Details["state"] == string(store.GrantRequested) {
+		fmt.Fprintf(&b, "If you approve:\n")
+		for _, m := range store.Meaning(store.Scope(e.Details["scope"])) {
+			fmt.Fprintf(&b, "  - %s\n", m)
+		}
+		fmt.Fprintf(&b, "\n%s\n\n", store.AfterApproval)
+		if approveURL != "" {
+			fmt.Fprintf(&b, "To approve (with a signature by one of your SSH keys) or deny, open this page;\n"+
+				"it is for this grant only, and a decision is made once:\n  %s\n\n", approveURL)
+		}
+		fmt.Fprintf(&b, "Or, with your token: lifeboat rescue approve %s --key ~/.ssh/id_ed25519\n\n", e.Details["grant"])
 	}
 	fmt.Fprintf(&b, "%-14s%s\n", "What:", e.Code)
 	fmt.Fprintf(&b, "%-14s%s\n", "When:", e.Time.UTC().Format("2006-01-02 15:04:05 MST"))
-	if e.Host != "" {
+	if e.Host != "" && e.MAC != "" {
 		fmt.Fprintf(&b, "%-14s%s (%s)\n", "Host:", e.Host, e.MAC)
+	} else if e.Host != "" {
+		fmt.Fprintf(&b, "%-14s%s\n", "Host:", e.Host)
 	}
 	if e.Boot != "" {
 		fmt.Fprintf(&b, "%-14s%s\n", "Boot:", e.Boot)

@@ -40,6 +40,12 @@ const (
 	WebhookRemove        Code = "webhook.remove"         // a customer's webhook was removed
 	CustomerToken        Code = "customer.token"         // a customer was given (or re-given) an API token
 	CustomerAgeRecipient Code = "customer.age_recipient" // the age key recordings are sealed to was set or removed
+	CustomerSet          Code = "customer.set"           // a customer's e-mails, keys, display name or time zone changed (details: what, before and after)
+	StaffAdd             Code = "staff.add"              // a staff member may now be granted the customer's hosts (details: name, role, keys)
+	StaffRemove          Code = "staff.remove"           // a staff member was taken off the customer's list
+	ProposalOpen         Code = "proposal.open"          // an operator proposed a change to the customer's settings; it waits for the customer
+	ProposalClose        Code = "proposal.close"         // the customer accepted or declined a proposal (details: state)
+	OperatorRefused      Code = "operator.refused"       // an operator tried what needs the customer, and was refused (details: what, why)
 
 	// Rescue grants, with the acting operator, customer or "system".
 	RescueRequest Code = "rescue.request" // support asked for a grant (details: scope, ticket, reason, window, policy)
@@ -88,6 +94,10 @@ var Notify = map[Code]bool{
 	RescueRequest: true, RescueApprove: true, RescueActive: true, RescueDeny: true, RescueRevoke: true, RescueExpire: true, RescuePolicy: true,
 	SSHRefused: true, RescuePasswordReset: true, RescueResetRefused: true, RescueShell: true, RescueShellEnd: true, RescueEnd: true,
 	RescueConsole: true, RescueConsoleRefused: true, CustomerAgeRecipient: true,
+	// Changes to who is told, who may act and what the host is: the
+	// customer hears of each, on the channels they had before it.
+	HostAdd: true, HostSet: true, HostRemove: true, WebhookAdd: true, WebhookRemove: true, CustomerToken: true,
+	CustomerSet: true, StaffAdd: true, StaffRemove: true, ProposalOpen: true, ProposalClose: true, OperatorRefused: true,
 }
 
 // Event is one record of the event log. Details never hold a secret.

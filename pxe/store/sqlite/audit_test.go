@@ -3,6 +3,7 @@ package sqlite
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -11,6 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/ssh"
+
+	"github.com/lifeboat-boot/lifeboat/pxe/keys/sshsig"
 	"github.com/lifeboat-boot/lifeboat/pxe/store"
 	"github.com/lifeboat-boot/lifeboat/pxe/store/audit"
 )
@@ -20,8 +24,14 @@ import (
 func fleet(t *testing.T, db *DB) {
 	t.Helper()
 	ctx := context.Background()
-	for _, c := range []store.Customer{{Name: "acme", Emails: []string{"ops@acme.example"}}, {Name: "globex"}} {
+	acmeKey := string(ssh.MarshalAuthorizedKey(acmeSigner.PublicKey()))
+	for _, c := range []store.Customer{{Name: "acme", Emails: []string{"ops@acme.example"}, Keys: []string{acmeKey}}, {Name: "globex"}} {
 		if err := db.AddCustomer(ctx, c, "op"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, name := range []string{"bob", "carol", "hands"} {
+		if err := db.AddStaff(ctx, store.Staff{Customer: "acme", Name: name, Role: "support", Keys: store.Fingerprints([]string{staffKey})}, "op"); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -33,6 +43,25 @@ func fleet(t *testing.T, db *DB) {
 	if _, err := db.AddWebhook(ctx, store.Webhook{Customer: "acme", URL: "http://127.0.0.1:9/hook", Sealed: "x"}, "op"); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// acmeSigner is customer acme's own SSH key: its signatures approve grants.
+var acmeSigner = func() ssh.Signer {
+	s, err := ssh.NewSignerFromKey(ed25519.NewKeyFromSeed(make([]byte, 32)))
+	if err != nil {
+		panic(err)
+	}
+	return s
+}()
+
+// consent is acme's signature approving g.
+func consent(t testing.TB, g *store.Grant) []byte {
+	t.Helper()
+	sig, err := sshsig.Sign(acmeSigner, store.ConsentText(g), store.ConsentNamespace)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sig
 }
 
 func emitBoots(t *testing.T, db *DB, n int) {
@@ -221,6 +250,12 @@ func TestOutbox(t *testing.T) {
 	fleet(t, db)
 	now := time.Now()
 	db.now = func() time.Time { return now }
+	setup, _ := db.DueNotices(ctx, now.Add(time.Second), 100) // the fleet's own records
+	for _, n := range setup {
+		if err := db.NoticeDelivered(ctx, n.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
 	emitBoots(t, db, 2) // web-01 (acme) once, db-01 (globex) once
 	due, err := db.DueNotices(ctx, now.Add(time.Second), 100)
 	if err != nil {

@@ -48,7 +48,7 @@ func TestMigrations(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if v, err := db.SchemaVersion(ctx); err != nil || v != 7 {
+		if v, err := db.SchemaVersion(ctx); err != nil || v != 8 {
 			t.Fatalf("schema version = %d, %v", v, err)
 		}
 		db.Close()
@@ -370,6 +370,9 @@ func TestCheckinAllOrNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := db.Apply(ctx, store.Change{Put: []*store.Host{h}}, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.AddStaff(ctx, store.Staff{Customer: "acme", Name: "bob", Role: "support", Keys: store.Fingerprints([]string{key})}, "test"); err != nil {
 		t.Fatal(err)
 	}
 	g, err := db.RequestGrant(ctx, store.GrantRequest{Host: "web1", Scope: store.ScopePasswordReset, Ticket: "T-1", Reason: "forgot it",

@@ -277,6 +277,32 @@ func (db *DB) change(ctx context.Context, fn func(tx *sql.Tx) ([]audit.Event, er
 	return nil
 }
 
+// changeToldFirst is change for changes to how the customer is told (a
+// channel added or removed, who may act for them): the records fn returns
+// are sealed, and their notices queued on the channels the customer has
+// now, before apply runs, in the same transaction. A new webhook does not
+// hear of its own addition instead of the customer's existing channels.
+func (db *DB) changeToldFirst(ctx context.Context, fn func(tx *sql.Tx) ([]audit.Event, error), apply func(tx *sql.Tx) error) error {
+	var evs []audit.Event
+	err := db.sealedTx(ctx, func(tx *sql.Tx, seal func(*audit.Event) error) error {
+		var err error
+		if evs, err = fn(tx); err != nil {
+			return err
+		}
+		for i := range evs {
+			if err := seal(&evs[i]); err != nil {
+				return err
+			}
+		}
+		return apply(tx)
+	})
+	if err != nil {
+		return err
+	}
+	db.notify(evs)
+	return nil
+}
+
 // insertEvent seals e as the record after *head, writes it in tx with the
 // notices it calls for (the outbox), and moves *head on. The caller holds
 // chainMu and makes *head the chain's head once tx commits.

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -68,6 +69,16 @@ func (db *DB) RequestGrant(ctx context.Context, r store.GrantRequest, staff stri
 		g.ConsoleCodeHash = consolecode.Hash(g.ID, g.ConsoleCode)
 	}
 	err = db.change(ctx, func(tx *sql.Tx) ([]audit.Event, error) {
+		// A grant goes only to staff on the customer's list, with a key
+		// listed for them: the list customers are promised.
+		list, err := db.staff(ctx, tx, g.Customer)
+		if err != nil {
+			return nil, err
+		}
+		if !store.May(list, staff, r.StaffKey) {
+			return nil, fmt.Errorf("%w: %s with key %s is not on customer %s's staff list, so no grant of their hosts goes to them (lifeboat customer staff add %s %s --role ROLE --key FINGERPRINT; the customer is told)",
+				store.ErrForbidden, staff, strings.Join(store.Fingerprints([]string{r.StaffKey}), ""), g.Customer, g.Customer, staff)
+		}
 		g.Policy = store.DefaultPolicy(r.Scope)
 		switch err := tx.QueryRowContext(ctx, `SELECT policy FROM policies WHERE customer = ? AND scope = ?`, g.Customer, g.Scope).Scan(&g.Policy); {
 		case err == nil, errors.Is(err, sql.ErrNoRows):
@@ -88,7 +99,7 @@ func (db *DB) RequestGrant(ctx context.Context, r store.GrantRequest, staff stri
 		if !g.Decided.IsZero() {
 			decided = fmtTime(g.Decided)
 		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO grants (`+grantCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		_, err = tx.ExecContext(ctx, `INSERT INTO grants (`+grantCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			g.ID, g.Host, g.Customer, g.Staff, g.StaffKey, g.Ticket, g.Reason, g.Scope, g.Policy, g.State,
 			fmtTime(g.From), fmtTime(g.Until), fmtTime(g.Created), decided, g.DecidedBy, g.ConsoleCodeHash)
 		return evs, err
@@ -219,13 +230,10 @@ func (db *DB) moveGrantTx(ctx context.Context, tx *sql.Tx, id string, to store.G
 	return g, ev, nil
 }
 
-// DecideGrant approves or denies a grant waiting for its customer.
-func (db *DB) DecideGrant(ctx context.Context, id string, approve bool, actor string) (*store.Grant, error) {
-	to, code := store.GrantDenied, audit.RescueDeny
-	if approve {
-		to, code = store.GrantApproved, audit.RescueApprove
-	}
-	return db.moveGrant(ctx, id, to, code, actor, "", nil, func(g *store.Grant) error {
+// DenyGrant records the customer's no to a grant waiting for them. (A yes
+// takes their signature: ApproveGrant.)
+func (db *DB) DenyGrant(ctx context.Context, id, actor string) (*store.Grant, error) {
+	return db.moveGrant(ctx, id, store.GrantDenied, audit.RescueDeny, actor, "", nil, func(g *store.Grant) error {
 		if g.State != store.GrantRequested {
 			return fmt.Errorf("grant %s: %w: it is %s already; a decision is made once", g.ID, store.ErrConflict, g.State)
 		}

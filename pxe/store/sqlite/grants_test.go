@@ -2,13 +2,20 @@ package sqlite
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/ssh"
+
 	"github.com/lifeboat-boot/lifeboat/pxe/keys/consolecode"
+	"github.com/lifeboat-boot/lifeboat/pxe/keys/sshsig"
 	"github.com/lifeboat-boot/lifeboat/pxe/store"
 	"github.com/lifeboat-boot/lifeboat/pxe/store/audit"
 )
@@ -42,10 +49,13 @@ func TestGrantsLifecycle(t *testing.T) {
 	if s.State != store.GrantRequested || s.Live(now) {
 		t.Fatalf("shell grant = %+v", s)
 	}
-	if s, err = db.DecideGrant(ctx, s.ID, true, "customer:acme"); err != nil || s.State != store.GrantApproved || s.DecidedBy != "customer:acme" {
+	// The window is the hour asked, from the approval, not the request.
+	now = now.Add(20 * time.Minute)
+	if s, err = db.ApproveGrant(ctx, s.ID, consent(t, s)); err != nil || s.State != store.GrantApproved ||
+		!strings.HasPrefix(s.DecidedBy, "customer:acme (key SHA256:") || !s.From.Equal(now) || !s.Until.Equal(now.Add(time.Hour)) {
 		t.Fatalf("approve = %+v, %v", s, err)
 	}
-	if _, err := db.DecideGrant(ctx, s.ID, false, "customer:acme"); !errors.Is(err, store.ErrConflict) {
+	if _, err := db.DenyGrant(ctx, s.ID, "customer:acme"); !errors.Is(err, store.ErrConflict) {
 		t.Fatalf("second decision = %v, want a conflict", err)
 	}
 	// A customer's own policy wins over the default.
@@ -56,7 +66,7 @@ func TestGrantsLifecycle(t *testing.T) {
 	if err != nil || p.State != store.GrantRequested || p.Policy != store.PolicyApprove {
 		t.Fatalf("grant under the customer's policy = %+v, %v", p, err)
 	}
-	if p, err = db.DecideGrant(ctx, p.ID, false, "customer:acme"); err != nil || p.State != store.GrantDenied {
+	if p, err = db.DenyGrant(ctx, p.ID, "customer:acme"); err != nil || p.State != store.GrantDenied {
 		t.Fatalf("deny = %+v, %v", p, err)
 	}
 	pols, _ := db.Policies(ctx, "acme")
@@ -70,7 +80,7 @@ func TestGrantsLifecycle(t *testing.T) {
 	if _, err := db.RevokeGrant(ctx, g.ID, "bob"); !errors.Is(err, store.ErrConflict) {
 		t.Fatalf("revoking twice = %v", err)
 	}
-	now = now.Add(2 * time.Hour)
+	now = now.Add(90 * time.Minute)
 	if n, err := db.ExpireGrants(ctx); err != nil || n != 1 {
 		t.Fatalf("ExpireGrants = %d, %v (the approved shell grant)", n, err)
 	}
@@ -126,7 +136,7 @@ func TestGrantRefusals(t *testing.T) {
 	if _, err := db.RequestGrant(ctx, r, "bob"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("unknown host: %v", err)
 	}
-	if _, err := db.DecideGrant(ctx, "g-none", true, "x"); !errors.Is(err, store.ErrNotFound) {
+	if _, err := db.DenyGrant(ctx, "g-none", "x"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("unknown grant: %v", err)
 	}
 	if err := db.SetPolicy(ctx, "acme", "shell", "always", "op"); !errors.Is(err, store.ErrInvalid) {
@@ -205,5 +215,122 @@ func TestRemovingAnOperatorEndsTheirGrants(t *testing.T) {
 	}
 	if !found {
 		t.Error("no rescue.revoke record for bob's grant naming why")
+	}
+}
+
+// TestApprovalNeedsTheCustomersSignature: an approval counts only as a
+// signature by one of the customer's keys over that grant's exact text;
+// the record carries text and signature, and ssh-keygen -Y verify checks
+// them with the customer's public key alone.
+func TestApprovalNeedsTheCustomersSignature(t *testing.T) {
+	db, _ := openDB(t)
+	ctx := context.Background()
+	fleet(t, db)
+	g, err := db.RequestGrant(ctx, grantReq(store.ScopeShell), "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := db.RequestGrant(ctx, grantReq(store.ScopeShell), "carol")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, priv, _ := ed25519.GenerateKey(nil)
+	operatorKey, _ := ssh.NewSignerFromKey(priv)
+	byOperator, _ := sshsig.Sign(operatorKey, store.ConsentText(g), store.ConsentNamespace)
+	wrongNS, _ := sshsig.Sign(acmeSigner, store.ConsentText(g), "file")
+	for name, sig := range map[string][]byte{
+		"none":              nil,
+		"garbage":           []byte("yes please"),
+		"another key":       byOperator,
+		"another grant":     consent(t, other),
+		"another namespace": wrongNS,
+	} {
+		if _, err := db.ApproveGrant(ctx, g.ID, sig); !errors.Is(err, store.ErrConsent) {
+			t.Errorf("%s: %v, want ErrConsent", name, err)
+		}
+	}
+	if cur, _ := db.Grant(ctx, g.ID); cur.State != store.GrantRequested {
+		t.Fatalf("after refused approvals the grant is %s", cur.State)
+	}
+	sig := consent(t, g)
+	if _, err := db.ApproveGrant(ctx, g.ID, sig); err != nil {
+		t.Fatal(err)
+	}
+	recs, _ := db.AuditRecords(ctx, "acme", 0, 0)
+	var rec audit.Event
+	for _, r := range recs {
+		if r.Code == audit.RescueApprove && r.Details["grant"] == g.ID {
+			rec = r
+		}
+	}
+	if rec.Details["signature"] == "" || rec.Details["consent"] == "" {
+		t.Fatalf("approval record %+v", rec)
+	}
+	dir := t.TempDir()
+	allowed := filepath.Join(dir, "allowed_signers")
+	sigFile := filepath.Join(dir, "consent.sig")
+	_ = os.WriteFile(allowed, []byte("acme "+string(ssh.MarshalAuthorizedKey(acmeSigner.PublicKey()))), 0o600)
+	_ = os.WriteFile(sigFile, []byte(rec.Details["signature"]+"\n"), 0o600)
+	cmd := exec.Command("ssh-keygen", "-Y", "verify", "-f", allowed, "-I", "acme", "-n", store.ConsentNamespace, "-s", sigFile)
+	cmd.Stdin = strings.NewReader(rec.Details["consent"])
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("ssh-keygen -Y verify of the record: %v: %s", err, out)
+	}
+	// A customer without keys on record cannot be approved for at all.
+	if err := db.AddStaff(ctx, store.Staff{Customer: "globex", Name: "bob", Role: "support", Keys: store.Fingerprints([]string{staffKey})}, "op"); err != nil {
+		t.Fatal(err)
+	}
+	r := grantReq(store.ScopeShell)
+	r.Host = "db-01"
+	gx, err := db.RequestGrant(ctx, r, "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.ApproveGrant(ctx, gx.ID, consent(t, gx)); !errors.Is(err, store.ErrConsent) || !strings.Contains(err.Error(), "no SSH key") {
+		t.Errorf("approval for a customer without keys: %v", err)
+	}
+}
+
+// TestGrantsGoToListedStaffOnly: a grant goes only to a staff member on
+// the customer's list, with a key listed for them; taking them off the
+// list revokes their open grants there.
+func TestGrantsGoToListedStaffOnly(t *testing.T) {
+	db, _ := openDB(t)
+	ctx := context.Background()
+	fleet(t, db)
+	if _, err := db.RequestGrant(ctx, grantReq(store.ScopeShell), "mallory"); !errors.Is(err, store.ErrForbidden) {
+		t.Errorf("staff not on the list: %v", err)
+	}
+	r := grantReq(store.ScopeShell)
+	r.StaffKey = string(ssh.MarshalAuthorizedKey(acmeSigner.PublicKey()))
+	if _, err := db.RequestGrant(ctx, r, "bob"); !errors.Is(err, store.ErrForbidden) {
+		t.Errorf("listed staff with an unlisted key: %v", err)
+	}
+	g, err := db.RequestGrant(ctx, grantReq(store.ScopePasswordReset), "bob")
+	if err != nil || g.State != store.GrantApproved {
+		t.Fatalf("listed staff: %+v, %v", g, err)
+	}
+	if err := db.RemoveStaff(ctx, "acme", "bob", "op"); err != nil {
+		t.Fatal(err)
+	}
+	if cur, _ := db.Grant(ctx, g.ID); cur.State != store.GrantRevoked {
+		t.Errorf("bob's grant after he left acme's list: %s", cur.State)
+	}
+	if _, err := db.RequestGrant(ctx, grantReq(store.ScopePasswordReset), "bob"); !errors.Is(err, store.ErrForbidden) {
+		t.Errorf("after removal: %v", err)
+	}
+	// Each change of the list reached acme's channels.
+	due, _ := db.DueNotices(ctx, time.Now().Add(time.Hour), 1000)
+	var adds, removes int
+	for _, n := range due {
+		switch n.Event.Code {
+		case audit.StaffAdd:
+			adds++
+		case audit.StaffRemove:
+			removes++
+		}
+	}
+	if adds != 3 || removes != 2 { // fleet adds three before acme has a webhook
+		t.Errorf("staff notices: %d adds, %d removes", adds, removes)
 	}
 }

@@ -14,8 +14,6 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/crypto/ssh"
-
 	"github.com/lifeboat-boot/lifeboat/pxe/store"
 	"github.com/lifeboat-boot/lifeboat/pxe/store/audit"
 )
@@ -239,6 +237,12 @@ func (db *DB) Apply(ctx context.Context, c store.Change, actor string) (store.Ch
 			if exists {
 				ev.Code, ev.Details = audit.HostSet, diffHosts(old, h)
 				res.Updated++
+				if old.Customer != "" && old.Customer != h.Customer {
+					// The customer it leaves hears of it as well.
+					moved := ev
+					moved.Customer = old.Customer
+					evs = append(evs, moved)
+				}
 			} else {
 				res.Added++
 			}
@@ -305,7 +309,7 @@ func hostDetails(h *store.Host) map[string]string {
 	if h.CircuitID != "" {
 		d["circuit_id"] = h.CircuitID
 	}
-	d["keys"] = strings.Join(fingerprints(h.AuthorizedKeys), ",")
+	d["keys"] = strings.Join(store.Fingerprints(h.AuthorizedKeys), ",")
 	return d
 }
 
@@ -325,16 +329,6 @@ func diffHosts(a, b *store.Host) map[string]string {
 	}
 	if a.Prefix != b.Prefix || a.Gateway != b.Gateway || !slices.Equal(a.DNS, b.DNS) {
 		out["network"] = "changed"
-	}
-	return out
-}
-
-func fingerprints(keys []string) []string {
-	var out []string
-	for _, k := range keys {
-		if pk, _, _, _, err := ssh.ParseAuthorizedKey([]byte(k)); err == nil {
-			out = append(out, ssh.FingerprintSHA256(pk))
-		}
 	}
 	return out
 }
@@ -359,11 +353,13 @@ func (db *DB) AddCustomer(ctx context.Context, c store.Customer, actor string) e
 			return nil, fmt.Errorf("customer %q: %w: it exists already", c.Name, store.ErrConflict)
 		}
 		now := db.now().UTC()
-		if _, err := tx.ExecContext(ctx, `INSERT INTO customers (name, display_name, emails, created, age_recipient) VALUES (?, ?, ?, ?, ?)`,
-			c.Name, c.DisplayName, string(emails), fmtTime(now), c.AgeRecipient); err != nil {
+		keys, _ := json.Marshal(nonNil(c.Keys))
+		if _, err := tx.ExecContext(ctx, `INSERT INTO customers (name, display_name, emails, created, age_recipient, keys, time_zone) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+			c.Name, c.DisplayName, string(emails), fmtTime(now), c.AgeRecipient, string(keys), c.TimeZone); err != nil {
 			return nil, err
 		}
-		return []audit.Event{{Time: now, Code: audit.CustomerAdd, Actor: actor, Details: map[string]string{"customer": c.Name}}}, nil
+		return []audit.Event{{Time: now, Code: audit.CustomerAdd, Actor: actor, Details: map[string]string{"customer": c.Name,
+			"keys": strings.Join(store.Fingerprints(c.Keys), ",")}}}, nil
 	})
 }
 
@@ -400,7 +396,29 @@ func (db *DB) HostAgeRecipient(host string) (string, error) {
 
 // Customers lists the customers by name.
 func (db *DB) Customers(ctx context.Context) ([]store.Customer, error) {
-	rows, err := db.sql.QueryContext(ctx, `SELECT name, display_name, emails, age_recipient FROM customers ORDER BY name`)
+	return db.customers(ctx, db.sql, "")
+}
+
+// Customer returns one customer.
+func (db *DB) Customer(ctx context.Context, name string) (*store.Customer, error) {
+	cs, err := db.customers(ctx, db.sql, name)
+	if err != nil {
+		return nil, err
+	}
+	if len(cs) == 0 {
+		return nil, fmt.Errorf("customer %q: %w", name, store.ErrNotFound)
+	}
+	return &cs[0], nil
+}
+
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+// customers lists the customers (only name's, if set).
+func (db *DB) customers(ctx context.Context, q querier, name string) ([]store.Customer, error) {
+	rows, err := q.QueryContext(ctx, `SELECT name, display_name, emails, age_recipient, keys, time_zone FROM customers
+		WHERE name = ? OR ? = '' ORDER BY name`, name, name)
 	if err != nil {
 		return nil, err
 	}
@@ -408,11 +426,14 @@ func (db *DB) Customers(ctx context.Context) ([]store.Customer, error) {
 	var out []store.Customer
 	for rows.Next() {
 		var c store.Customer
-		var emails string
-		if err := rows.Scan(&c.Name, &c.DisplayName, &emails, &c.AgeRecipient); err != nil {
+		var emails, keys string
+		if err := rows.Scan(&c.Name, &c.DisplayName, &emails, &c.AgeRecipient, &keys, &c.TimeZone); err != nil {
 			return nil, err
 		}
 		if err := json.Unmarshal([]byte(emails), &c.Emails); err != nil {
+			return nil, err
+		}
+		if err := json.Unmarshal([]byte(keys), &c.Keys); err != nil {
 			return nil, err
 		}
 		out = append(out, c)

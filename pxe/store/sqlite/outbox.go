@@ -173,20 +173,18 @@ func (db *DB) AddWebhook(ctx context.Context, w store.Webhook, actor string) (st
 	}
 	w.ID = randomID("wh_")
 	w.Created = db.now().UTC()
-	err = db.change(ctx, func(tx *sql.Tx) ([]audit.Event, error) {
-		var n int
-		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM customers WHERE name = ?`, w.Customer).Scan(&n); err != nil {
-			return nil, err
-		}
-		if n == 0 {
-			return nil, fmt.Errorf("customer %q: %w", w.Customer, store.ErrNotFound)
-		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO webhooks (id, customer, url, sealed, created) VALUES (?, ?, ?, ?, ?)`,
-			w.ID, w.Customer, w.URL, w.Sealed, fmtTime(w.Created)); err != nil {
+	// The customer's channels hear of a new one first; the new one does
+	// not hear of itself.
+	err = db.changeToldFirst(ctx, func(tx *sql.Tx) ([]audit.Event, error) {
+		if err := customerExists(ctx, tx, w.Customer); err != nil {
 			return nil, err
 		}
 		return []audit.Event{{Time: w.Created, Code: audit.WebhookAdd, Customer: w.Customer, Actor: actor,
 			Details: map[string]string{"webhook": w.ID, "url_host": u.Host}}}, nil
+	}, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO webhooks (id, customer, url, sealed, created) VALUES (?, ?, ?, ?, ?)`,
+			w.ID, w.Customer, w.URL, w.Sealed, fmtTime(w.Created))
+		return err
 	})
 	return w, err
 }

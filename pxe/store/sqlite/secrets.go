@@ -153,9 +153,12 @@ func (db *DB) RemoveOperator(ctx context.Context, name, actor string) error {
 	return db.reloadGrants(ctx)
 }
 
-// CustomerToken gives a customer an API token that reads their own audit
-// records, and returns it; a token issued before is revoked.
-func (db *DB) CustomerToken(ctx context.Context, customer, actor string) (string, error) {
+// CustomerToken gives a customer an API token, and returns it. With
+// replace, a token issued before is revoked; without, a customer who has
+// one already keeps it and the call fails (ErrConflict): only the first
+// token is issued by the provider, later ones by the customer (or where
+// the contract lets operators, told to the customer first).
+func (db *DB) CustomerToken(ctx context.Context, customer, actor string, replace bool) (string, error) {
 	tok := "lbc_" + store.NewSecret()
 	now := db.now().UTC()
 	err := db.change(ctx, func(tx *sql.Tx) ([]audit.Event, error) {
@@ -166,13 +169,21 @@ func (db *DB) CustomerToken(ctx context.Context, customer, actor string) (string
 		if n == 0 {
 			return nil, fmt.Errorf("customer %q: %w", customer, store.ErrNotFound)
 		}
+		var have int
+		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM operators WHERE name = ?`, "customer:"+customer).Scan(&have); err != nil {
+			return nil, err
+		}
+		if have > 0 && !replace {
+			return nil, fmt.Errorf("customer %q: %w: they have a token; they make a new one with it (lifeboat customer token %s --token-file THEIRS)", customer, store.ErrConflict, customer)
+		}
 		// The name cannot clash with an operator's: ':' is not allowed there.
 		if _, err := tx.ExecContext(ctx, `INSERT INTO operators (name, token_hash, created, customer) VALUES (?, ?, ?, ?)
 			ON CONFLICT (name) DO UPDATE SET token_hash = excluded.token_hash, created = excluded.created`,
 			"customer:"+customer, hashSecret(tok), fmtTime(now), customer); err != nil {
 			return nil, err
 		}
-		return []audit.Event{{Time: now, Code: audit.CustomerToken, Customer: customer, Actor: actor}}, nil
+		d := map[string]string{"replaces": fmt.Sprint(have > 0)}
+		return []audit.Event{{Time: now, Code: audit.CustomerToken, Customer: customer, Actor: actor, Details: d}}, nil
 	})
 	if err != nil {
 		return "", err
