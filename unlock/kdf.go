@@ -9,6 +9,8 @@ import (
 	"io"
 	"sort"
 	"strconv"
+
+	"github.com/lifeboat-boot/lifeboat/pxe/term"
 )
 
 // Slot describes one active keyslot's key derivation, read from the header
@@ -28,9 +30,9 @@ type Slot struct {
 
 func (s Slot) String() string {
 	if s.MemoryKiB > 0 {
-		return fmt.Sprintf("%s, %d MiB, %d passes", s.KDF, s.MemoryKiB/1024, s.Iterations)
+		return fmt.Sprintf("%s, %d MiB, %d passes", term.Clean(s.KDF), s.MemoryKiB/1024, s.Iterations)
 	}
-	return fmt.Sprintf("%s-%s, %d iterations", s.KDF, s.Hash, s.Iterations)
+	return fmt.Sprintf("%s-%s, %d iterations", term.Clean(s.KDF), term.Clean(s.Hash), s.Iterations)
 }
 
 var luksMagic = []byte("LUKS\xba\xbe")

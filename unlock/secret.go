@@ -66,3 +66,38 @@ func ReadSecret(r io.ByteReader) ([]byte, error) {
 		}
 	}
 }
+
+// SecretReader is an io.ByteReader over r with a buffer of its own, which
+// Wipe clears: the bytes of a passphrase pass through a reader's buffer,
+// and bufio's cannot be reached to clear it.
+type SecretReader struct {
+	r      io.Reader
+	buf    [1024]byte
+	off, n int
+	err    error
+}
+
+// NewSecretReader returns a SecretReader of r.
+func NewSecretReader(r io.Reader) *SecretReader { return &SecretReader{r: r} }
+
+// ReadByte implements io.ByteReader.
+func (s *SecretReader) ReadByte() (byte, error) {
+	for s.off == s.n {
+		if s.err != nil {
+			return 0, s.err
+		}
+		clear(s.buf[:s.n])
+		s.off = 0
+		s.n, s.err = s.r.Read(s.buf[:])
+	}
+	c := s.buf[s.off]
+	s.buf[s.off] = 0
+	s.off++
+	return c, nil
+}
+
+// Wipe clears what is buffered and not yet read.
+func (s *SecretReader) Wipe() {
+	clear(s.buf[:])
+	s.off, s.n = 0, 0
+}

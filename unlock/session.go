@@ -1,7 +1,6 @@
 package unlock
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	"github.com/lifeboat-boot/lifeboat/pxe/store/audit"
+	"github.com/lifeboat-boot/lifeboat/pxe/term"
 )
 
 // Reporter records an event with the server; it returns once the event is
@@ -35,6 +35,16 @@ type Session struct {
 	// (the RAM image loads them while SSH already serves); the volumes are
 	// looked for only then.
 	DisksReady <-chan struct{}
+	// Options are the command line's (ParseOptions).
+	Options Options
+	// Rescue is set in a rescue boot: the unlock opens the volumes in
+	// place for its grant, and the customer is asked first.
+	Rescue *RescueGrant
+	// Previous is what the customer's last unlock booted (nil: none on
+	// record); Inspect finds what this one would boot. A change is shown,
+	// and confirmed, before the passphrase.
+	Previous *BootRecord
+	Inspect  func(ctx context.Context) (*BootRecord, error)
 
 	jump func()
 }
@@ -50,6 +60,8 @@ const (
 	ExitNoVolume  = 4 // no LUKS volume found
 	ExitHandoff   = 5 // unlocked, but the OS could not be started
 	ExitCannotTry = 6 // no volume could be tried (a cipher lifeboat does not open, a read error)
+	ExitRefused   = 7 // not tried: a rescue boot, or a changed boot, that the customer did not confirm
+	ExitUsage     = 2 // an unknown option
 	ExitInterrupt = 130
 )
 
@@ -58,8 +70,9 @@ const (
 // terminal (then output lines end in CRLF and the progress line redraws).
 func (s *Session) Run(ctx context.Context, rw io.ReadWriter, pty bool) int {
 	out := &lineWriter{w: rw, crlf: pty}
-	in := bufio.NewReaderSize(rw, 1024)
-	fmt.Fprintf(out, "lifeboat unlock: host %s, boot %s\n", s.Host, s.Boot)
+	in := NewSecretReader(rw)
+	defer in.Wipe()
+	fmt.Fprintf(out, "lifeboat unlock: host %s, boot %s\n", term.Clean(s.Host), term.Clean(s.Boot))
 	if s.DisksReady != nil {
 		select {
 		case <-s.DisksReady:
@@ -97,6 +110,9 @@ func (s *Session) Run(ctx context.Context, rw io.ReadWriter, pty bool) int {
 	if len(usable) == 0 {
 		fmt.Fprintf(out, "error: no LUKS volume to unlock on this host\nhint: if the disk is there, its driver may be missing from the RAM image; tell your provider\n")
 		return ExitNoVolume
+	}
+	if code := s.confirm(ctx, out, in, pty); code != ExitOK {
+		return code
 	}
 
 	// Each passphrase is tried on the volumes still locked; what it opens
@@ -362,4 +378,68 @@ func (l *lineWriter) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	return len(p), nil
+}
+
+// confirm says, before the passphrase, what is not the usual unlock, and
+// asks (a person) or checks the flag (a script). ExitOK goes on.
+func (s *Session) confirm(ctx context.Context, out io.Writer, in io.ByteReader, pty bool) int {
+	ask := func(prompt, want string) bool {
+		fmt.Fprintf(out, "%s", prompt)
+		line, err := ReadSecret(in)
+		defer clear(line)
+		if pty {
+			fmt.Fprint(out, "\n")
+		}
+		return err == nil && strings.TrimSpace(string(line)) == want
+	}
+	if g := s.Rescue; g != nil {
+		fmt.Fprintf(out, "WARNING: this host is in a rescue session, not booting its own system.\n"+
+			"  Grant %s: %s for %s, until %s.\n"+
+			"  If you unlock now, your volumes are opened here, in place, and %s can read and change what they hold until the grant ends.\n",
+			term.Clean(g.ID), term.Clean(g.Scope), term.Clean(g.Staff), g.Until.UTC().Format("2006-01-02 15:04 MST"), term.Clean(g.Staff))
+		if pty {
+			if !ask("Type yes to unlock in place anyway, or press Enter to leave: ", "yes") {
+				fmt.Fprintf(out, "Nothing unlocked.\n")
+				return ExitRefused
+			}
+		} else if s.Options.RescueGrant != g.ID {
+			fmt.Fprintf(out, "error: not unlocking during a rescue session without your say-so; nothing tried.\n"+
+				"hint: to unlock in place for this grant, run: ssh HOST unlock --rescue-grant %s\n", term.Clean(g.ID))
+			return ExitRefused
+		}
+		return ExitOK
+	}
+	if s.Inspect == nil || s.Previous == nil {
+		return ExitOK
+	}
+	cur, err := s.Inspect(ctx)
+	if err != nil {
+		// The hand-off will say it too, after the passphrase; nothing is
+		// booted that was not looked at.
+		fmt.Fprintf(out, "note: the boot entry could not be read before the unlock: %v\n", err)
+		return ExitOK
+	}
+	changes := s.Previous.Changes(cur)
+	if len(changes) == 0 {
+		return ExitOK
+	}
+	fmt.Fprintf(out, "The boot on this host changed since your last unlock on %s:\n", s.Previous.At.UTC().Format("2006-01-02 15:04 MST"))
+	for _, c := range changes {
+		fmt.Fprintf(out, "  %s\n", c)
+	}
+	fmt.Fprintf(out, "A kernel update by your own system does this. If you made none, stop: /boot is not encrypted, and someone may have changed it.\n")
+	if pty {
+		if !ask("Type yes to unlock and boot it, or press Enter to leave: ", "yes") {
+			fmt.Fprintf(out, "Nothing unlocked.\n")
+			return ExitRefused
+		}
+		return ExitOK
+	}
+	if !s.Options.AcceptBootChange {
+		fmt.Fprintf(out, "error: not unlocking a changed boot from a script; nothing tried.\n"+
+			"hint: if the change is yours (a kernel update), run: ssh HOST unlock --accept-boot-change\n")
+		return ExitRefused
+	}
+	fmt.Fprintf(out, "Accepted (--accept-boot-change).\n")
+	return ExitOK
 }

@@ -74,8 +74,11 @@ func run(ctx context.Context, log *slog.Logger) error {
 	go a.KeepAlive(ctx)
 	b := &agent.Boot{Agent: a, IP: ip, Console: os.Stdout, Log: log, Reboot: reboot,
 		Volumes: func() ([]unlock.Volume, error) { return unlock.Scan("/sys/class/block", "/dev") },
-		Handoff: func(r unlock.Reporter) unlock.Handoff {
-			return handoff.Start(filepath.Join(os.TempDir(), "lifeboat-mnt"), r)
+		Handoff: func(r unlock.Reporter, shown func() *unlock.BootRecord) unlock.Handoff {
+			return handoff.Start(filepath.Join(os.TempDir(), "lifeboat-mnt"), r, shown)
+		},
+		Look: func(ctx context.Context) (*unlock.BootRecord, error) {
+			return handoff.Look(ctx, filepath.Join(os.TempDir(), "lifeboat-look"))
 		},
 		InPlace:  rescue.OpenInPlace,
 		FindRoot: func() (*rescue.Root, error) { return rescue.FindRoot(filepath.Join(os.TempDir(), "lifeboat-root")) },

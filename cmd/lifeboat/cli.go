@@ -10,11 +10,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"unicode"
 
 	"github.com/lifeboat-boot/lifeboat/pxe/operator/api"
+	"github.com/lifeboat-boot/lifeboat/pxe/term"
 )
 
 var version = "dev"
@@ -209,18 +208,8 @@ func (e *env) whoami(args []string) error {
 // characters (escape sequences) are shown escaped, never sent raw.
 // cleanLines cleans each line of a message from the server (a list of
 // mistakes comes one a line), the later ones indented under the first.
-func cleanLines(s string) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	for i, l := range lines {
-		lines[i] = clean(l)
-	}
-	return strings.Join(lines, "\n  ")
-}
+// clean and cleanLines escape what the server says (it may come from a
+// disk, a packet or another operator) before it reaches the terminal.
+func clean(s string) string { return term.Clean(s) }
 
-func clean(s string) string {
-	if !strings.ContainsFunc(s, func(r rune) bool { return !unicode.IsPrint(r) && r != ' ' }) {
-		return s
-	}
-	q := strconv.QuoteToGraphic(s)
-	return q[1 : len(q)-1]
-}
+func cleanLines(s string) string { return term.CleanLines(s) }

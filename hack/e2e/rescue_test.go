@@ -7,6 +7,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
 	"net/url"
 	"os"
 	"os/exec"
@@ -14,6 +16,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -251,6 +255,42 @@ func (r *rescueRig) request(t *testing.T, host, scope, ticket, key string) (stri
 		t.Fatalf("rescue request: %v\n%s", err, out)
 	}
 	return g.ID, g.State
+}
+
+// idleFlood holds n idle TCP connections from peer to addr, reopening each
+// one that is closed, until stop is called; stop says how many it opened
+// and how many were turned away with lifeboat's line.
+func idleFlood(ctx context.Context, peer *vm.Peer, addr string, n int) (stop func() (opened, answered int64)) {
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	var op, ans atomic.Int64
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				var c net.Conn
+				err := peer.Do(func() error {
+					var err error
+					c, err = (&net.Dialer{Timeout: 5 * time.Second}).DialContext(ctx, "tcp", addr)
+					return err
+				})
+				if err != nil {
+					time.Sleep(50 * time.Millisecond)
+					continue
+				}
+				op.Add(1)
+				stopRead := context.AfterFunc(ctx, func() { c.Close() })
+				b, _ := io.ReadAll(c)
+				stopRead()
+				if bytes.HasPrefix(b, []byte("lifeboat: ")) {
+					ans.Add(1)
+				}
+				c.Close()
+			}
+		}()
+	}
+	return func() (int64, int64) { cancel(); wg.Wait(); return op.Load(), ans.Load() }
 }
 
 // staffSSH runs the OpenSSH client with a key in the namespace; it returns
@@ -544,8 +584,40 @@ func (r *rescueRig) plainShell(ctx context.Context, t *testing.T, h rig.Host, st
 	if code != 0 || !strings.Contains(out, "rescue-42") || !strings.Contains(out, "recorded") {
 		t.Fatalf("shell: exit %d\n%s", code, out)
 	}
-	if out, code := r.staffSSH(ctx, staff, h.IP, "", "end"); code != 0 {
-		t.Errorf("end: exit %d\n%s", code, out)
+	// A second shell is open when the customer ends the grant with their
+	// own token: the shell ends, and the host reboots.
+	type result struct {
+		out  string
+		code int
+		at   time.Time
+	}
+	ended := make(chan result, 1)
+	go func() {
+		out, code := r.staffSSH(ctx, staff, h.IP, "echo waiting-for-revoke\nsleep 600\n", "-tt", "shell")
+		ended <- result{out, code, time.Now()}
+	}()
+	waitFor(t, time.Minute, func() bool {
+		evs, _ := sqlite.ReadEvents(r.EventLog)
+		n := 0
+		for _, e := range evs {
+			if e.Code == audit.RescueShell && e.Host == h.Name {
+				n++
+			}
+		}
+		return n == 2
+	})
+	revoked := time.Now()
+	if out, err := r.CLI(ctx, r.custToken, "rescue", "revoke", id); err != nil {
+		t.Fatalf("the customer's revoke: %v\n%s", err, out)
+	}
+	select {
+	case res := <-ended:
+		t.Logf("%s: the customer's revoke to the end of the open shell: %s (ssh exit %d)", h.Name, res.at.Sub(revoked).Round(100*time.Millisecond), res.code)
+		if strings.Contains(res.out, "waiting-for-revoke") && res.at.Sub(revoked) > 30*time.Second {
+			t.Errorf("the shell outlived the revoke by %s", res.at.Sub(revoked))
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("the shell was still open a minute after the customer revoked the grant")
 	}
 	if _, err := run.Console.WaitFor(ctx, time.Minute, "Rebooting."); err != nil {
 		t.Fatal(err)
@@ -564,10 +636,15 @@ func (r *rescueRig) plainShell(ctx context.Context, t *testing.T, h rig.Host, st
 	}) bool {
 		return x.Host != h.Name
 	})
-	if len(recs) != 1 || !recs[0].Sealed {
-		t.Fatalf("recordings of %s: %+v\n%s", h.Name, recs, list)
+	if len(recs) != 2 || !recs[0].Sealed || !recs[1].Sealed {
+		t.Fatalf("recordings of %s (two shells): %+v\n%s", h.Name, recs, list)
 	}
-	play := r.play(t, recs[0].ID)
+	var play string
+	for _, rec := range recs {
+		if p := r.play(t, rec.ID); strings.Contains(p, "rescue-42") {
+			play = p
+		}
+	}
 	t.Logf("the recording, replayed by the customer:\n%s", play)
 	if !strings.Contains(play, "rescue-42") || !strings.Contains(play, "SUP-101") {
 		t.Errorf("replay lacks the session")
@@ -606,9 +683,32 @@ func (r *rescueRig) encryptedReset(ctx context.Context, t *testing.T, h rig.Host
 	if code != 4 || !strings.Contains(out, "ask the customer") {
 		t.Fatalf("reset on a locked root: exit %d\n%s", code, out)
 	}
+	// A script that unlocks after every reboot does not open the disk to
+	// a rescue session unawares: it is refused, nothing tried.
 	out, code = r.staffSSH(ctx, r.Key, h.IP, r.passphrase+"\n", "unlock")
+	if code != 7 || !strings.Contains(out, "unlock --rescue-grant "+id) || strings.Contains(out, "unlocked with") {
+		t.Fatalf("scripted unlock in a rescue boot without --rescue-grant: exit %d\n%s", code, out)
+	}
+	// Another machine on the boot network holds 200 idle connections to
+	// the host's SSH port, reopening each one the host closes; the
+	// customer unlocks all the same.
+	flood, err := r.NS.AddPeer(r.NS.Name+"-flood", "10.77.0.77/24")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer flood.Close()
+	stop := idleFlood(ctx, flood, h.IP+":22", 200)
+	time.Sleep(2 * time.Second)
+	unlockStart := time.Now()
+	out, code = r.staffSSH(ctx, r.Key, h.IP, r.passphrase+"\n", "unlock", "--rescue-grant", id)
+	opened, answered := stop()
 	if code != 0 || !strings.Contains(out, "opened in place") {
-		t.Fatalf("customer unlock in a rescue boot: exit %d\n%s", code, out)
+		t.Fatalf("customer unlock in a rescue boot, during 200 idle connections: exit %d\n%s", code, out)
+	}
+	t.Logf("%s: the customer unlocked in %s while another machine held 200 idle connections (%d opened, %d turned away with a reason)",
+		h.Name, time.Since(unlockStart).Round(100*time.Millisecond), opened, answered)
+	if opened < 200 {
+		t.Errorf("the flood opened only %d connections", opened)
 	}
 	if strings.Contains(out, r.passphrase) {
 		t.Error("passphrase echoed")
@@ -643,8 +743,25 @@ func (r *rescueRig) encryptedReset(ctx context.Context, t *testing.T, h rig.Host
 		}
 		return false
 	})
-	run.Kill()
 	t.Logf("%s: notices %v", h.Name, r.waitNotice(t, h.Name, audit.SSHRefused))
+	// The customer unlocks; the hand-off records what it booted.
+	if out, code := r.staffSSH(ctx, r.Key, h.IP, r.passphrase+"\n", "unlock"); code != 0 || !strings.Contains(out, "kernel sha256: ") {
+		t.Fatalf("unlock in the default mode: exit %d\n%s", code, out)
+	}
+	waitFor(t, time.Minute, func() bool { return r.handoffs(h.Name) == 1 })
+	run.Kill()
+}
+
+// handoffs counts host's hand-off records that name the kernel's digest.
+func (r *rescueRig) handoffs(host string) int {
+	evs, _ := sqlite.ReadEvents(r.EventLog)
+	n := 0
+	for _, e := range evs {
+		if e.Code == audit.Handoff && e.Host == host && len(e.Details["kernel_sha256"]) == 64 {
+			n++
+		}
+	}
+	return n
 }
 
 // consoleCode: (4) remote hands at the serial console with the grant's
@@ -692,6 +809,14 @@ func (r *rescueRig) consoleCode(ctx context.Context, t *testing.T, h rig.Host, s
 	if _, err := run.Console.WaitFor(ctx, time.Minute, "console-42"); err != nil {
 		t.Fatal(err)
 	}
+	// A root shell can change the unencrypted /boot: the technician adds
+	// to the kernel the customer's next unlock would boot.
+	if err := run.Type("mkdir -p /tmp/b && mount -t ext4 /dev/vda1 /tmp/b && echo tampered >> /tmp/b/vmlinuz-*; umount /tmp/b; echo boot-changed-$((1+1))\r"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := run.Console.WaitFor(ctx, time.Minute, "boot-changed-2"); err != nil {
+		t.Fatal(err)
+	}
 	if err := run.Type("exit\r"); err != nil {
 		t.Fatal(err)
 	}
@@ -722,5 +847,18 @@ func (r *rescueRig) consoleCode(ctx context.Context, t *testing.T, h rig.Host, s
 		t.Errorf("console recording lacks the session:\n%s", play)
 	}
 	r.waitNotice(t, h.Name, audit.RescueConsoleRefused)
+	// The next unlock says the kernel changed since the last one, before
+	// any passphrase; the customer's script is refused, nothing tried.
+	if err := run.Wait(time.Minute); err != nil {
+		t.Logf("qemu: %v", err)
+	}
+	run = r.boot(t, ctx, h, "is ready for unlock")
+	out, code := r.staffSSH(ctx, r.Key, h.IP, r.passphrase+"\n", "unlock")
+	if code != 7 || !strings.Contains(out, "changed since your last unlock") || !strings.Contains(out, "kernel sha256: ") ||
+		!strings.Contains(out, "--accept-boot-change") || strings.Contains(out, "unlocked with") {
+		t.Errorf("scripted unlock of a changed kernel: exit %d\n%s", code, out)
+	}
+	t.Logf("%s: what the customer's script was told after the console session changed /boot:\n%s", h.Name, out)
+	run.Kill()
 	t.Logf("what customer acme's webhook was told about %s:\n%s", h.Name, r.summaries(h.Name))
 }

@@ -12,6 +12,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/lifeboat-boot/lifeboat/pxe/term"
+
+	"github.com/lifeboat-boot/lifeboat/pxe/keys/authkeys"
+
 	"golang.org/x/crypto/ssh"
 
 	"github.com/lifeboat-boot/lifeboat/initramfs/rescue"
@@ -37,8 +41,12 @@ type Boot struct {
 	Volumes func() ([]unlock.Volume, error)
 	// Handoff returns what a customer's unlock does in an ordinary boot:
 	// prepare the host's own OS and return the jump into it (kexec;
-	// handoff.Start). report records as the session's key.
-	Handoff func(report unlock.Reporter) unlock.Handoff
+	// handoff.Start). report records as the session's key; shown returns
+	// what Look showed the customer, which must be what is booted.
+	Handoff func(report unlock.Reporter, shown func() *unlock.BootRecord) unlock.Handoff
+	// Look finds what an unlock would boot (handoff.Look), to compare with
+	// the last unlock's before the passphrase; nil skips it.
+	Look func(ctx context.Context) (*unlock.BootRecord, error)
 	// InPlace returns what an unlock does in a rescue boot: open the
 	// volumes for the grant's work (rescue.OpenInPlace).
 	InPlace func(g *agentapi.RescueGrant) unlock.Handoff
@@ -82,14 +90,15 @@ func (b *Boot) Server(ctx context.Context, hostKey ssh.Signer, disks <-chan stru
 	if err != nil {
 		return nil, err
 	}
-	var authorized []ssh.PublicKey
+	var authorized []authkeys.Key
 	for _, k := range cfg.AuthorizedKeys {
-		pk, _, _, _, err := ssh.ParseAuthorizedKey([]byte(k))
+		ak, err := authkeys.Parse(k)
 		if err != nil {
-			b.Log.Warn("skipping unparsable authorised key", "err", err)
+			// Refused, not let in without its options.
+			b.Log.Warn("authorised key not let in", "err", err)
 			continue
 		}
-		authorized = append(authorized, pk)
+		authorized = append(authorized, ak)
 	}
 	b.limiter = &unlock.Limiter{MaxTries: cfg.Unlock.MaxTries, Lockout: cfg.Unlock.Lockout}
 	if b.limiter.MaxTries == 0 {
@@ -173,21 +182,41 @@ func (b *Boot) Session(ctx context.Context, q *sshd.Request) int {
 		}
 		return b.staff.Run(ctx, q)
 	}
-	if q.Command != "" && q.Command != "unlock" {
-		fmt.Fprintf(q.Stderr, "lifeboat: unknown command %q; the only command here is \"unlock\"\n", q.Command)
+	args := strings.Fields(q.Command)
+	if len(args) > 0 && args[0] != "unlock" {
+		fmt.Fprintf(q.Stderr, "lifeboat: unknown command %q; the only command here is \"unlock\"\n", term.Clean(q.Command))
 		return 127
+	}
+	var opts unlock.Options
+	if len(args) > 1 {
+		var err error
+		if opts, err = unlock.ParseOptions(args[1:]); err != nil {
+			fmt.Fprintf(q.Stderr, "lifeboat: %v\n", err)
+			return unlock.ExitUsage
+		}
 	}
 	report := func(ctx context.Context, code audit.Code, d map[string]string) error {
 		return b.Agent.Report(ctx, code, q.Actor, d)
 	}
-	h := b.Handoff(report)
-	if b.staff != nil {
-		h = b.InPlace(b.staff.Grant)
-	}
+	var shown *unlock.BootRecord
 	p := b.Agent.Params
 	s := &unlock.Session{
 		Host: p.Host, Boot: p.Boot, Unsealer: b.unsealer, Limiter: b.limiter, Report: report,
-		Volumes: b.Volumes, DisksReady: b.disks, Handoff: h,
+		Volumes: b.Volumes, DisksReady: b.disks, Options: opts,
+		Handoff: b.Handoff(report, func() *unlock.BootRecord { return shown }),
+	}
+	if lb := b.Agent.Config.LastBoot; lb != nil && b.Look != nil {
+		s.Previous = &unlock.BootRecord{Device: lb.Device, Entry: lb.Entry, Kernel: lb.Kernel, Initrd: lb.Initrd, Cmdline: lb.Cmdline, At: lb.At}
+		s.Inspect = func(ctx context.Context) (*unlock.BootRecord, error) {
+			r, err := b.Look(ctx)
+			shown = r
+			return r, err
+		}
+	}
+	if b.staff != nil {
+		g := b.staff.Grant
+		s.Handoff, s.Previous, s.Inspect = b.InPlace(g), nil, nil
+		s.Rescue = &unlock.RescueGrant{ID: g.ID, Staff: g.Staff, Scope: string(g.Scope), Until: g.Until}
 	}
 	code := s.Run(ctx, q.RW, q.PTY)
 	if jump := s.Jump(); jump != nil {

@@ -86,7 +86,7 @@ func newBoot(t *testing.T, mode kind.Mode, grant *agentapi.RescueGrant, vols fun
 		Config: &agentapi.CheckinResponse{Host: "web1", Boot: "b-1", Mode: mode, ReportToken: "rt", Grant: grant,
 			Unlock: agentapi.UnlockPolicy{MaxTries: 3, Lockout: time.Minute}}}
 	b := &Boot{Agent: a, IP: net.IPv4(10, 0, 0, 5), Console: io.Discard, Log: slog.New(slog.DiscardHandler), Volumes: vols,
-		Handoff: func(unlock.Reporter) unlock.Handoff {
+		Handoff: func(unlock.Reporter, func() *unlock.BootRecord) unlock.Handoff {
 			return func(_ context.Context, _ []*unlock.Unsealed, out io.Writer) (func(), error) {
 				m.handoffs.Add(1)
 				fmt.Fprintln(out, "Booting the OS")
@@ -156,8 +156,11 @@ func TestBootSessions(t *testing.T) {
 		{name: "login shell is the unlock dialog", mode: "unlock", vols: disk, role: sshd.RoleCustomer, stdin: "right\n",
 			handoffs: 1, jumps: 1, reports: "unlock.success"},
 		{name: "staff key in an ordinary boot", mode: "unlock", vols: disk, role: sshd.RoleStaff, command: "shell", exit: 126, out: "no rescue grant"},
+		{name: "rescue boot: a script must name the grant", mode: "rescue", grant: grant("password-reset"), vols: disk, role: sshd.RoleCustomer,
+			command: "unlock", stdin: "right\n", exit: unlock.ExitRefused, out: "unlock --rescue-grant g-1"},
 		{name: "rescue boot opens in place, no jump", mode: "rescue", grant: grant("password-reset"), vols: disk, role: sshd.RoleCustomer,
-			command: "unlock", stdin: "right\n", inPlace: 1, reports: "unlock.success"},
+			command: "unlock --rescue-grant g-1", stdin: "right\n", inPlace: 1, reports: "unlock.success"},
+		{name: "unknown option", mode: "unlock", vols: disk, role: sshd.RoleCustomer, command: "unlock --now", exit: unlock.ExitUsage, out: "unknown option"},
 		{name: "staff outside the grant's scope", mode: "rescue", grant: grant("password-reset"), vols: disk, role: sshd.RoleStaff,
 			command: "shell", exit: 127, out: "not allowed under a password-reset grant"},
 	} {

@@ -6,6 +6,8 @@ import (
 	"io"
 	"time"
 
+	"github.com/lifeboat-boot/lifeboat/pxe/term"
+
 	"github.com/lifeboat-boot/lifeboat/pxe/agent/agentapi"
 	"github.com/lifeboat-boot/lifeboat/unlock"
 )
@@ -25,7 +27,7 @@ func OpenInPlace(g *agentapi.RescueGrant) unlock.Handoff {
 			fmt.Fprintf(out, "  %s: opened in place for this rescue session\n", u.Volume.Path)
 		}
 		fmt.Fprintf(out, "This host is in rescue under grant %s (%s, for %s, ticket %s): until the grant ends (at the latest %s),\n",
-			g.ID, g.Scope, g.Staff, g.Ticket, g.Until.UTC().Format(time.RFC3339))
+			g.ID, g.Scope, term.Clean(g.Staff), term.Clean(g.Ticket), g.Until.UTC().Format(time.RFC3339))
 		fmt.Fprintf(out, "support can reach what these volumes hold, within that scope. The host then reboots into its own system.\n")
 		return nil, nil
 	}

@@ -1,7 +1,6 @@
 package rescue
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +9,8 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+
+	"github.com/lifeboat-boot/lifeboat/pxe/term"
 
 	"github.com/lifeboat-boot/lifeboat/initramfs/rescue/shadow"
 	"github.com/lifeboat-boot/lifeboat/pxe/store/audit"
@@ -60,14 +61,22 @@ func (r *Reset) Run(ctx context.Context, rw io.ReadWriter, pty bool) int {
 	if name == "" {
 		name = "an installed system"
 	}
-	fmt.Fprintf(out, "Found %s on %s.\n", name, root.Device)
-	path := filepath.Join(root.Dir, "etc", "shadow")
-	data, err := os.ReadFile(path)
+	fmt.Fprintf(out, "Found %s on %s.\n", term.Clean(name), root.Device) // PRETTY_NAME is the disk's to say
+	// The installed system's files are read through an os.Root: a link
+	// in it that leads out (into the RAM image) is not followed.
+	rt, err := os.OpenRoot(root.Dir)
 	if err != nil {
 		fmt.Fprintf(out, "error: %v\n", err)
 		return ExitFailed
 	}
-	defs, _ := os.ReadFile(filepath.Join(root.Dir, "etc", "login.defs"))
+	defer rt.Close()
+	path := filepath.Join(root.Dir, "etc", "shadow")
+	data, err := rt.ReadFile("etc/shadow")
+	if err != nil {
+		fmt.Fprintf(out, "error: %v\n", err)
+		return ExitFailed
+	}
+	defs, _ := rt.ReadFile("etc/login.defs")
 	probe, err := shadow.Replace(data, r.User, "x")
 	if err != nil {
 		fmt.Fprintf(out, "error: %v\n", err)
@@ -76,7 +85,8 @@ func (r *Reset) Run(ctx context.Context, rw io.ReadWriter, pty bool) int {
 	m := shadow.ChooseMethod(defs, probe.Old)
 	fmt.Fprintf(out, "Hash method: %s.\n", m)
 
-	in := bufio.NewReaderSize(rw, 1024)
+	in := unlock.NewSecretReader(rw)
+	defer in.Wipe()
 	if pty {
 		fmt.Fprintf(out, "New password for %s (press Enter to generate one): ", r.User)
 	}

@@ -115,8 +115,16 @@ func isRoot(dir string) bool {
 	return true
 }
 
+// osName reads PRETTY_NAME through an os.Root: os-release is a link
+// (Debian's points to ../usr/lib/os-release), and one that leads out of
+// the installed system must not make lifeboat read its own files.
 func osName(dir string) string {
-	f, err := os.Open(filepath.Join(dir, "etc", "os-release"))
+	rt, err := os.OpenRoot(dir)
+	if err != nil {
+		return ""
+	}
+	defer rt.Close()
+	f, err := rt.Open("etc/os-release")
 	if err != nil {
 		return ""
 	}

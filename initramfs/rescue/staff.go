@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/lifeboat-boot/lifeboat/pxe/term"
+
 	"github.com/lifeboat-boot/lifeboat/initramfs/sshd"
 	"github.com/lifeboat-boot/lifeboat/pxe/agent/agentapi"
 	"github.com/lifeboat-boot/lifeboat/pxe/store/audit"
@@ -63,7 +65,7 @@ func (s *Staff) Run(ctx context.Context, q *sshd.Request) int {
 		return s.shell(ctx, q)
 	}
 	fmt.Fprintf(out, "lifeboat rescue: host %s, grant %s (%s) for %s, ticket %s, until %s (%s left)\n",
-		s.Host, g.ID, g.Scope, g.Staff, g.Ticket, g.Until.UTC().Format(time.RFC3339), s.left().Round(time.Second))
+		term.Clean(s.Host), g.ID, g.Scope, term.Clean(g.Staff), term.Clean(g.Ticket), g.Until.UTC().Format(time.RFC3339), s.left().Round(time.Second))
 	if cmd != "" {
 		fmt.Fprintf(out, "error: %q is not allowed under a %s grant\n", q.Command, g.Scope)
 	}

@@ -8,11 +8,14 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"slices"
 	"sync"
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/lifeboat-boot/lifeboat/pxe/keys/authkeys"
 )
 
 // Roles of a login: the customer (the keys on file for the host), or the
@@ -48,10 +51,13 @@ type Handler func(ctx context.Context, r *Request) int
 // Server is the RAM image's SSH server.
 type Server struct {
 	HostKey      ssh.Signer
-	Authorized   []ssh.PublicKey // the customer's keys
-	LoginTimeout time.Duration   // default 30s
-	MaxConns     int             // default 8
-	Log          *slog.Logger
+	Authorized   []authkeys.Key // the customer's keys, with their from= restrictions
+	LoginTimeout time.Duration  // default 30s
+	// BannerTimeout is how long a new connection may stay silent: an SSH
+	// client sends its version at once (default 10 s).
+	BannerTimeout time.Duration
+	Limits        Limits
+	Log           *slog.Logger
 	// Staff is the key of the rescue grant's staff member, nil without a
 	// grant; StaffDone is closed when the grant ends: from then on the key
 	// is refused and its connections are closed.
@@ -61,9 +67,9 @@ type Server struct {
 	OnLogin func(ctx context.Context, role, user, fingerprint, remote string) error
 	// OnRefused records a connection that offered only keys not let in.
 	OnRefused func(fingerprints []string, remote string)
-	// OnCapped records connections turned away because MaxConns were
-	// open: once when a burst begins (n 1) and once when it has been
-	// quiet for BurstQuiet (n the burst's count), never per connection.
+	// OnCapped records connections turned away by the Limits: once when
+	// a burst begins (n 1) and once when it has been quiet for BurstQuiet
+	// (n the burst's count), never per connection.
 	OnCapped   func(n int, firstRemote string)
 	BurstQuiet time.Duration // default 10 s
 	Session    Handler
@@ -88,17 +94,18 @@ const roleExt = "role"
 // config is made per connection: refused is that connection's list of keys
 // offered and turned away.
 func (s *Server) config(refused *[]string) *ssh.ServerConfig {
-	allowed := map[string]bool{}
+	allowed := map[string]authkeys.Key{}
 	for _, k := range s.Authorized {
-		allowed[string(k.Marshal())] = true
+		allowed[string(k.Marshal())] = k
 	}
 	cfg := &ssh.ServerConfig{
 		MaxAuthTries: 3,
 		PublicKeyCallback: func(c ssh.ConnMetadata, k ssh.PublicKey) (*ssh.Permissions, error) {
 			fp := ssh.FingerprintSHA256(k)
 			role := ""
+			ak, isCustomer := allowed[string(k.Marshal())]
 			switch {
-			case allowed[string(k.Marshal())]:
+			case isCustomer && ak.Allows(source(c.RemoteAddr())):
 				role = RoleCustomer
 			case s.Staff != nil && string(k.Marshal()) == string(s.Staff.Marshal()) && !closed(s.StaffDone):
 				role = RoleStaff
@@ -140,18 +147,19 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	if s.LoginTimeout == 0 {
 		s.LoginTimeout = 30 * time.Second
 	}
-	if s.MaxConns == 0 {
-		s.MaxConns = 8
+	if s.BannerTimeout == 0 {
+		s.BannerTimeout = 10 * time.Second
 	}
+	adm := newAdmission(s.Limits)
 	go func() { <-ctx.Done(); ln.Close() }()
 	capped := &burst{quiet: cmp.Or(s.BurstQuiet, 10*time.Second), report: func(n int, first string) {
-		s.Log.Warn("ssh: connections refused: too many at once", "count", n, "max", s.MaxConns, "first_remote", first)
+		s.Log.Warn("ssh: connections refused: too many at once", "count", n, "first_remote", first,
+			"max_startups", adm.lim.MaxStartups, "per_source", adm.lim.PerSource, "max_logged_in", adm.lim.MaxConns)
 		if s.OnCapped != nil {
 			s.OnCapped(n, first)
 		}
 	}}
 	defer capped.stop()
-	sem := make(chan struct{}, s.MaxConns)
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for {
@@ -162,39 +170,80 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			}
 			return fmt.Errorf("ssh accept: %w", err)
 		}
-		select {
-		case sem <- struct{}{}:
-		default:
+		src := source(nc.RemoteAddr())
+		if ok, why := adm.start(src, time.Now()); !ok {
 			capped.add(nc.RemoteAddr().String())
-			nc.Close()
+			s.Log.Debug("ssh: connection refused", "remote", nc.RemoteAddr().String(), "why", why)
+			refuse(nc, why)
 			continue
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			defer func() { <-sem }()
-			s.conn(ctx, nc)
+			s.conn(ctx, nc, adm, src)
 		}()
 	}
 }
 
-func (s *Server) conn(ctx context.Context, nc net.Conn) {
+// refuse says why before it closes: what a person with nc or ssh -v sees
+// (RFC 4253 lets a server send lines before its version).
+func refuse(nc net.Conn, why string) {
+	msg := map[string]string{
+		refusedPenalty:   "lifeboat: connections from your address sat idle until they timed out; try again in a minute\r\n",
+		refusedPerSource: "lifeboat: too many unfinished logins from your address; finish or close one\r\n",
+		refusedStartups:  "lifeboat: too many logins are starting at once; try again in a few seconds\r\n",
+	}[why]
+	_ = nc.SetWriteDeadline(time.Now().Add(time.Second))
+	_, _ = io.WriteString(nc, msg)
+	nc.Close()
+}
+
+// firstByte is a connection that must say something within its banner
+// deadline, then has until the login deadline.
+type firstByte struct {
+	net.Conn
+	login time.Time
+	heard bool
+}
+
+func (c *firstByte) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 && !c.heard {
+		c.heard = true
+		_ = c.Conn.SetReadDeadline(c.login)
+	}
+	return n, err
+}
+
+func (s *Server) conn(ctx context.Context, nc net.Conn, adm *admission, src netip.Addr) {
 	defer nc.Close()
 	remote := nc.RemoteAddr().String()
 	log := s.Log.With("remote", remote)
-	// The whole handshake, authentication included, must finish in time:
-	// a client that stalls cannot hold a slot.
-	_ = nc.SetDeadline(time.Now().Add(s.LoginTimeout))
+	// The whole handshake, authentication included, must finish in time,
+	// and a connection that says nothing is cut sooner: a client that
+	// stalls cannot hold a place.
+	now := time.Now()
+	login := now.Add(s.LoginTimeout)
+	_ = nc.SetWriteDeadline(login)
+	_ = nc.SetReadDeadline(now.Add(min(s.BannerTimeout, s.LoginTimeout)))
 	var refused []string
-	sc, chans, reqs, err := ssh.NewServerConn(nc, s.config(&refused))
+	sc, chans, reqs, err := ssh.NewServerConn(&firstByte{Conn: nc, login: login}, s.config(&refused))
 	if err != nil {
-		log.Info("ssh: login failed", "err", err, "refused_keys", refused)
+		var ne net.Error
+		timedOut := errors.As(err, &ne) && ne.Timeout()
+		adm.done(src, false, timedOut, time.Now())
+		log.Info("ssh: login failed", "err", err, "refused_keys", refused, "timed_out", timedOut)
 		if len(refused) > 0 && s.OnRefused != nil {
 			s.OnRefused(refused, remote)
 		}
 		return
 	}
 	defer sc.Close()
+	if !adm.done(src, true, false, time.Now()) {
+		log.Warn("ssh: logged in, but too many sessions are logged in: closing")
+		return
+	}
+	defer adm.end()
 	_ = nc.SetDeadline(time.Time{})
 	fp, role := sc.Permissions.Extensions[fpExt], sc.Permissions.Extensions[roleExt]
 	log = log.With("user", sc.User(), "key", fp, "role", role)

@@ -10,13 +10,17 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/lifeboat-boot/lifeboat/pxe/keys/authkeys"
 
 	"golang.org/x/crypto/ssh"
 )
@@ -75,7 +79,7 @@ func startWith(t *testing.T, hk ssh.Signer) *rig {
 	staffPub := keygen(t, r.staff)
 	r.authFP, r.staffFP = ssh.FingerprintSHA256(authPub), ssh.FingerprintSHA256(staffPub)
 	r.staffDone, r.waiting = make(chan struct{}), make(chan struct{}, 8)
-	s := &Server{HostKey: hk, Authorized: []ssh.PublicKey{authPub}, LoginTimeout: time.Second, Log: slog.New(slog.DiscardHandler),
+	s := &Server{HostKey: hk, Authorized: []authkeys.Key{{PublicKey: authPub}}, LoginTimeout: time.Second, Log: slog.New(slog.DiscardHandler),
 		Staff: staffPub, StaffDone: r.staffDone,
 		OnLogin: func(_ context.Context, role, user, fp, _ string) error {
 			r.mu.Lock()
@@ -302,15 +306,15 @@ func TestSSHAudit(t *testing.T) {
 	}
 }
 
-// TestConnectionCapReportedPerBurst: connections over MaxConns are turned
-// away and reported twice per burst (its start, then its count), not once
-// each and not silently.
+// TestConnectionCapReportedPerBurst: connections over the limits are
+// turned away with a line saying why, and reported twice per burst (its
+// start, then its count), not once each and not silently.
 func TestConnectionCapReportedPerBurst(t *testing.T) {
 	_, priv, _ := ed25519.GenerateKey(rand.Reader)
 	hk, _ := ssh.NewSignerFromKey(priv)
 	var mu sync.Mutex
 	var reports []int
-	s := &Server{HostKey: hk, LoginTimeout: 5 * time.Second, MaxConns: 1, BurstQuiet: 200 * time.Millisecond, Log: slog.New(slog.DiscardHandler),
+	s := &Server{HostKey: hk, LoginTimeout: 5 * time.Second, Limits: Limits{PerSource: 1}, BurstQuiet: 200 * time.Millisecond, Log: slog.New(slog.DiscardHandler),
 		OnCapped: func(n int, _ string) { mu.Lock(); reports = append(reports, n); mu.Unlock() },
 		Session:  func(context.Context, *Request) int { return 0 }}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -335,8 +339,9 @@ func TestConnectionCapReportedPerBurst(t *testing.T) {
 			t.Fatal(err)
 		}
 		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-		if _, err := c.Read(make([]byte, 1)); err == nil {
-			t.Error("a connection over the cap was served")
+		said, _ := io.ReadAll(c)
+		if strings.Contains(string(said), "SSH-2.0") || !strings.Contains(string(said), "too many unfinished logins from your address") {
+			t.Errorf("a connection over the cap was answered %q", said)
 		}
 		c.Close()
 	}
@@ -399,5 +404,136 @@ func TestSessionsPerConnection(t *testing.T) {
 			t.Fatalf("a freed session slot stayed taken: %v", err)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestAdmission: the limits, decided: per source, overall, logged in, and
+// the penalty of a source whose connections time out idle.
+func TestAdmission(t *testing.T) {
+	a := newAdmission(Limits{MaxStartups: 3, PerSource: 2, MaxConns: 1, Penalty: 10 * time.Second, MaxPenalty: 25 * time.Second})
+	x, y, z := netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2"), netip.MustParseAddr("10.0.0.3")
+	now := time.Unix(1000, 0)
+	steps := []struct {
+		src  netip.Addr
+		ok   bool
+		why  string
+		note string
+	}{
+		{x, true, "", "first from x"},
+		{x, true, "", "second from x"},
+		{x, false, refusedPerSource, "third from x"},
+		{y, true, "", "y, while x holds two"},
+		{z, false, refusedStartups, "overall full"},
+	}
+	for _, s := range steps {
+		if ok, why := a.start(s.src, now); ok != s.ok || why != s.why {
+			t.Errorf("%s: %v %q, want %v %q", s.note, ok, why, s.ok, s.why)
+		}
+	}
+	// x's two time out idle: 20 s of penalty, capped at 25.
+	a.done(x, false, true, now)
+	a.done(x, false, true, now)
+	if ok, why := a.start(x, now.Add(19*time.Second)); ok || why != refusedPenalty {
+		t.Errorf("x during its penalty: %v %q", ok, why)
+	}
+	if ok, _ := a.start(z, now); !ok {
+		t.Error("z once x's places are free")
+	}
+	if ok, _ := a.start(x, now.Add(21*time.Second)); !ok {
+		t.Error("x after its penalty")
+	}
+	// Logged in: at most MaxConns; the next is refused, and freed by end.
+	if !a.done(y, true, false, now) {
+		t.Error("y's login")
+	}
+	if a.done(z, true, false, now) {
+		t.Error("a second login over MaxConns")
+	}
+	a.end()
+	if a.pending[y] != 0 || a.total != 1 || a.authed != 0 {
+		t.Errorf("counts after all: pending %v total %d authed %d", a.pending, a.total, a.authed)
+	}
+}
+
+// TestIdleConnectionsDoNotKeepTheCustomerOut: another machine holds 200
+// idle TCP connections to the SSH port, reopening each as soon as it is
+// closed; the customer, from another address, still gets in every time.
+func TestIdleConnectionsDoNotKeepTheCustomerOut(t *testing.T) {
+	r := start(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	var opened, refusedLines atomic.Int64
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}, Timeout: time.Second}
+	for range 200 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				c, err := d.DialContext(ctx, "tcp", r.addr.String())
+				if err != nil {
+					time.Sleep(10 * time.Millisecond)
+					continue
+				}
+				opened.Add(1)
+				// Idle: read whatever comes until the server closes it.
+				b, _ := io.ReadAll(c)
+				if strings.HasPrefix(string(b), "lifeboat: ") {
+					refusedLines.Add(1)
+				}
+				c.Close()
+			}
+		}()
+	}
+	defer func() { cancel(); wg.Wait() }()
+	time.Sleep(500 * time.Millisecond) // the flood is on
+	for i := range 3 {
+		start := time.Now()
+		out, code := r.ssh("hello\n", "-i", r.auth, "root@127.0.0.1", "unlock")
+		if code != 7 || !strings.Contains(out, "got=hello") {
+			t.Fatalf("customer try %d during the flood: exit %d\n%s", i+1, code, out)
+		}
+		t.Logf("customer try %d during 200 idle connections: logged in and served in %s", i+1, time.Since(start).Round(time.Millisecond))
+	}
+	if opened.Load() < 200 || refusedLines.Load() == 0 {
+		t.Errorf("the flood: %d connections opened, %d refused with a reason", opened.Load(), refusedLines.Load())
+	}
+}
+
+// TestFromOptionHonoured: a customer key with from= logs in only from the
+// addresses it names.
+func TestFromOptionHonoured(t *testing.T) {
+	_, hpriv, _ := ed25519.GenerateKey(rand.Reader)
+	hk, _ := ssh.NewSignerFromKey(hpriv)
+	_, cpriv, _ := ed25519.GenerateKey(rand.Reader)
+	ck, _ := ssh.NewSignerFromKey(cpriv)
+	for _, tc := range []struct {
+		from string
+		ok   bool
+	}{{"10.9.9.9", false}, {"127.0.0.0/8,!127.0.0.2", true}, {"!127.0.0.1,127.*", false}} {
+		line := `from="` + tc.from + `" ` + string(ssh.MarshalAuthorizedKey(ck.PublicKey()))
+		ak, err := authkeys.Parse(line)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := &Server{HostKey: hk, Authorized: []authkeys.Key{ak}, LoginTimeout: 5 * time.Second, Log: slog.New(slog.DiscardHandler),
+			OnLogin: func(context.Context, string, string, string, string) error { return nil },
+			Session: func(context.Context, *Request) int { return 0 }}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error)
+		go func() { done <- s.Serve(ctx, ln) }()
+		c, err := ssh.Dial("tcp", ln.Addr().String(), &ssh.ClientConfig{User: "root", Auth: []ssh.AuthMethod{ssh.PublicKeys(ck)},
+			HostKeyCallback: ssh.InsecureIgnoreHostKey(), Timeout: 5 * time.Second}) // the host key is not what this test checks
+		if (err == nil) != tc.ok {
+			t.Errorf("from=%q, login from 127.0.0.1: %v, want ok %v", tc.from, err, tc.ok)
+		}
+		if c != nil {
+			c.Close()
+		}
+		cancel()
+		<-done
 	}
 }

@@ -12,7 +12,7 @@ import (
 	"slices"
 	"strings"
 
-	"golang.org/x/crypto/ssh"
+	"github.com/lifeboat-boot/lifeboat/pxe/keys/authkeys"
 
 	"github.com/lifeboat-boot/lifeboat/pxe/store/kind"
 )
@@ -232,8 +232,8 @@ func (h *Host) Check() error {
 		return errors.New("authorized_keys is empty: nobody could log in to unlock this host")
 	}
 	for j, k := range h.AuthorizedKeys {
-		if _, _, _, _, err := ssh.ParseAuthorizedKey([]byte(k)); err != nil {
-			return fmt.Errorf("authorized_keys[%d]: %v (want one line like \"ssh-ed25519 AAAA... comment\")", j, err)
+		if _, err := authkeys.Parse(k); err != nil {
+			return fmt.Errorf("authorized_keys[%d]: %v (want one line like \"ssh-ed25519 AAAA... comment\", optionally from=\"10.1.2.0/24\")", j, err)
 		}
 		h.AuthorizedKeys[j] = strings.TrimSpace(k)
 	}

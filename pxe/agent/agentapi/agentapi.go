@@ -75,6 +75,20 @@ type CheckinResponse struct {
 	// Grant is the rescue grant this boot serves, in mode "rescue". A
 	// rescue boot without one (it ended before the check-in) reboots.
 	Grant *RescueGrant `json:"grant,omitempty"`
+	// LastBoot is what the host's last unlock booted, as recorded then:
+	// the unlock shows what changed since, before the passphrase.
+	LastBoot *BootRecord `json:"last_boot,omitempty"`
+}
+
+// BootRecord is what an unlock handed over to (the details of its
+// handoff record).
+type BootRecord struct {
+	Device  string    `json:"device"`
+	Entry   string    `json:"entry"`
+	Kernel  string    `json:"kernel_sha256"`
+	Initrd  string    `json:"initrd_sha256"`
+	Cmdline string    `json:"cmdline"`
+	At      time.Time `json:"at"`
 }
 
 // RescueGrant is what the RAM image needs of a grant: whom to let in

@@ -41,6 +41,9 @@ type Store interface {
 	// failed one.
 	Heartbeat(ctx context.Context, b store.Binding) error
 	EndAgent(ctx context.Context, b store.Binding, ended bool) error
+	// LastHandoff is the details and time of host's last hand-off in an
+	// unlock boot (nil if none).
+	LastHandoff(ctx context.Context, host string) (map[string]string, time.Time, error)
 }
 
 // Recordings keeps the rescue shells' recordings.
@@ -175,8 +178,14 @@ func (s *Server) checkin(w http.ResponseWriter, r *http.Request) {
 	metrics.Checkins.WithLabelValues(outcome).Inc()
 	s.Steps.Reached(b.MAC, b.Boot, store.StageCheckin)
 	s.Log.Info("agent checked in", "mac", b.MAC, "host", b.Host, "boot", b.Boot, "host_key", fp, "retry", c.Retry)
+	var last *agentapi.BootRecord
+	if d, at, err := s.Store.LastHandoff(r.Context(), c.Host.Name); err != nil {
+		s.Log.Error("check-in: reading the last hand-off", "host", c.Host.Name, "err", err)
+	} else if d != nil && d["kernel_sha256"] != "" {
+		last = &agentapi.BootRecord{Device: d["device"], Entry: d["entry"], Kernel: d["kernel_sha256"], Initrd: d["initrd_sha256"], Cmdline: d["cmdline"], At: at}
+	}
 	body, err := json.Marshal(agentapi.CheckinResponse{Host: c.Host.Name, Boot: b.Boot, Mode: c.Mode,
-		AuthorizedKeys: c.Host.AuthorizedKeys, ReportToken: c.ReportToken, Unlock: s.Unlock, HostCertificate: c.HostCert, Grant: grant})
+		AuthorizedKeys: c.Host.AuthorizedKeys, ReportToken: c.ReportToken, Unlock: s.Unlock, HostCertificate: c.HostCert, Grant: grant, LastBoot: last})
 	if err != nil {
 		httpError(w, http.StatusInternalServerError, "internal error")
 		return

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -257,4 +258,27 @@ func (db *DB) ResetAgent(ctx context.Context, host, actor string) error {
 		return []audit.Event{{Time: db.now().UTC(), Code: audit.AgentReset, MAC: mac, Host: host, Boot: boot, Actor: actor,
 			Details: map[string]string{"boot": boot, "host_key": key}}}, nil
 	})
+}
+
+// LastHandoff returns the details and time of the last hand-off of host in
+// an unlock boot (one the customer unlocked and lifeboat booted), nil if
+// none. Records of rescue boots do not count: a root shell there could
+// report what it likes.
+func (db *DB) LastHandoff(ctx context.Context, host string) (map[string]string, time.Time, error) {
+	var details, at string
+	err := db.sql.QueryRowContext(ctx, `SELECT e.details, e.time FROM events e
+		WHERE e.host = ? AND e.code = ? AND e.boot != '' AND EXISTS (
+			SELECT 1 FROM events c WHERE c.host = e.host AND c.boot = e.boot AND c.code = ? AND json_extract(c.details, '$.mode') = ?)
+		ORDER BY e.seq DESC LIMIT 1`, host, audit.Handoff, audit.AgentCheckin, string(store.ModeUnlock)).Scan(&details, &at)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, time.Time{}, nil
+	}
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	var d map[string]string
+	if err := json.Unmarshal([]byte(details), &d); err != nil {
+		return nil, time.Time{}, err
+	}
+	return d, parseTime(at), nil
 }
