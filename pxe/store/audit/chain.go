@@ -188,6 +188,11 @@ func (v *Verifier) Add(recs []Event) error {
 			return bad("found record %d where %d belongs (records were removed, added or reordered)", r.Seq, h.Seq+1)
 		}
 		digest := r.Digest
+		if _, held := v.receipts[r.Seq]; held && r.Redacted() {
+			// A receipt is for the holder's own record: the server must
+			// show it in full, or it could hide a change behind the digest.
+			return bad("you hold a receipt for this record, but the server returned it redacted (it is yours: its contents must be shown)")
+		}
 		if !r.Redacted() {
 			digest = r.ComputeDigest()
 			if r.Prev != h.Hash {

@@ -84,7 +84,8 @@ func Open(ctx context.Context, path string) (*DB, error) {
 		sdb.Close()
 		return nil, fmt.Errorf("store %s: %w", path, err)
 	}
-	if err := migrate(ctx, sdb); err != nil {
+	from, err := migrate(ctx, sdb)
+	if err != nil {
 		sdb.Close()
 		return nil, fmt.Errorf("store %s: %w", path, err)
 	}
@@ -98,7 +99,7 @@ func Open(ctx context.Context, path string) (*DB, error) {
 		sdb.Close()
 		return nil, fmt.Errorf("store %s: %w", path, err)
 	}
-	if err := db.loadHead(ctx); err != nil {
+	if err := db.loadHead(ctx, from < chainVersion); err != nil {
 		sdb.Close()
 		return nil, fmt.Errorf("store %s: %w", path, err)
 	}
@@ -127,54 +128,56 @@ func (db *DB) SchemaVersion(ctx context.Context) (int, error) {
 // migrate applies, in order and each in its own transaction, the embedded
 // migrations not yet recorded in schema_migrations. A database made by a
 // newer lifeboatd is refused rather than misread.
-func migrate(ctx context.Context, sdb *sql.DB) error {
+// migrate applies the migrations the database lacks and returns the
+// version it had.
+func migrate(ctx context.Context, sdb *sql.DB) (int, error) {
 	if _, err := sdb.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
 		version INTEGER PRIMARY KEY, applied TEXT NOT NULL)`); err != nil {
-		return err
+		return 0, err
 	}
 	names, err := fs.Glob(migrations, "migrations/*.sql")
 	if err != nil {
-		return err
+		return 0, err
 	}
 	sort.Strings(names)
 	var have int
 	if err := sdb.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&have); err != nil {
-		return err
+		return 0, err
 	}
 	if have > len(names) {
-		return fmt.Errorf("database schema version %d is newer than this lifeboatd knows (%d): upgrade lifeboatd", have, len(names))
+		return 0, fmt.Errorf("database schema version %d is newer than this lifeboatd knows (%d): upgrade lifeboatd", have, len(names))
 	}
 	for _, name := range names {
 		v, err := strconv.Atoi(strings.SplitN(strings.TrimPrefix(name, "migrations/"), "_", 2)[0])
 		if err != nil {
-			return fmt.Errorf("migration %s: bad name", name)
+			return 0, fmt.Errorf("migration %s: bad name", name)
 		}
 		if v <= have {
 			continue
 		}
 		body, err := migrations.ReadFile(name)
 		if err != nil {
-			return err
+			return 0, err
 		}
 		tx, err := sdb.BeginTx(ctx, nil)
 		if err != nil {
-			return err
+			return 0, err
 		}
 		for _, stmt := range splitSQL(string(body)) {
 			if _, err := tx.ExecContext(ctx, stmt); err != nil {
 				tx.Rollback()
-				return fmt.Errorf("migration %s: %w", name, err)
+				return 0, fmt.Errorf("migration %s: %w", name, err)
 			}
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, applied) VALUES (?, ?)`, v, fmtTime(time.Now())); err != nil {
 			tx.Rollback()
-			return err
+			return 0, err
 		}
 		if err := tx.Commit(); err != nil {
-			return fmt.Errorf("migration %s: %w", name, err)
+			return 0, fmt.Errorf("migration %s: %w", name, err)
 		}
 	}
-	return nil
+	return have, nil
 }
 
 // splitSQL splits a migration into statements at semicolons ending a line;

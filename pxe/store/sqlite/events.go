@@ -336,10 +336,16 @@ func (db *DB) insertEvent(ctx context.Context, tx *sql.Tx, e *audit.Event, head 
 	return nil
 }
 
+// chainVersion is the migration that brought the hash chain.
+const chainVersion = 2
+
 // loadHead reads the chain's head. Events written before the chain existed
-// (a version 1 store) are sealed here, once, in their order. It runs in
-// Open, before anything else can write.
-func (db *DB) loadHead(ctx context.Context) error {
+// are sealed here, once, in their order, when this Open is the one that
+// upgraded the store to the chain (upgrade); records without a hash in a
+// store that had the chain already are an error, never re-sealed: an
+// insider who blanked the hashes would have lifeboatd bless the rewrite.
+// It runs in Open, before anything else can write.
+func (db *DB) loadHead(ctx context.Context, upgrade bool) error {
 	db.head = audit.Start()
 	var seq int64
 	var hash string
@@ -356,6 +362,9 @@ func (db *DB) loadHead(ctx context.Context) error {
 	}
 	if seq != 0 {
 		return fmt.Errorf("audit chain: %d records after record %d were never sealed", len(old), seq)
+	}
+	if !upgrade {
+		return fmt.Errorf("audit chain: %d records have no hash in a store that was sealed before; lifeboatd does not re-seal a log by itself: restore the database from a backup, and find out who changed it", len(old))
 	}
 	return db.sealedTx(ctx, func(tx *sql.Tx, seal func(*audit.Event) error) error {
 		if _, err := tx.Exec(`DELETE FROM events`); err != nil {

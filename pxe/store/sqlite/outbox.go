@@ -66,11 +66,18 @@ func queueNotices(ctx context.Context, tx *sql.Tx, e audit.Event) error {
 
 // DueNotices returns up to limit pending notices whose next attempt is due
 // at now, in the order of their records, each with its record (and webhook).
+// A notice is due only when it is the oldest one pending for its receiver:
+// each receiver gets its notices in record order, however long an earlier
+// one is retried, across outages and restarts (the order is the table's,
+// not the relay's memory).
 func (db *DB) DueNotices(ctx context.Context, now time.Time, limit int) ([]store.Notice, error) {
 	rows, err := db.sql.QueryContext(ctx, `SELECT n.id, n.channel, n.target, n.customer, n.created, n.attempts, n.state, n.last_error,
 		COALESCE(w.url, ''), COALESCE(w.sealed, ''), n.seq
 		FROM notices n LEFT JOIN webhooks w ON n.channel = 'webhook' AND w.id = n.target
-		WHERE n.state = 'pending' AND n.next_try <= ? ORDER BY n.seq, n.id LIMIT ?`, fmtTime(now), limit)
+		WHERE n.state = 'pending' AND n.next_try <= ? AND NOT EXISTS (
+			SELECT 1 FROM notices m WHERE m.target = n.target AND m.channel = n.channel AND m.state = 'pending'
+				AND (m.seq < n.seq OR (m.seq = n.seq AND m.id < n.id)))
+		ORDER BY n.seq, n.id LIMIT ?`, fmtTime(now), limit)
 	if err != nil {
 		return nil, err
 	}

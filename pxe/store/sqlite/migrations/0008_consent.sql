@@ -28,3 +28,6 @@ CREATE TABLE proposals (
   error       TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX proposals_customer ON proposals (customer, created);
+
+-- A receiver's next notice is its oldest pending one (DueNotices).
+CREATE INDEX notices_by_target ON notices (target, state, seq);
