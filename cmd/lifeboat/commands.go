@@ -47,6 +47,7 @@ var commands = []command{
 	{"rescue revoke", "ID", "withdraw a grant that has not ended (a customer, with their token: any grant on their hosts)", (*env).rescueRevoke},
 	{"recording list", "", "rescue shells' recordings (a customer: those of your hosts)", (*env).recordingList},
 	{"recording play", "ID [--speed 1] [--identity FILE]", "replay one in this terminal (a sealed one with the customer's age key)", (*env).recordingPlay},
+	{"recording verify", "ID [--identity FILE]", "check a recording against its audit record's SHA-256; exit 1 if it changed", (*env).recordingVerify},
 	{"recording get", "ID [-o FILE] [--identity FILE]", "download one (asciicast v2; sealed as stored without --identity)", (*env).recordingGet},
 	{"audit verify", "[--customer] [--receipt SEQ:HASH]... [--on-server]", "check the tamper-evident audit chain; exit 1 if broken", (*env).auditVerify},
 	{"audit list", "[--after SEQ]", "the audit records you may read (a customer: your own)", (*env).auditList},

@@ -3,11 +3,14 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -15,6 +18,8 @@ import (
 
 	"github.com/lifeboat-boot/lifeboat/pxe/operator/api"
 	"github.com/lifeboat-boot/lifeboat/pxe/recordings/sealed"
+	"github.com/lifeboat-boot/lifeboat/pxe/store/audit"
+	"github.com/lifeboat-boot/lifeboat/pxe/term"
 )
 
 func (e *env) recordingList(args []string) error {
@@ -188,4 +193,61 @@ func truncate(s string, n int) string {
 		return s[:n] + "..."
 	}
 	return s
+}
+
+// recordingVerify checks a recording against its audit record: the
+// rescue.shell_end record of its session holds the SHA-256 of what the
+// RAM image sent, so a piece swapped, changed or cut on the server shows.
+func (e *env) recordingVerify(args []string) error {
+	fs := e.flags("recording verify")
+	identity := fs.String("identity", "", "age identity file to unseal a sealed recording with")
+	pos, err := parse(fs, args, 1, "one recording ID")
+	if err != nil {
+		return err
+	}
+	id := pos[0]
+	boot, name, ok := strings.Cut(id, ".")
+	if !ok {
+		return usageError{fmt.Sprintf("recording verify: %q is not a recording ID (BOOT.NAME, as recording list shows)", id)}
+	}
+	body, err := e.openRecording(id, *identity)
+	if err != nil {
+		return err
+	}
+	defer body.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, body)
+	if err != nil {
+		return err
+	}
+	got := hex.EncodeToString(h.Sum(nil))
+	var rec *audit.Event
+	for after := int64(0); ; {
+		page, err := e.client.AuditRecords(e.ctx, after, 1000)
+		if err != nil {
+			return err
+		}
+		if len(page) == 0 {
+			break
+		}
+		for i := range page {
+			r := page[i]
+			if r.Code == audit.RescueShellEnd && r.Boot == boot && r.Details["recording"] == name {
+				rec = &r
+			}
+		}
+		after = page[len(page)-1].Seq
+	}
+	if rec == nil {
+		return fmt.Errorf("recording %s: no end record of its session among the records you may read (the session may still run, or the host lost power: then it cannot be checked)", id)
+	}
+	want := rec.Details["sha256"]
+	if want == "" {
+		return fmt.Errorf("recording %s: its end record %d holds no digest (a RAM image older than this check)", id, rec.Seq)
+	}
+	if got != want {
+		return fmt.Errorf("RECORDING CHANGED: %s holds %d bytes with sha256 %s, but audit record %d says %s bytes with sha256 %s", id, n, got, rec.Seq, term.Clean(rec.Details["bytes"]), term.Clean(want))
+	}
+	fmt.Fprintf(e.out, "recording %s OK: %d bytes, sha256 %s, as audit record %d (receipt %d:%s) says\n", id, n, got, rec.Seq, rec.Seq, rec.Hash)
+	return nil
 }

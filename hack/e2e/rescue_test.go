@@ -29,6 +29,7 @@ import (
 	"github.com/lifeboat-boot/lifeboat/images"
 	"github.com/lifeboat-boot/lifeboat/initramfs/rescue/shadow"
 	"github.com/lifeboat-boot/lifeboat/pxe/operator/notify/notifytest"
+	"github.com/lifeboat-boot/lifeboat/pxe/recordings/sealed"
 	"github.com/lifeboat-boot/lifeboat/pxe/store/audit"
 	"github.com/lifeboat-boot/lifeboat/pxe/store/sqlite"
 )
@@ -639,15 +640,37 @@ func (r *rescueRig) plainShell(ctx context.Context, t *testing.T, h rig.Host, st
 	if len(recs) != 2 || !recs[0].Sealed || !recs[1].Sealed {
 		t.Fatalf("recordings of %s (two shells): %+v\n%s", h.Name, recs, list)
 	}
-	var play string
+	var play, playedID string
 	for _, rec := range recs {
 		if p := r.play(t, rec.ID); strings.Contains(p, "rescue-42") {
-			play = p
+			play, playedID = p, rec.ID
 		}
 	}
 	t.Logf("the recording, replayed by the customer:\n%s", play)
 	if !strings.Contains(play, "rescue-42") || !strings.Contains(play, "SUP-101") {
 		t.Errorf("replay lacks the session")
+	}
+	// The customer checks it against the SHA-256 its end record holds;
+	// cut short on the server's disk, it no longer passes.
+	if out, err := r.CLI(ctx, r.custToken, "recording", "verify", playedID, "--identity", r.ageKey); err != nil || !strings.Contains(out, "OK") {
+		t.Errorf("recording verify: %v\n%s", err, out)
+	}
+	file := filepath.Join(filepath.Dir(r.EventLog), "recordings", h.Name, playedID+".cast.age")
+	if fi, err := os.Stat(file); err != nil {
+		t.Errorf("the sealed recording on disk: %v", err)
+	} else if f, err := os.Open(file); err == nil {
+		segs, _ := sealed.Segments(f, fi.Size())
+		f.Close()
+		switch {
+		case len(segs) < 2:
+			t.Logf("recording %s is one segment: no cut to try", playedID)
+		case os.Truncate(file, segs[len(segs)-1].Position) != nil:
+			t.Error("cannot cut the recording")
+		default:
+			if out, err := r.CLI(ctx, r.custToken, "recording", "verify", playedID, "--identity", r.ageKey); err == nil || !strings.Contains(err.Error(), "RECORDING CHANGED") {
+				t.Errorf("a recording cut on the server passed: %v\n%s", err, out)
+			}
+		}
 	}
 	// Sealed on the server's disk.
 	raw := r.cli(t, "recording", "get", recs[0].ID)
@@ -811,7 +834,7 @@ func (r *rescueRig) consoleCode(ctx context.Context, t *testing.T, h rig.Host, s
 	}
 	// A root shell can change the unencrypted /boot: the technician adds
 	// to the kernel the customer's next unlock would boot.
-	if err := run.Type("mkdir -p /tmp/b && mount -t ext4 /dev/vda1 /tmp/b && echo tampered >> /tmp/b/vmlinuz-*; umount /tmp/b; echo boot-changed-$((1+1))\r"); err != nil {
+	if err := run.Type("mkdir -p /tmp/b && mount -t ext4 /dev/vda1 /tmp/b && for k in /tmp/b/vmlinuz-*; do echo tampered >> $k; done; umount /tmp/b; echo boot-changed-$((1+1))\r"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := run.Console.WaitFor(ctx, time.Minute, "boot-changed-2"); err != nil {

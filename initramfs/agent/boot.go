@@ -69,7 +69,7 @@ type Boot struct {
 	// a rescue session ends, before the restart (default 2 s).
 	RebootWait time.Duration
 	// GrantPoll is how often a rescue boot asks the server for its
-	// grant's state (default 10 s).
+	// grant's state (default 3 s).
 	GrantPoll time.Duration
 
 	limiter  *unlock.Limiter

@@ -23,7 +23,7 @@ const (
 type Guard struct {
 	Left      time.Duration // the grant's time left at check-in
 	Idle      time.Duration // default 15 minutes
-	PollEvery time.Duration // default 10 s
+	PollEvery time.Duration // default 3 s: a revoke ends the session within seconds
 	// Poll returns the grant's state on the server; an error (the server
 	// unreachable) keeps the session going until Left runs out.
 	Poll func(ctx context.Context) (kind.GrantState, error)
@@ -43,7 +43,7 @@ func (g *Guard) init() {
 			g.Idle = 15 * time.Minute
 		}
 		if g.PollEvery == 0 {
-			g.PollEvery = 10 * time.Second
+			g.PollEvery = 3 * time.Second
 		}
 	})
 }

@@ -2,9 +2,12 @@ package rescue
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"strconv"
 	"sync"
 	"time"
@@ -42,8 +45,9 @@ type Recorder struct {
 	done   chan struct{}
 
 	// Owned by the flushing goroutine.
-	encoded    []byte // encoded, not yet sent
-	encodedRaw int    // output bytes in encoded
+	encoded    []byte    // encoded, not yet sent
+	encodedRaw int       // output bytes in encoded
+	sum        hash.Hash // SHA-256 of what the server holds, in order (under mu once sent)
 }
 
 type rawEvent struct {
@@ -123,6 +127,10 @@ func (r *Recorder) flush(ctx context.Context) bool {
 		return false // kept; sent again, with more, at the next tick
 	}
 	r.mu.Lock()
+	if r.sum == nil {
+		r.sum = sha256.New()
+	}
+	r.sum.Write(r.encoded)
 	r.sent += int64(len(r.encoded))
 	r.unsent -= r.encodedRaw
 	r.left = 0
@@ -208,6 +216,18 @@ func (r *Recorder) Write(p []byte) (int, error) {
 // Resize records a terminal size change.
 func (r *Recorder) Resize(cols, rows uint32) error {
 	return r.event("r", fmt.Appendf(nil, "%dx%d", cols, rows))
+}
+
+// Sum is the SHA-256 (hex) of the recording as the server holds it, so
+// far: its end record carries it, and whoever replays the recording can
+// check that no piece was swapped, changed or cut.
+func (r *Recorder) Sum() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.sum == nil {
+		return hex.EncodeToString(sha256.New().Sum(nil))
+	}
+	return hex.EncodeToString(r.sum.Sum(nil))
 }
 
 // Close ends the recording and waits (up to wait) until the rest is sent.

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -67,6 +69,10 @@ func TestRecorderStreamsAsciicast(t *testing.T) {
 	defer srv.mu.Unlock()
 	if n != int64(len(srv.data)) || srv.calls < 3 {
 		t.Errorf("sent %d, server has %d after %d calls", n, len(srv.data), srv.calls)
+	}
+	// The digest the end record carries is of what the server holds.
+	if sum := sha256.Sum256(srv.data); rec.Sum() != hex.EncodeToString(sum[:]) {
+		t.Errorf("Sum %s, the server's bytes hash to %x", rec.Sum(), sum)
 	}
 	h, out, resizes := parseCast(t, srv.data)
 	if h.Version != 2 || h.Width != 100 || h.Height != 30 || h.Title != "grant g1" {

@@ -115,7 +115,7 @@ func (s *Staff) runShell(ctx context.Context, q *sshd.Request, code audit.Code, 
 		kind, s.Host, g.ID, g.Staff, g.Ticket, g.Until.UTC().Format(time.RFC3339))
 	exit := Shell(ctx, q, rec, banner)
 	n, err := rec.Close(10 * time.Second)
-	d["bytes"], d["exit"] = fmt.Sprint(n), fmt.Sprint(exit)
+	d["bytes"], d["exit"], d["sha256"] = fmt.Sprint(n), fmt.Sprint(exit), rec.Sum()
 	if err != nil {
 		d["error"] = err.Error()
 	}

@@ -42,6 +42,9 @@ type Info struct {
 	// Sealed: encrypted to the customer's age recipient; only their key
 	// reads it.
 	Sealed bool `json:"sealed,omitempty"`
+	// Owner is the customer who owned the host when the recording began:
+	// theirs to read, whoever owns the host later.
+	Owner string `json:"owner,omitempty"`
 }
 
 // Store keeps recordings under Dir/HOST/BOOT.NAME.cast, or .cast.age when
@@ -51,7 +54,10 @@ type Store struct {
 	// Recipient returns the age recipient of the host's customer ("" for
 	// none); a recording begun while there is one is sealed to it.
 	Recipient func(host string) (string, error)
-	mu        sync.Mutex
+	// Owner returns the host's customer now: a new recording is theirs
+	// (kept beside it, as BOOT.NAME.owner).
+	Owner func(host string) (string, error)
+	mu    sync.Mutex
 }
 
 // ID names a recording.
@@ -99,6 +105,9 @@ func (s *Store) Append(host, boot, name string, off int64, data []byte) (int64, 
 		return s.appendSealed(p+".age", off, data, to)
 	}
 	if _, err := os.Stat(p); errors.Is(err, fs.ErrNotExist) {
+		if err := s.keepOwner(host, p); err != nil {
+			return 0, err
+		}
 		to, err := s.recipient(host)
 		if err != nil {
 			return 0, fmt.Errorf("the customer's age recipient: %w", err)
@@ -127,6 +136,33 @@ func (s *Store) Append(host, boot, name string, off int64, data []byte) (int64, 
 		return size, err
 	}
 	return size + int64(len(data)), nil
+}
+
+// keepOwner writes, once, whose a new recording at p is.
+func (s *Store) keepOwner(host, p string) error {
+	if s.Owner == nil {
+		return nil
+	}
+	if _, err := os.Stat(p + ".owner"); err == nil {
+		return nil
+	}
+	who, err := s.Owner(host)
+	if err != nil {
+		return fmt.Errorf("the host's customer: %w", err)
+	}
+	f, err := os.OpenFile(p+".owner", os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteString(who); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // openRecording opens (creating if needed) a recording file for appending,
@@ -237,7 +273,9 @@ func (s *Store) List() ([]Info, error) {
 		}
 		id := strings.TrimSuffix(strings.TrimSuffix(d.Name(), ".age"), ".cast")
 		boot, _, _ := strings.Cut(id, ".")
-		out = append(out, Info{ID: id, Host: filepath.Base(filepath.Dir(p)), Boot: boot, Size: fi.Size(), Modified: fi.ModTime().UTC(), Sealed: sealed})
+		owner, _ := os.ReadFile(strings.TrimSuffix(p, ".age") + ".owner")
+		out = append(out, Info{ID: id, Host: filepath.Base(filepath.Dir(p)), Boot: boot, Size: fi.Size(), Modified: fi.ModTime().UTC(), Sealed: sealed,
+			Owner: string(owner)})
 		return nil
 	})
 	sort.Slice(out, func(i, j int) bool { return out[i].Modified.After(out[j].Modified) })

@@ -132,3 +132,28 @@ func TestSealed(t *testing.T) {
 		t.Error("a cut segment went unnoticed")
 	}
 }
+
+// TestOwnerAtRecordingTime: a recording stays the customer's whose host it
+// was when it began, after the host goes to another customer.
+func TestOwnerAtRecordingTime(t *testing.T) {
+	owner := "acme"
+	s := &Store{Dir: t.TempDir(), Owner: func(string) (string, error) { return owner, nil }}
+	if _, err := s.Append("web-01", "b1", "shell-1", 0, []byte("header\n")); err != nil {
+		t.Fatal(err)
+	}
+	owner = "globex" // the host is re-added for a new customer
+	if _, err := s.Append("web-01", "b1", "shell-1", 7, []byte("more\n")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Append("web-01", "b2", "shell-1", 0, []byte("header\n")); err != nil {
+		t.Fatal(err)
+	}
+	list, _ := s.List()
+	got := map[string]string{}
+	for _, in := range list {
+		got[in.ID] = in.Owner
+	}
+	if got["b1.shell-1"] != "acme" || got["b2.shell-1"] != "globex" || len(got) != 2 {
+		t.Fatalf("owners = %v", got)
+	}
+}

@@ -134,7 +134,14 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger, version string) err
 	if err != nil {
 		return err
 	}
-	recs := &recordings.Store{Dir: cfg.RecordingsDir, Recipient: db.HostAgeRecipient}
+	recs := &recordings.Store{Dir: cfg.RecordingsDir, Recipient: db.HostAgeRecipient,
+		Owner: func(host string) (string, error) {
+			h, err := db.Host(host)
+			if err != nil {
+				return "", err
+			}
+			return h.Customer, nil
+		}}
 
 	hb := &httpboot.Server{
 		BaseURL: base, Inventory: db, Steps: steps, Tokens: db, Log: log, StartBoots: cfg.DHCPMode == "off",

@@ -44,6 +44,9 @@ type Store interface {
 	// LastHandoff is the details and time of host's last hand-off in an
 	// unlock boot (nil if none).
 	LastHandoff(ctx context.Context, host string) (map[string]string, time.Time, error)
+	// RecordingBegun says whether boot of host recorded the start of a
+	// shell (or console shell) with recording name.
+	RecordingBegun(ctx context.Context, host, boot, name string) (bool, error)
 }
 
 // Recordings keeps the rescue shells' recordings.
@@ -387,8 +390,18 @@ func (s *Server) recording(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if len(gs) == 0 {
-			httpError(w, http.StatusForbidden, "no active rescue grant for this host: no recording begins")
-			return
+			// A shell whose start was recorded while its grant was live
+			// (revoked since, before its first piece came) is recorded
+			// still: the revoke ends it, not its evidence.
+			begun, err := s.Store.RecordingBegun(r.Context(), b.Host, b.Boot, r.PathValue("name"))
+			if err != nil {
+				httpError(w, http.StatusServiceUnavailable, "event store unavailable")
+				return
+			}
+			if !begun {
+				httpError(w, http.StatusForbidden, "no active rescue grant for this host: no recording begins")
+				return
+			}
 		}
 	}
 	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 4<<20))

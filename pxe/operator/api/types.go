@@ -176,4 +176,5 @@ type Recording struct {
 	Size     int64     `json:"size"`
 	Modified time.Time `json:"modified"`
 	Sealed   bool      `json:"sealed,omitempty"` // encrypted to the customer's age key
+	Owner    string    `json:"owner,omitempty"`  // the customer whose host it was when it was made
 }

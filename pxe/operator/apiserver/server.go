@@ -268,7 +268,8 @@ func (s *Server) Handler() http.Handler {
 }
 
 // recordings lists what the caller may read: everything for an operator,
-// the recordings of their own hosts for a customer.
+// for a customer the recordings made while the host was theirs (not those
+// of a host that was someone else's then).
 func (s *Server) recordings(r *http.Request) ([]recordings.Info, error) {
 	if s.Recordings == nil {
 		return nil, nil
@@ -283,7 +284,7 @@ func (s *Server) recordings(r *http.Request) ([]recordings.Info, error) {
 	}
 	var mine []recordings.Info
 	for _, in := range all {
-		if h, err := s.Store.Host(in.Host); err == nil && h.Customer == cust {
+		if in.Owner == cust {
 			mine = append(mine, in)
 		}
 	}

@@ -282,3 +282,12 @@ func (db *DB) LastHandoff(ctx context.Context, host string) (map[string]string, 
 	}
 	return d, parseTime(at), nil
 }
+
+// RecordingBegun says whether boot of host recorded the start of a shell
+// (or console shell) whose recording is name.
+func (db *DB) RecordingBegun(ctx context.Context, host, boot, name string) (bool, error) {
+	var n int
+	err := db.sql.QueryRowContext(ctx, `SELECT COUNT(*) FROM events WHERE host = ? AND boot = ? AND code IN (?, ?)
+		AND json_extract(details, '$.recording') = ?`, host, boot, audit.RescueShell, audit.RescueConsole, name).Scan(&n)
+	return n > 0, err
+}
