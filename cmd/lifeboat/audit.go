@@ -27,6 +27,7 @@ func (e *env) auditVerify(args []string) error {
 	onServer := fs.Bool("on-server", false, "have lifeboatd check its own copy instead (operators)")
 	var receiptArgs listFlag
 	fs.Var(&receiptArgs, "receipt", "SEQ:HASH from a notice: the log must still hold that record unchanged (repeatable)")
+	pinned := fs.String("audit-key", "", "lifeboatd's audit key (base64, from 'lifeboat audit key'), pinned: checkpoints must be signed by it, not by whatever key the server names now")
 	if _, err := parse(fs, args, 0, "no arguments"); err != nil {
 		return err
 	}
@@ -51,6 +52,14 @@ func (e *env) auditVerify(args []string) error {
 	case !*asCustomer && who.Customer != "":
 		return usageError{"this token is customer " + who.Customer + "'s: add --customer"}
 	}
+	// Signed checkpoints: each must carry lifeboatd's audit key's
+	// signature, and the chain must pass through it.
+	var cps []audit.Checkpoint
+	if !*onServer {
+		if cps, err = e.checkpoints(*pinned); err != nil {
+			return err
+		}
+	}
 	var res api.Verification
 	start := time.Now()
 	mine := 0
@@ -60,7 +69,7 @@ func (e *env) auditVerify(args []string) error {
 		}
 	} else {
 		var err error
-		res.Head, res.Records, err = audit.VerifyPages(func(after int64) ([]audit.Event, error) {
+		res.Head, res.Records, err = audit.VerifyPagesAt(func(after int64) ([]audit.Event, error) {
 			recs, err := e.client.AuditRecords(e.ctx, after, 10000)
 			for _, r := range recs {
 				if !r.Redacted() {
@@ -68,7 +77,7 @@ func (e *env) auditVerify(args []string) error {
 				}
 			}
 			return recs, err
-		}, receipts...)
+		}, cps, receipts...)
 		var bad *audit.BadRecord
 		switch {
 		case errors.As(err, &bad):
@@ -90,6 +99,9 @@ func (e *env) auditVerify(args []string) error {
 		}
 		if len(receipts) > 0 {
 			fmt.Fprintf(e.out, "%d receipt(s) match\n", len(receipts))
+		}
+		if len(cps) > 0 {
+			fmt.Fprintf(e.out, "%d signed checkpoint(s) match, the newest at record %d (%s)\n", len(cps), cps[len(cps)-1].Seq, cps[len(cps)-1].Time.Local().Format(time.DateTime))
 		}
 		fmt.Fprintf(e.out, "keep the head as a receipt: lifeboat audit verify --receipt %s\n", res.Head)
 	} else {
@@ -234,5 +246,63 @@ func (e *env) krl(args []string) error {
 		return err
 	}
 	fmt.Fprintf(e.errw, "%s: %d ended boots' certificates revoked\n", *out, k.Revoked)
+	return nil
+}
+
+// checkpoints fetches every checkpoint and checks its signature with the
+// audit key: the pinned one if given, else the one the server publishes.
+func (e *env) checkpoints(pinned string) ([]audit.Checkpoint, error) {
+	keyText := pinned
+	if keyText == "" {
+		k, err := e.client.AuditKey(e.ctx)
+		var ae *api.Error
+		if errors.As(err, &ae) && ae.Status == 404 {
+			return nil, nil // a lifeboatd that signs none
+		}
+		if err != nil {
+			return nil, err
+		}
+		keyText = k
+	}
+	key, err := audit.ParseAuditKey(keyText)
+	if err != nil {
+		return nil, usageError{err.Error()}
+	}
+	var out []audit.Checkpoint
+	for after := int64(0); ; {
+		page, err := e.client.Checkpoints(e.ctx, after, 1000)
+		if err != nil {
+			return nil, err
+		}
+		if len(page) == 0 {
+			return out, nil
+		}
+		for _, c := range page {
+			if err := c.Verify(key); err != nil {
+				return nil, fmt.Errorf("AUDIT CHECKPOINT FORGED: %w (someone with the database may have rewritten the log)", err)
+			}
+		}
+		out = append(out, page...)
+		after = page[len(page)-1].Seq
+	}
+}
+
+// auditKey prints the key lifeboatd signs checkpoints with.
+func (e *env) auditKey(args []string) error {
+	fs := e.flags("audit key")
+	if _, err := parse(fs, args, 0, "no arguments"); err != nil {
+		return err
+	}
+	if err := e.connect(); err != nil {
+		return err
+	}
+	k, err := e.client.AuditKey(e.ctx)
+	if err != nil {
+		return err
+	}
+	if e.json {
+		return e.printJSON(api.AuditKey{Key: k})
+	}
+	fmt.Fprintln(e.out, k)
 	return nil
 }

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/ed25519"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"io"
@@ -313,4 +315,114 @@ func TestOperatorUnderContract(t *testing.T) {
 		t.Fatalf("moving under the contract: %v", err)
 	}
 	told(t, rx, audit.HostSet, "customer", "acme → evilcorp")
+}
+
+// TestCheckpointsCatchARewrite: an insider with the database (not the
+// audit key) rewrites a record and re-hashes every record after it, so
+// that the chain alone verifies; lifeboatd's signed checkpoint does not
+// match the rewritten chain, and a forged checkpoint fails its signature.
+func TestCheckpointsCatchARewrite(t *testing.T) {
+	_, p, hosts := func() (*notifytest.Receiver, *proc, []*api.Host) {
+		rx, err := notifytest.NewReceiver("127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { rx.Close() })
+		p := newProc(t, map[string]any{"notice_retry": "200ms", "checkpoint_every": "100ms"})
+		p.start()
+		return rx, p, p.fleet(rx, 2)
+	}()
+	ctx := context.Background()
+	if _, err := p.api.Host(ctx, hosts[0].Name); err != nil {
+		t.Fatal(err)
+	}
+	key, err := p.api.AuditKey(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := audit.ParseAuditKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	verify := func() error {
+		var cps []audit.Checkpoint
+		for after := int64(0); ; {
+			page, err := p.api.Checkpoints(ctx, after, 1000)
+			if err != nil {
+				return err
+			}
+			if len(page) == 0 {
+				break
+			}
+			for _, c := range page {
+				if err := c.Verify(pub); err != nil {
+					return err
+				}
+			}
+			cps, after = append(cps, page...), page[len(page)-1].Seq
+		}
+		if len(cps) == 0 {
+			return errors.New("no checkpoint")
+		}
+		_, _, err := audit.VerifyPagesAt(func(after int64) ([]audit.Event, error) { return p.api.AuditRecords(ctx, after, 1000) }, cps)
+		return err
+	}
+	// Wait for a checkpoint of the whole log as it is.
+	var err2 error
+	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+		recs, _ := p.api.AuditRecords(ctx, 0, 1000)
+		cps, _ := p.api.Checkpoints(ctx, 0, 1000)
+		if err2 = verify(); err2 == nil && len(recs) > 0 && len(cps) > 0 && cps[len(cps)-1].Seq == recs[len(recs)-1].Seq {
+			break
+		}
+		err2 = cmp.Or(err2, errors.New("no checkpoint of the head yet"))
+	}
+	if err2 != nil {
+		t.Fatalf("the untouched log: %v", err2)
+	}
+	p.stop(false)
+	// The rewrite: record 3 changed, every record from it re-sealed.
+	evs, err := sqlite.ReadEvents(p.db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := audit.Head{Seq: evs[1].Seq, Hash: evs[1].Hash}
+	evs[2].Actor = "nobody"
+	sdb, err := sql.Open("sqlite", "file:"+p.db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 2; i < len(evs); i++ {
+		h = audit.Seal(&evs[i], h)
+		if _, err := sdb.Exec(`UPDATE events SET actor = ?, salt = ?, prev = ?, hash = ? WHERE seq = ?`, evs[i].Actor, evs[i].Salt, evs[i].Prev, evs[i].Hash, evs[i].Seq); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sdb.Close()
+	p.start()
+	if _, _, err := audit.VerifyPagesAt(func(after int64) ([]audit.Event, error) { return p.api.AuditRecords(ctx, after, 1000) }, nil); err != nil {
+		t.Fatalf("the re-hashed chain alone should verify (only a checkpoint or receipt can tell): %v", err)
+	}
+	var bad *audit.BadRecord
+	if err := verify(); !errors.As(err, &bad) || !strings.Contains(bad.Reason, "signed checkpoint") {
+		t.Fatalf("the rewrite against the checkpoints: %v", err)
+	}
+	t.Logf("caught: %v", verify())
+	// Nor does the restarted lifeboatd bless the rewrite with a new
+	// checkpoint: it says so in its log instead.
+	time.Sleep(300 * time.Millisecond)
+	p.stop(false)
+	if !strings.Contains(p.log.String(), "no longer matches its signed checkpoint") {
+		t.Errorf("lifeboatd did not report the rewrite")
+	}
+	// Forging the checkpoints too needs the key.
+	sdb, _ = sql.Open("sqlite", "file:"+p.db)
+	if _, err := sdb.Exec(`UPDATE checkpoints SET hash = (SELECT hash FROM events WHERE events.seq = checkpoints.seq)`); err != nil {
+		t.Fatal(err)
+	}
+	sdb.Close()
+	p.start()
+	if err := verify(); !errors.Is(err, audit.ErrCheckpointSignature) {
+		t.Fatalf("forged checkpoints: %v", err)
+	}
 }

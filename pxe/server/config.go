@@ -42,33 +42,35 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 // (LIFEBOATD_HTTP_PORT=8081, LIFEBOATD_UNLOCK_MAX_TRIES=3) and by flags
 // (-http_port 8081, -unlock.max_tries 3), flags winning.
 type Config struct {
-	Interface     string     `json:"interface"`      // where DHCP is answered (not needed with dhcp_mode "off")
-	DHCPMode      string     `json:"dhcp_mode"`      // "full" (addresses from reservations), "proxy" (boot information only) or "off" (the site's DHCP points hosts here)
-	ServerIP      netip.Addr `json:"server_ip"`      // this server's address on that segment
-	HTTPPort      int        `json:"http_port"`      // boot listener port
-	TFTPDir       string     `json:"tftp_dir"`       // folder with undionly.kpxe, ipxe.efi, snponly.efi (default image_dir/tftp)
-	BIOSLoader    string     `json:"bios_loader"`    // first stage for BIOS PXE
-	UEFILoader    string     `json:"uefi_loader"`    // first stage for UEFI PXE
-	ImageDir      string     `json:"image_dir"`      // output of 'make image'
-	KernelCmdline string     `json:"kernel_cmdline"` // for the RAM image
-	Database      string     `json:"database"`       // the store: inventory, boots, event log, tokens (SQLite)
-	Inventory     string     `json:"inventory"`      // optional hosts file, imported (added or replaced) at every start
-	APIListen     string     `json:"api_listen"`     // operator API and /metrics; "" turns it off
-	APITLSCert    string     `json:"api_tls_cert"`   // PEM certificate (chain) for the operator API
-	APITLSKey     string     `json:"api_tls_key"`    // its PEM private key (a file path: the key is never in the config)
-	TokenTTL      Duration   `json:"token_ttl"`
-	LeaseTime     Duration   `json:"lease_time"`
-	SSHCAKey      string     `json:"ssh_ca_key"`     // the host-certificate CA's private key, made at first start (default: beside the database)
-	AgentPort     int        `json:"agent_port"`     // the agent API's TLS port on server_ip
-	AgentKey      string     `json:"agent_key"`      // the agent API's TLS and signing key, made at first start (default: beside the database)
-	AgentURL      string     `json:"agent_url"`      // how agents reach the agent API (default https://server_ip:agent_port)
-	SSHCAHosts    string     `json:"ssh_ca_hosts"`   // known_hosts pattern of the @cert-authority line customers get, e.g. "*.rescue.example.net,10.1.*" (never "*"; default: server_ip's /24, and *.rescue_domain)
-	DHCPRelays    string     `json:"dhcp_relays"`    // relay agents (giaddr) answered through, comma-separated addresses or prefixes: "10.9.0.1,10.88.0.0/16"
-	RescueDomain  string     `json:"rescue_domain"`  // host certificates name NAME.rescue_domain (and the host's IP), never a bare name
-	HostCertTTL   Duration   `json:"host_cert_ttl"`  // validity of a boot's host certificate
-	SecretKey     string     `json:"secret_key"`     // seals webhook secrets in the database, made at first start (default: beside the database)
-	RecordingsDir string     `json:"recordings_dir"` // rescue shells' recordings (default: "recordings" beside the database)
-	ProviderName  string     `json:"provider_name"`  // the provider's name as customers know it, on the approval page
+	Interface       string     `json:"interface"`      // where DHCP is answered (not needed with dhcp_mode "off")
+	DHCPMode        string     `json:"dhcp_mode"`      // "full" (addresses from reservations), "proxy" (boot information only) or "off" (the site's DHCP points hosts here)
+	ServerIP        netip.Addr `json:"server_ip"`      // this server's address on that segment
+	HTTPPort        int        `json:"http_port"`      // boot listener port
+	TFTPDir         string     `json:"tftp_dir"`       // folder with undionly.kpxe, ipxe.efi, snponly.efi (default image_dir/tftp)
+	BIOSLoader      string     `json:"bios_loader"`    // first stage for BIOS PXE
+	UEFILoader      string     `json:"uefi_loader"`    // first stage for UEFI PXE
+	ImageDir        string     `json:"image_dir"`      // output of 'make image'
+	KernelCmdline   string     `json:"kernel_cmdline"` // for the RAM image
+	Database        string     `json:"database"`       // the store: inventory, boots, event log, tokens (SQLite)
+	Inventory       string     `json:"inventory"`      // optional hosts file, imported (added or replaced) at every start
+	APIListen       string     `json:"api_listen"`     // operator API and /metrics; "" turns it off
+	APITLSCert      string     `json:"api_tls_cert"`   // PEM certificate (chain) for the operator API
+	APITLSKey       string     `json:"api_tls_key"`    // its PEM private key (a file path: the key is never in the config)
+	TokenTTL        Duration   `json:"token_ttl"`
+	LeaseTime       Duration   `json:"lease_time"`
+	SSHCAKey        string     `json:"ssh_ca_key"`       // the host-certificate CA's private key, made at first start (default: beside the database)
+	AgentPort       int        `json:"agent_port"`       // the agent API's TLS port on server_ip
+	AgentKey        string     `json:"agent_key"`        // the agent API's TLS and signing key, made at first start (default: beside the database)
+	AgentURL        string     `json:"agent_url"`        // how agents reach the agent API (default https://server_ip:agent_port)
+	SSHCAHosts      string     `json:"ssh_ca_hosts"`     // known_hosts pattern of the @cert-authority line customers get, e.g. "*.rescue.example.net,10.1.*" (never "*"; default: server_ip's /24, and *.rescue_domain)
+	DHCPRelays      string     `json:"dhcp_relays"`      // relay agents (giaddr) answered through, comma-separated addresses or prefixes: "10.9.0.1,10.88.0.0/16"
+	RescueDomain    string     `json:"rescue_domain"`    // host certificates name NAME.rescue_domain (and the host's IP), never a bare name
+	HostCertTTL     Duration   `json:"host_cert_ttl"`    // validity of a boot's host certificate
+	SecretKey       string     `json:"secret_key"`       // seals webhook secrets in the database, made at first start (default: beside the database)
+	RecordingsDir   string     `json:"recordings_dir"`   // rescue shells' recordings (default: "recordings" beside the database)
+	ProviderName    string     `json:"provider_name"`    // the provider's name as customers know it, on the approval page
+	AuditKey        string     `json:"audit_key"`        // ed25519 key that signs checkpoints of the audit chain, made at first start (default: beside the database; keep it off the database's backups)
+	CheckpointEvery Duration   `json:"checkpoint_every"` // how often the chain's head is signed when it moved (default 1m)
 	// OperatorsChangeCustomers: the provider's contract lets operators
 	// change customers' notice channels, policies, keys and tokens
 	// themselves (each told on the customer's existing channels first);
@@ -155,6 +157,12 @@ func LoadConfig(path string, env []string, flags []Override) (*Config, error) {
 	}
 	if c.AgentKey == "" {
 		c.AgentKey = filepath.Join(filepath.Dir(c.Database), "agent_key")
+	}
+	if c.AuditKey == "" {
+		c.AuditKey = filepath.Join(filepath.Dir(c.Database), "audit_key")
+	}
+	if c.CheckpointEvery == 0 {
+		c.CheckpointEvery = Duration(time.Minute)
 	}
 	if c.SSHCAKey == "" {
 		c.SSHCAKey = filepath.Join(filepath.Dir(c.Database), "ssh_ca_key")

@@ -3,7 +3,10 @@ package server
 import (
 	"cmp"
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"crypto/tls"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +19,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/lifeboat-boot/lifeboat/pxe/keys/keyfile"
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/net/netutil"
@@ -134,6 +139,12 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger, version string) err
 	if err != nil {
 		return err
 	}
+	auditKey, err := loadAuditKey(cfg.AuditKey)
+	if err != nil {
+		return err
+	}
+	auditPub := base64.StdEncoding.EncodeToString(auditKey.Public().(ed25519.PublicKey))
+	log.Info("audit checkpoints are signed with this key; customers pin it (lifeboat audit verify --audit-key)", "audit_key", auditPub)
 	recs := &recordings.Store{Dir: cfg.RecordingsDir, Recipient: db.HostAgeRecipient,
 		Owner: func(host string) (string, error) {
 			h, err := db.Host(host)
@@ -226,7 +237,8 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger, version string) err
 	g.Go(func() error { return ts.Serve(gctx) })
 	g.Go(func() error { return serveHTTP(gctx, ln, metrics.AccessLog(log, bootFiles), log, bootLimits) })
 	g.Go(func() error { return serveHTTP(gctx, agentLn, metrics.AccessLog(log, as.Handler()), log, agentLimits) })
-	relay := &notify.Relay{Outbox: db, Keys: keys, SMTP: smtp, Log: log, MinBackoff: time.Duration(cfg.NoticeRetry)}
+	relay := &notify.Relay{Outbox: db, Keys: keys, SMTP: smtp, Log: log, MinBackoff: time.Duration(cfg.NoticeRetry),
+		Checkpoint: func(ctx context.Context) *audit.Checkpoint { c, _ := db.LatestCheckpoint(ctx); return c }}
 	if custLn != nil {
 		base := strings.TrimRight(cfg.CustomerURL, "/")
 		relay.ApprovalURL = func(id string) string { return base + "/approve/" + id + "?sig=" + keys.ApprovalSig(id) }
@@ -237,10 +249,12 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger, version string) err
 		log.Warn("no customer_listen: rescue grants that wait for the customer's approval cannot be approved")
 	}
 	g.Go(func() error { return relay.Run(gctx) })
+	g.Go(func() error { checkpoints(gctx, db, auditKey, time.Duration(cfg.CheckpointEvery), log); return nil })
 	g.Go(func() error { return expireGrants(gctx, db, 15*time.Second, log) })
 	if apiLn != nil {
 		as := &apiserver.Server{Store: db, Log: log, Metrics: metrics.Handler(), Secrets: keys, Recordings: recs, OperatorsChangeCustomers: cfg.OperatorsChangeCustomers,
-			CA: api.CA{PublicKey: strings.TrimSpace(string(ssh.MarshalAuthorizedKey(ca.PublicKey()))), KnownHosts: knownHosts, Hosts: cfg.SSHCAHosts},
+			AuditKey: auditPub,
+			CA:       api.CA{PublicKey: strings.TrimSpace(string(ssh.MarshalAuthorizedKey(ca.PublicKey()))), KnownHosts: knownHosts, Hosts: cfg.SSHCAHosts},
 			KRL: func(ctx context.Context) ([]byte, int, error) {
 				serials, err := db.EndedCerts(ctx)
 				if err != nil {
@@ -373,5 +387,42 @@ func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler, log *slog.L
 		return nil
 	case err := <-errc:
 		return err
+	}
+}
+
+// loadAuditKey reads (or makes, at first start) the key that signs the
+// audit chain's checkpoints.
+func loadAuditKey(path string) (ed25519.PrivateKey, error) {
+	seed, err := keyfile.Load(path, "audit key", func() ([]byte, error) {
+		_, k, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			return nil, err
+		}
+		return []byte(base64.StdEncoding.EncodeToString(k.Seed()) + "\n"), nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	b, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(seed)))
+	if err != nil || len(b) != ed25519.SeedSize {
+		return nil, fmt.Errorf("audit key %s: not an ed25519 seed (base64); remove it to have a new one made (customers must then pin the new key)", path)
+	}
+	return ed25519.NewKeyFromSeed(b), nil
+}
+
+// checkpoints signs the chain's head every every, when it moved, until ctx
+// ends (and once more then).
+func checkpoints(ctx context.Context, db *sqlite.DB, key ed25519.PrivateKey, every time.Duration, log *slog.Logger) {
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		if _, err := db.Checkpoint(context.WithoutCancel(ctx), key, time.Now()); err != nil {
+			log.Error("audit checkpoint not signed", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
 	}
 }

@@ -501,7 +501,7 @@ func TestSecondMachineGetsNoCertificate(t *testing.T) {
 		a.Details["host_key"] != ssh.FingerprintSHA256(evil) || a.Details["peer"] != "127.0.0.1" {
 		t.Errorf("alarm record: %+v", a)
 	}
-	if msg := notify.Render(a, ""); !strings.Contains(msg.Subject+msg.Text, "two machines claimed to be web1") {
+	if msg := notify.Render(a, "", nil); !strings.Contains(msg.Subject+msg.Text, "two machines claimed to be web1") {
 		t.Errorf("alarm notice does not say what happened:\n%s\n%s", msg.Subject, msg.Text)
 	}
 

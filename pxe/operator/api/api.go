@@ -94,6 +94,14 @@ type (
 	PolicyList struct {
 		Policies []Policy `json:"policies"`
 	}
+	// AuditKey answers GET /v1/audit/key.
+	AuditKey struct {
+		Key string `json:"key"` // base64 ed25519 public key
+	}
+	// CheckpointList answers GET /v1/audit/checkpoints?after=SEQ.
+	CheckpointList struct {
+		Checkpoints []audit.Checkpoint `json:"checkpoints"`
+	}
 	// StaffList answers GET /v1/customers/{name}/staff.
 	StaffList struct {
 		Staff []Staff `json:"staff"`
@@ -269,6 +277,20 @@ func (c *Client) VerifyOnServer(ctx context.Context, receipts []audit.Receipt) (
 	var out Verification
 	err := c.do(ctx, "GET", "/v1/audit/verify?"+v.Encode(), nil, &out)
 	return out, err
+}
+
+// AuditKey returns the key lifeboatd signs checkpoints with.
+func (c *Client) AuditKey(ctx context.Context) (string, error) {
+	var k AuditKey
+	err := c.do(ctx, "GET", "/v1/audit/key", nil, &k)
+	return k.Key, err
+}
+
+// Checkpoints returns up to limit checkpoints after seq after.
+func (c *Client) Checkpoints(ctx context.Context, after int64, limit int) ([]audit.Checkpoint, error) {
+	var l CheckpointList
+	err := c.do(ctx, "GET", fmt.Sprintf("/v1/audit/checkpoints?after=%d&limit=%d", after, limit), nil, &l)
+	return l.Checkpoints, err
 }
 
 // Customer returns one customer.

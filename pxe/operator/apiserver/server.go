@@ -53,6 +53,7 @@ type Store interface {
 	Proposals(ctx context.Context, customer string) ([]*store.Proposal, error)
 	CloseProposal(ctx context.Context, id, state, why, actor string) (*store.Proposal, error)
 	ApproveGrant(ctx context.Context, id string, signature []byte) (*store.Grant, error)
+	Checkpoints(ctx context.Context, after int64, limit int) ([]audit.Checkpoint, error)
 	Policies(ctx context.Context, customer string) ([]store.Policy, error)
 	SetAgeRecipient(ctx context.Context, customer, recipient, actor string) error
 	ResetAgent(ctx context.Context, host, actor string) error
@@ -88,6 +89,9 @@ type Server struct {
 	// customer's existing channels first. Without it (the default) an
 	// operator only proposes, and the change waits for the customer.
 	OperatorsChangeCustomers bool
+	// AuditKey is the public key (base64 ed25519) that signs the audit
+	// chain's checkpoints, served at /v1/audit/key.
+	AuditKey string
 }
 
 type ctxKey struct{}
@@ -127,6 +131,30 @@ func (s *Server) Handler() http.Handler {
 		writeJSON(w, http.StatusOK, api.KRL{Revoked: n, KRL: krl})
 	})
 	mux.Handle("GET /v1/audit/records", anyone(s.auditRecords))
+	// Public, as the CA is: customers pin it once.
+	mux.HandleFunc("GET /v1/audit/key", func(w http.ResponseWriter, r *http.Request) {
+		if s.AuditKey == "" {
+			writeJSON(w, http.StatusNotFound, api.Error{Message: "this lifeboatd signs no checkpoints"})
+			return
+		}
+		writeJSON(w, http.StatusOK, api.AuditKey{Key: s.AuditKey})
+	})
+	mux.Handle("GET /v1/audit/checkpoints", anyone(func(w http.ResponseWriter, r *http.Request) {
+		after, ok := after(w, r)
+		if !ok {
+			return
+		}
+		n, ok := limit(w, r)
+		if !ok {
+			return
+		}
+		cs, err := s.Store.Checkpoints(r.Context(), after, n)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, api.CheckpointList{Checkpoints: nonNil(cs)})
+	}))
 	mux.Handle("GET /v1/recordings", anyone(func(w http.ResponseWriter, r *http.Request) {
 		list, err := s.recordings(r)
 		if err != nil {

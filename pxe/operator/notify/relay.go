@@ -71,7 +71,11 @@ type Relay struct {
 	// ApprovalURL returns the approval page of a grant, for notices of
 	// grants that wait for their customer; nil leaves the link out.
 	ApprovalURL func(grantID string) string
-	Now         func() time.Time
+	// Checkpoint returns lifeboatd's newest signed checkpoint of the audit
+	// chain, sent with each notice so that customers hold one; nil sends
+	// none.
+	Checkpoint func(ctx context.Context) *audit.Checkpoint
+	Now        func() time.Time
 
 	// Deliveries in flight: one at a time per target (a webhook or an
 	// address), so that a receiver gets its notices in order and a slow or
@@ -218,7 +222,11 @@ func (r *Relay) deliver(ctx context.Context, n store.Notice) {
 	if n.Event.Code == audit.RescueRequest && n.Event.Details["state"] == string(store.GrantRequested) && r.ApprovalURL != nil {
 		link = r.ApprovalURL(n.Event.Details["grant"])
 	}
-	msg := Render(n.Event, link)
+	var cp *audit.Checkpoint
+	if r.Checkpoint != nil {
+		cp = r.Checkpoint(ctx)
+	}
+	msg := Render(n.Event, link, cp)
 	var err error
 	switch n.Channel {
 	case store.ChannelWebhook:

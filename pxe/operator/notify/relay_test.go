@@ -253,7 +253,7 @@ func TestRender(t *testing.T) {
 	e := audit.Event{Seq: 42, Hash: strings.Repeat("ab", 32), Time: time.Date(2026, 11, 23, 3, 0, 0, 0, time.UTC), Code: audit.SSHLogin,
 		Customer: "acme", Host: "web-01", MAC: "52:54:00:00:00:01", Boot: "b1", Actor: "SHA256:key",
 		Details: map[string]string{"remote": "192.0.2.7:5000\r\nBcc: evil@example.com", "user": "root"}}
-	m := Render(e, "")
+	m := Render(e, "", nil)
 	if !strings.Contains(m.Subject, "logged in to web-01") || strings.ContainsAny(m.Subject, "\r\n") {
 		t.Fatalf("subject %q", m.Subject)
 	}
@@ -263,7 +263,7 @@ func TestRender(t *testing.T) {
 	if !strings.Contains(m.Text, "--receipt 42:"+e.Hash) || !strings.Contains(string(m.JSON), `"receipt":{"seq":42`) {
 		t.Fatalf("no receipt:\n%s\n%s", m.Text, m.JSON)
 	}
-	if Render(e, "").Text != m.Text || string(Render(e, "").JSON) != string(m.JSON) {
+	if Render(e, "", nil).Text != m.Text || string(Render(e, "", nil).JSON) != string(m.JSON) {
 		t.Fatal("rendering is not deterministic: retries would differ")
 	}
 }

@@ -33,10 +33,13 @@ type Data struct {
 	// ApproveURL is the page where the customer approves (with a
 	// signature) or denies a rescue grant that waits for them.
 	ApproveURL string `json:"approve_url,omitempty"`
+	// Checkpoint is lifeboatd's newest signed head of the audit chain at
+	// the time of sending: keep it with the receipt.
+	Checkpoint *audit.Checkpoint `json:"checkpoint,omitempty"`
 }
 
 // Message is a notice as the channels send it. It depends on the record
-// only, so every attempt sends the same bytes.
+// and the checkpoint sent with it only.
 type Message struct {
 	Subject string
 	Text    string // the e-mail body, plain text
@@ -161,8 +164,9 @@ func changed(d map[string]string) string {
 }
 
 // Render makes the notice for a record; approveURL, if set, is the
-// approval page of the grant it asks about.
-func Render(e audit.Event, approveURL string) Message {
+// approval page of the grant it asks about; cp, if set, the newest signed
+// checkpoint of the chain.
+func Render(e audit.Event, approveURL string, cp *audit.Checkpoint) Message {
 	// Fields come partly from the RAM image: none may start a line of its own.
 	e.Host, e.MAC, e.Boot, e.Actor, e.Customer = oneLine(e.Host), oneLine(e.MAC), oneLine(e.Boot), oneLine(e.Actor), oneLine(e.Customer)
 	if len(e.Details) > 0 {
@@ -175,7 +179,7 @@ func Render(e audit.Event, approveURL string) Message {
 	sum := summary(e)
 	receipt := audit.Receipt{Seq: e.Seq, Hash: e.Hash}
 	body, _ := json.Marshal(Payload{Type: string(e.Code), Timestamp: e.Time.UTC(), Data: Data{Summary: sum, Customer: e.Customer,
-		Host: e.Host, MAC: e.MAC, Boot: e.Boot, Actor: e.Actor, Details: e.Details, Receipt: receipt, ApproveURL: approveURL}})
+		Host: e.Host, MAC: e.MAC, Boot: e.Boot, Actor: e.Actor, Details: e.Details, Receipt: receipt, ApproveURL: approveURL, Checkpoint: cp}})
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s.\n\n", upperFirst(sum))
 	if e.Code == audit.RescueRequest && e.Details["state"] == string(store.GrantRequested) {
@@ -219,6 +223,10 @@ func Render(e audit.Event, approveURL string) Message {
 	fmt.Fprintf(&b, "\nAudit receipt: record %d, chain hash %s\n", receipt.Seq, receipt.Hash)
 	fmt.Fprintf(&b, "Keep it. To check later that the provider's log still holds this record unchanged:\n")
 	fmt.Fprintf(&b, "  lifeboat audit verify --customer --receipt %s\n", receipt)
+	if cp != nil {
+		fmt.Fprintf(&b, "Signed checkpoint of the whole log: record %d, hash %s, at %s,\nsignature %s\n",
+			cp.Seq, cp.Hash, cp.Time.UTC().Format(time.RFC3339), cp.Sig)
+	}
 	fmt.Fprintf(&b, "\nYou get this because this address is on file for customer %s.\n", e.Customer)
 	subject := "[lifeboat] " + sum
 	if len(subject) > 150 {

@@ -155,22 +155,32 @@ func (b *BadRecord) Error() string {
 // Verifier checks a chain read page by page. Feed it the records in order
 // with Add, then call Finish.
 type Verifier struct {
-	head     Head
-	receipts map[int64]string
-	maxSeq   int64 // the furthest receipt
-	n        int64
+	head        Head
+	receipts    map[int64]string
+	checkpoints map[int64]string // signed heads: the chain must pass through them (redacted or not)
+	maxSeq      int64            // the furthest receipt or checkpoint
+	n           int64
 }
 
 // NewVerifier starts at from (Start() for the whole log). Every receipt
 // must match the record at its sequence number; a receipt beyond the last
 // record means the log was cut short.
 func NewVerifier(from Head, receipts ...Receipt) *Verifier {
-	v := &Verifier{head: from, receipts: map[int64]string{}}
+	v := &Verifier{head: from, receipts: map[int64]string{}, checkpoints: map[int64]string{}}
 	for _, r := range receipts {
 		v.receipts[r.Seq] = strings.ToLower(r.Hash)
 		v.maxSeq = max(v.maxSeq, r.Seq)
 	}
 	return v
+}
+
+// Checkpoints adds signed heads the chain must pass through; their
+// signatures are the caller's to check (Checkpoint.Verify) first.
+func (v *Verifier) Checkpoints(cps ...Checkpoint) {
+	for _, c := range cps {
+		v.checkpoints[c.Seq] = strings.ToLower(c.Hash)
+		v.maxSeq = max(v.maxSeq, c.Seq)
+	}
 }
 
 // Add checks the next records. Redacted records are linked by their
@@ -209,6 +219,9 @@ func (v *Verifier) Add(recs []Event) error {
 		if w, ok := v.receipts[r.Seq]; ok && w != hash {
 			return bad("a receipt says %.16s…, the log %.16s… (the log was rewritten after the receipt was issued)", w, hash)
 		}
+		if w, ok := v.checkpoints[r.Seq]; ok && w != hash {
+			return bad("lifeboatd's signed checkpoint says %.16s…, the log %.16s… (the log was rewritten after the checkpoint was signed)", w, hash)
+		}
 		v.head = Head{Seq: r.Seq, Hash: hash}
 		v.n++
 	}
@@ -224,7 +237,7 @@ func (v *Verifier) Progress() (Head, int64) { return v.head, v.n }
 func (v *Verifier) Finish() (Head, int64, error) {
 	if v.maxSeq > v.head.Seq {
 		return v.head, v.n, &BadRecord{Seq: v.head.Seq + 1, Reason: fmt.Sprintf(
-			"the log ends at record %d, but a receipt names record %d (records were removed from the end)", v.head.Seq, v.maxSeq)}
+			"the log ends at record %d, but a receipt or checkpoint names record %d (records were removed from the end)", v.head.Seq, v.maxSeq)}
 	}
 	return v.head, v.n, nil
 }
@@ -234,7 +247,14 @@ func (v *Verifier) Finish() (Head, int64, error) {
 // head at the last record that verified and how many did; a broken chain
 // gives a *BadRecord, a failed read that error.
 func VerifyPages(page func(after int64) ([]Event, error), receipts ...Receipt) (Head, int64, error) {
+	return VerifyPagesAt(page, nil, receipts...)
+}
+
+// VerifyPagesAt is VerifyPages with signed checkpoints (their signatures
+// checked by the caller) the chain must pass through.
+func VerifyPagesAt(page func(after int64) ([]Event, error), cps []Checkpoint, receipts ...Receipt) (Head, int64, error) {
 	v := NewVerifier(Start(), receipts...)
+	v.Checkpoints(cps...)
 	var after int64
 	for {
 		recs, err := page(after)

@@ -31,3 +31,11 @@ CREATE INDEX proposals_customer ON proposals (customer, created);
 
 -- A receiver's next notice is its oldest pending one (DueNotices).
 CREATE INDEX notices_by_target ON notices (target, state, seq);
+
+-- lifeboatd's signed heads of the audit chain (audit.Checkpoint).
+CREATE TABLE checkpoints (
+  seq  INTEGER PRIMARY KEY,
+  hash TEXT NOT NULL,
+  time TEXT NOT NULL,
+  sig  TEXT NOT NULL
+);
