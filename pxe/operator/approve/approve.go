@@ -21,6 +21,7 @@ type Store interface {
 	Customer(ctx context.Context, name string) (*store.Customer, error)
 	DenyGrant(ctx context.Context, id, actor string) (*store.Grant, error)
 	ApproveGrant(ctx context.Context, id string, signature []byte) (*store.Grant, error)
+	RevokeGrant(ctx context.Context, id, actor string) (*store.Grant, error)
 }
 
 // Signer checks approval links; keyring.Keyring is one.
@@ -56,6 +57,7 @@ type page struct {
 	TextURL  string
 	Sig      string
 	Waiting  bool
+	Open     bool   // approved or active: the customer may end it here
 	Done     string // the decision just made
 	Error    string
 	Refused  string // why a signature did not count
@@ -117,6 +119,12 @@ button.deny { background: #fff; color: #a40e26; border-color: #a40e26; }
 </div>
 </form>
 <p>Denying needs no signature. Whatever you choose is recorded in the audit log with this grant (an approval with your signature, so anyone can check later that it was you), and you will get a notice of it.</p>
+{{else if $.Open}}
+<form method="post" action="/approve/{{.ID}}">
+<input type="hidden" name="sig" value="{{$.Sig}}">
+<div class="buttons"><button class="deny" id="revoke" type="submit" name="decision" value="revoke">End this grant now</button></div>
+</form>
+<p>Ending it takes effect at once: a session in progress ends within seconds and the host reboots into its own system.</p>
 {{else if not $.Done}}<p class="state">This grant is {{.State}}: there is nothing to decide any more.</p>{{end}}
 {{end}}{{end}}
 </body>
@@ -197,7 +205,8 @@ func (s *Server) showRefused(w http.ResponseWriter, r *http.Request, sig, done, 
 	}
 	p := page{Grant: g, Customer: name, Provider: s.Provider, Meaning: store.Meaning(g.Scope), After: store.AfterApproval,
 		Duration: store.Duration(g.Until.Sub(g.From)), Asked: store.When(g.Created, tz), From: store.When(g.From, tz), Until: store.When(g.Until, tz),
-		Text: string(store.ConsentText(g)), Sig: sig, Waiting: g.State == store.GrantRequested, Done: done, Refused: refused}
+		Text: string(store.ConsentText(g)), Sig: sig, Waiting: g.State == store.GrantRequested, Done: done, Refused: refused,
+		Open: g.State == store.GrantApproved || g.State == store.GrantActive}
 	if !g.Decided.IsZero() {
 		p.Decided = store.When(g.Decided, tz)
 	}
@@ -247,6 +256,12 @@ func (s *Server) decide(w http.ResponseWriter, r *http.Request) {
 	case "deny":
 		if _, err = s.Store.DenyGrant(r.Context(), id, "customer:"+g.Customer+" (approval link)"); err == nil {
 			done = "denied"
+		}
+	case "revoke":
+		// Ending access needs no more than the link: whoever holds it can
+		// only take away.
+		if _, err = s.Store.RevokeGrant(r.Context(), id, "customer:"+g.Customer+" (grant link)"); err == nil {
+			done = "ended"
 		}
 	default:
 		render(w, http.StatusBadRequest, page{Error: "Choose Approve or Deny."})

@@ -266,3 +266,29 @@ func FuzzDecide(f *testing.F) {
 		}
 	})
 }
+
+// TestEndGrantFromLink: the link of a grant that may be used (approved
+// under a notify policy) ends it; no key is needed to take access away.
+func TestEndGrantFromLink(t *testing.T) {
+	r := newRig(t)
+	g, err := r.db.RequestGrant(context.Background(), store.GrantRequest{Host: "web-01", Scope: store.ScopePasswordReset, Ticket: "SUP-7",
+		Reason: "forgot the root password", TTL: time.Hour, StaffKey: key}, "bob")
+	if err != nil || g.State != store.GrantApproved {
+		t.Fatalf("grant %+v, %v", g, err)
+	}
+	if code, body := get(t, r.link(g)); code != 200 || !strings.Contains(body, `id="revoke"`) || strings.Contains(body, `id="approve"`) {
+		t.Fatalf("page of an approved grant: %d\n%s", code, body)
+	}
+	resp, err := http.PostForm(r.srv.URL+"/approve/"+g.ID, url.Values{"sig": {r.keys.ApprovalSig(g.ID)}, "decision": {"revoke"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(b), "You ended this grant") {
+		t.Fatalf("revoke: %d\n%s", resp.StatusCode, b)
+	}
+	if now, _ := r.db.Grant(context.Background(), g.ID); now.State != store.GrantRevoked {
+		t.Fatalf("grant after the link's revoke: %s", now.State)
+	}
+}

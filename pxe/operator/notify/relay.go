@@ -217,9 +217,13 @@ func (r *Relay) dispatch(ctx context.Context) (int, error) {
 	return started, nil
 }
 
+// grantLink are the codes whose notices carry the grant's page: to approve
+// or deny one that waits, to end one that may be used.
+var grantLink = map[audit.Code]bool{audit.RescueRequest: true, audit.RescueApprove: true, audit.RescueActive: true}
+
 func (r *Relay) deliver(ctx context.Context, n store.Notice) {
 	link := ""
-	if n.Event.Code == audit.RescueRequest && n.Event.Details["state"] == string(store.GrantRequested) && r.ApprovalURL != nil {
+	if r.ApprovalURL != nil && grantLink[n.Event.Code] {
 		link = r.ApprovalURL(n.Event.Details["grant"])
 	}
 	var cp *audit.Checkpoint

@@ -269,7 +269,8 @@ func TestRender(t *testing.T) {
 }
 
 // A grant that waits for its customer is announced with its approval link,
-// signed for that grant; one approved at once is not.
+// signed for that grant; one approved at once carries its page as the
+// link that ends it, never as an approval link.
 func TestGrantNoticesCarryApprovalLink(t *testing.T) {
 	r := newRig(t)
 	rl := r.relay()
@@ -292,7 +293,7 @@ func TestGrantNoticesCarryApprovalLink(t *testing.T) {
 	}
 	waitFor(t, "grant notices", 10*time.Second, func() bool { return len(r.rx.Deliveries()) == 3 && len(r.mx.Messages()) == 3 })
 	link := "https://rescue.example.net/approve/" + shell.ID + "?sig=" + r.keys.ApprovalSig(shell.ID)
-	links := 0
+	links, ends := 0, 0
 	for _, d := range r.rx.Deliveries() {
 		var p Payload
 		if err := json.Unmarshal(d.Body, &p); err != nil {
@@ -304,14 +305,20 @@ func TestGrantNoticesCarryApprovalLink(t *testing.T) {
 				t.Errorf("link %q on %s of %s", p.Data.ApproveURL, p.Type, p.Data.Details["grant"])
 			}
 		}
-	}
-	for _, m := range r.mx.Messages() {
-		if strings.Contains(m.Body, "/approve/") && !strings.Contains(m.Body, link) {
-			t.Errorf("mail with another link:\n%s", m.Body)
+		if p.Data.RevokeURL != "" {
+			ends++
+			if p.Data.Details["grant"] == shell.ID || !strings.Contains(p.Data.RevokeURL, p.Data.Details["grant"]) {
+				t.Errorf("revoke link %q on %s of %s", p.Data.RevokeURL, p.Type, p.Data.Details["grant"])
+			}
 		}
 	}
-	if links != 1 {
-		t.Fatalf("%d notices carry a link, want 1 (the shell grant's request)", links)
+	for _, m := range r.mx.Messages() {
+		if strings.Contains(m.Body, "To approve") && !strings.Contains(m.Body, link) {
+			t.Errorf("mail with another approval link:\n%s", m.Body)
+		}
+	}
+	if links != 1 || ends != 2 {
+		t.Fatalf("%d notices carry an approval link, %d an end link; want 1 (the shell grant's request) and 2 (the reset's request and approval)", links, ends)
 	}
 }
 

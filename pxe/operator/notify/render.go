@@ -33,6 +33,9 @@ type Data struct {
 	// ApproveURL is the page where the customer approves (with a
 	// signature) or denies a rescue grant that waits for them.
 	ApproveURL string `json:"approve_url,omitempty"`
+	// RevokeURL is the page where the customer ends a grant that may be
+	// used (approved, or a rescue boot under it).
+	RevokeURL string `json:"revoke_url,omitempty"`
 	// Checkpoint is lifeboatd's newest signed head of the audit chain at
 	// the time of sending: keep it with the receipt.
 	Checkpoint *audit.Checkpoint `json:"checkpoint,omitempty"`
@@ -178,11 +181,19 @@ func Render(e audit.Event, approveURL string, cp *audit.Checkpoint) Message {
 	}
 	sum := summary(e)
 	receipt := audit.Receipt{Seq: e.Seq, Hash: e.Hash}
+	waits := e.Code == audit.RescueRequest && e.Details["state"] == string(store.GrantRequested)
+	var revokeURL string
+	if !waits {
+		approveURL, revokeURL = "", approveURL
+	}
 	body, _ := json.Marshal(Payload{Type: string(e.Code), Timestamp: e.Time.UTC(), Data: Data{Summary: sum, Customer: e.Customer,
-		Host: e.Host, MAC: e.MAC, Boot: e.Boot, Actor: e.Actor, Details: e.Details, Receipt: receipt, ApproveURL: approveURL, Checkpoint: cp}})
+		Host: e.Host, MAC: e.MAC, Boot: e.Boot, Actor: e.Actor, Details: e.Details, Receipt: receipt, ApproveURL: approveURL, RevokeURL: revokeURL, Checkpoint: cp}})
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s.\n\n", upperFirst(sum))
-	if e.Code == audit.RescueRequest && e.Details["state"] == string(store.GrantRequested) {
+	if revokeURL != "" {
+		fmt.Fprintf(&b, "To end this grant now (a session in progress ends within seconds):\n  %s\n  or: lifeboat rescue revoke %s, with your token\n\n", revokeURL, e.Details["grant"])
+	}
+	if waits {
 		fmt.Fprintf(&b, "If you approve:\n")
 		for _, m := range store.Meaning(store.Scope(e.Details["scope"])) {
 			fmt.Fprintf(&b, "  - %s\n", m)

@@ -257,24 +257,7 @@ func (db *DB) sealedTx(ctx context.Context, fn func(tx *sql.Tx, seal func(*audit
 // that same transaction: an operator's change and its record commit
 // together or not at all.
 func (db *DB) change(ctx context.Context, fn func(tx *sql.Tx) ([]audit.Event, error)) error {
-	var evs []audit.Event
-	err := db.sealedTx(ctx, func(tx *sql.Tx, seal func(*audit.Event) error) error {
-		var err error
-		if evs, err = fn(tx); err != nil {
-			return err
-		}
-		for i := range evs {
-			if err := seal(&evs[i]); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	db.notify(evs)
-	return nil
+	return db.changeToldFirst(ctx, fn, func(*sql.Tx) error { return nil })
 }
 
 // changeToldFirst is change for changes to how the customer is told (a
