@@ -581,7 +581,7 @@ func (r *rescueRig) plainShell(ctx context.Context, t *testing.T, h rig.Host, st
 	run := r.boot(t, ctx, h, "is in RESCUE under grant "+id)
 	// A session on a pty, as a person has it; what is typed is not
 	// recorded, what is shown is.
-	out, code := r.staffSSH(ctx, staff, h.IP, "echo rescue-$((6*7))\nls /etc/lifeboat\n", "-tt", "shell")
+	out, code := r.staffSSH(ctx, staff, h.IP, "echo rescue-$((6*7))\nsleep 3\nls /etc/lifeboat\n", "-tt", "shell")
 	if code != 0 || !strings.Contains(out, "rescue-42") || !strings.Contains(out, "recorded") {
 		t.Fatalf("shell: exit %d\n%s", code, out)
 	}
@@ -663,7 +663,7 @@ func (r *rescueRig) plainShell(ctx context.Context, t *testing.T, h rig.Host, st
 		f.Close()
 		switch {
 		case len(segs) < 2:
-			t.Logf("recording %s is one segment: no cut to try", playedID)
+			t.Errorf("recording %s is one segment: no cut to try (the shell sleeps 3 s so that it streams in pieces)", playedID)
 		case os.Truncate(file, segs[len(segs)-1].Position) != nil:
 			t.Error("cannot cut the recording")
 		default:
