@@ -48,7 +48,7 @@ func (e *env) auditVerify(args []string) error {
 	}
 	switch {
 	case *asCustomer && who.Customer == "":
-		return usageError{"--customer: this token is an operator's; a customer's token comes from 'lifeboat customer token NAME'"}
+		return usageError{"--customer: this token is an operator's; a customer gets theirs with 'lifeboat customer token NAME --key FILE'"}
 	case !*asCustomer && who.Customer != "":
 		return usageError{"this token is customer " + who.Customer + "'s: add --customer"}
 	}

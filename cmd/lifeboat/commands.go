@@ -28,7 +28,7 @@ var commands = []command{
 	{"customer list", "", "the customers", (*env).customerList},
 	{"customer show", "NAME", "one customer's settings and keys", (*env).customerShow},
 	{"customer set", "NAME [--email ADDR]... [--key-file FILE]... [--time-zone TZ] [--display-name S]", "change them (the customer, with their token; an operator proposes)", (*env).customerSet},
-	{"customer token", "NAME", "the customer's API token: the first by an operator, new ones by the customer with theirs", (*env).customerToken},
+	{"customer token", "NAME [--key FILE]", "the customer gets their API token with their own SSH key (--key), or a new one with theirs", (*env).customerToken},
 	{"customer proposals", "NAME", "changes operators proposed to the customer, and what became of them", (*env).customerProposals},
 	{"customer accept", "PROPOSAL", "accept a proposed change (the customer's token)", customerAnswer(true)},
 	{"customer decline", "PROPOSAL", "decline it", customerAnswer(false)},

@@ -249,17 +249,8 @@ func (e *env) rescueApprove(args []string) error {
 		if sig, err = os.ReadFile(*sigFile); err != nil {
 			return usageError{fmt.Sprintf("--signature: %v", err)}
 		}
-	} else {
-		cmd := exec.CommandContext(e.ctx, "ssh-keygen", "-q", "-Y", "sign", "-n", c.Namespace, "-f", *key)
-		cmd.Stdin = strings.NewReader(c.Text)
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		if sig, err = cmd.Output(); err != nil {
-			if errors.Is(err, exec.ErrNotFound) {
-				return errors.New("ssh-keygen not found: install OpenSSH's client, or sign elsewhere and pass --signature")
-			}
-			return fmt.Errorf("ssh-keygen -Y sign: %v: %s", err, clean(strings.TrimSpace(stderr.String())))
-		}
+	} else if sig, err = sshSign(e, *key, c.Namespace, c.Text); err != nil {
+		return err
 	}
 	g, err := e.client.ApproveGrant(e.ctx, pos[0], sig)
 	if err != nil {
@@ -270,4 +261,21 @@ func (e *env) rescueApprove(args []string) error {
 	}
 	fmt.Fprintf(e.out, "grant %s approved by %s, valid until %s\n", g.ID, clean(g.DecidedBy), g.Until.Local().Format(time.DateTime))
 	return nil
+}
+
+// sshSign has OpenSSH's ssh-keygen sign text with key in namespace (it
+// reaches agents and hardware keys too): the text on stdin, never argv.
+func sshSign(e *env, key, namespace, text string) ([]byte, error) {
+	cmd := exec.CommandContext(e.ctx, "ssh-keygen", "-q", "-Y", "sign", "-n", namespace, "-f", key)
+	cmd.Stdin = strings.NewReader(text)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	sig, err := cmd.Output()
+	if err != nil {
+		if errors.Is(err, exec.ErrNotFound) {
+			return nil, errors.New("ssh-keygen not found: install OpenSSH's client, or sign elsewhere and pass --signature")
+		}
+		return nil, fmt.Errorf("ssh-keygen -Y sign: %v: %s", err, clean(strings.TrimSpace(stderr.String())))
+	}
+	return sig, nil
 }

@@ -66,24 +66,46 @@ func (e *env) customerAdd(args []string) error {
 	return nil
 }
 
+// customerToken gets a customer their API token: with --key, for a
+// challenge signed by their own SSH key (no token needed); else a new one
+// with the token given (theirs; an operator's only under the contract).
 func (e *env) customerToken(args []string) error {
 	fs := e.flags("customer token")
+	key := fs.String("key", "", "your SSH private key (or its .pub, with the key in ssh-agent): ssh-keygen -Y sign proves you are the customer")
 	pos, err := parse(fs, args, 1, "one customer name")
 	if err != nil {
 		return err
 	}
-	if err := e.connect(); err != nil {
-		return err
-	}
-	tok, err := e.client.CustomerToken(e.ctx, pos[0])
-	if err != nil {
-		return err
+	var tok string
+	if *key != "" {
+		c, err := api.NewClient(e.opts.server, "", e.opts.caFile)
+		if err != nil {
+			return usageError{err.Error()}
+		}
+		ch, err := c.Challenge(e.ctx, pos[0])
+		if err != nil {
+			return err
+		}
+		sig, err := sshSign(e, *key, ch.Namespace, ch.Text)
+		if err != nil {
+			return err
+		}
+		if tok, err = c.SignedToken(e.ctx, pos[0], ch.Nonce, sig); err != nil {
+			return err
+		}
+	} else {
+		if err := e.connect(); err != nil {
+			return err
+		}
+		if tok, err = e.client.CustomerToken(e.ctx, pos[0]); err != nil {
+			return err
+		}
 	}
 	if e.json {
 		return e.printJSON(api.Token{Token: tok})
 	}
 	fmt.Fprintln(e.out, tok)
-	fmt.Fprintf(e.errw, "this is customer %s's token; it is shown once. Hand it over privately: it acts for them (settings, grants, audit records, recordings). They can replace it with a new one of their own: lifeboat customer token %s\n", clean(pos[0]), clean(pos[0]))
+	fmt.Fprintf(e.errw, "this is customer %s's API token; it is shown once, and the one before no longer works. Keep it in a file only you can read (chmod 600): it acts for you (settings, grants, audit records, recordings).\n", clean(pos[0]))
 	return nil
 }
 

@@ -83,6 +83,10 @@ func writeServerFiles(dir, ip string) error {
 	cfg, _ := json.MarshalIndent(map[string]any{
 		"dhcp_mode": "off", "server_ip": ip, "http_port": 8080, "api_listen": ip + ":8081",
 		"image_dir": img, "database": filepath.Join(dir, "state", "lifeboat.db"), "log_level": "debug",
+		// Checkpoints at each start only (the first tick is a day away):
+		// which records they cover does not depend on how fast the
+		// script runs.
+		"checkpoint_every": "24h",
 	}, "", "  ")
 	return os.WriteFile(filepath.Join(dir, "lifeboatd.json"), cfg, 0o600)
 }

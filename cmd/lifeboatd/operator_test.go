@@ -96,12 +96,9 @@ func TestOneOperatorCannot(t *testing.T) {
 	ctx := context.Background()
 	h := hosts[0]
 	op := p.api
-	custSigner, custKey := sshKey(t)
+	custSigner := p.custKey
+	custKey := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(custSigner.PublicKey())))
 	opSigner, opKey := sshKey(t)
-	// The customer's own key, set with their own token.
-	if _, err := p.cust.UpdateCustomer(ctx, "acme", api.CustomerUpdate{Keys: &[]string{custKey}}); err != nil {
-		t.Fatal(err)
-	}
 	if err := op.AddCustomer(ctx, api.Customer{Name: "evilcorp"}); err != nil {
 		t.Fatal(err)
 	}
@@ -148,9 +145,23 @@ func TestOneOperatorCannot(t *testing.T) {
 	if ps, _ := op.Policies(ctx, "acme"); ps[1].Policy != store.PolicyApprove {
 		t.Errorf("shell policy after the proposal: %s", ps[1].Policy)
 	}
-	// Minting a token that would act as the customer (ending theirs).
-	if _, err := op.CustomerToken(ctx, "acme"); status(err) != http.StatusConflict {
-		t.Errorf("second customer token by an operator: %v", err)
+	// Minting a token that would act as the customer (ending theirs), or
+	// one for a challenge signed by the operator's key.
+	if _, err := op.CustomerToken(ctx, "acme"); status(err) != http.StatusForbidden {
+		t.Errorf("customer token by an operator: %v", err)
+	}
+	anon, _ := api.NewClient(op.Base, "", "")
+	if ch, err := anon.Challenge(ctx, "acme"); err != nil {
+		t.Error(err)
+	} else {
+		sig, _ := sshsig.Sign(opSigner, []byte(ch.Text), ch.Namespace)
+		if _, err := anon.SignedToken(ctx, "acme", ch.Nonce, sig); status(err) != http.StatusForbidden {
+			t.Errorf("token for the operator's signature: %v", err)
+		}
+		good, _ := sshsig.Sign(custSigner, []byte(ch.Text), ch.Namespace)
+		if _, err := anon.SignedToken(ctx, "acme", ch.Nonce, good); status(err) != http.StatusForbidden {
+			t.Errorf("a challenge used twice: %v", err)
+		}
 	}
 	if _, err := p.cust.Whoami(ctx); err != nil {
 		t.Errorf("the customer's token after the attempt: %v", err)
@@ -242,11 +253,7 @@ func TestOperatorUnderContract(t *testing.T) {
 	hosts := p.fleet(rx, 1)
 	ctx := context.Background()
 	op := p.api
-	_, custKey := sshKey(t)
 	opSigner, opKey := sshKey(t)
-	if _, err := p.cust.UpdateCustomer(ctx, "acme", api.CustomerUpdate{Keys: &[]string{custKey}}); err != nil {
-		t.Fatal(err)
-	}
 	who, _ := op.Whoami(ctx)
 	if err := op.PutStaff(ctx, api.Staff{Customer: "acme", Name: who.Operator, Role: "support", Keys: store.Fingerprints([]string{opKey})}); err != nil {
 		t.Fatal(err)

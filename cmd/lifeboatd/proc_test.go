@@ -7,6 +7,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
+	crand "crypto/rand"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -22,6 +24,10 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/lifeboat-boot/lifeboat/pxe/keys/sshsig"
 
 	"github.com/lifeboat-boot/lifeboat/hack/bootsim"
 	"github.com/lifeboat-boot/lifeboat/pxe/agent/agentapi"
@@ -64,16 +70,17 @@ func lifeboatdBin(t *testing.T) string {
 // proc is one lifeboatd, started and stopped at will, on its own loopback
 // address with DHCP off (hosts begin boots by fetching their script).
 type proc struct {
-	t      *testing.T
-	dir    string
-	ip     string
-	cfg    string
-	db     string
-	cmd    *exec.Cmd
-	log    *bytes.Buffer
-	api    *api.Client
-	cust   *api.Client // customer acme's own token, once fleet made it
-	starts int
+	t       *testing.T
+	dir     string
+	ip      string
+	cfg     string
+	db      string
+	cmd     *exec.Cmd
+	log     *bytes.Buffer
+	api     *api.Client
+	cust    *api.Client // customer acme's own token, once fleet made it
+	custKey ssh.Signer  // acme's own SSH key: its signatures approve and get tokens
+	starts  int
 }
 
 var nextNet = 0
@@ -173,12 +180,24 @@ func (p *proc) stop(kill bool) {
 func (p *proc) fleet(rx *notifytest.Receiver, n int) []*api.Host {
 	p.t.Helper()
 	ctx := context.Background()
-	if err := p.api.AddCustomer(ctx, api.Customer{Name: "acme"}); err != nil {
+	_, priv, _ := ed25519.GenerateKey(crand.Reader)
+	p.custKey, _ = ssh.NewSignerFromKey(priv)
+	if err := p.api.AddCustomer(ctx, api.Customer{Name: "acme", Keys: []string{strings.TrimSpace(string(ssh.MarshalAuthorizedKey(p.custKey.PublicKey())))}}); err != nil {
 		p.t.Fatal(err)
 	}
 	if rx != nil {
-		// The customer adds their webhook with their own token.
-		tok, err := p.api.CustomerToken(ctx, "acme")
+		// The customer gets their token with their key, and adds their
+		// webhook with it.
+		anon, _ := api.NewClient(p.api.Base, "", "")
+		ch, err := anon.Challenge(ctx, "acme")
+		if err != nil {
+			p.t.Fatal(err)
+		}
+		sig, err := sshsig.Sign(p.custKey, []byte(ch.Text), ch.Namespace)
+		if err != nil {
+			p.t.Fatal(err)
+		}
+		tok, err := anon.SignedToken(ctx, "acme", ch.Nonce, sig)
 		if err != nil {
 			p.t.Fatal(err)
 		}

@@ -186,13 +186,14 @@ func customerWebhook(t *testing.T, r *rig.Rig, hosts ...string) *notifytest.Rece
 		return out
 	}
 	waitFor(t, 10*time.Second, func() bool { _, err := r.CLI(ctx, "", "whoami"); return err == nil })
-	// The customer's own SSH key approves their grants; their first
-	// token comes from the provider, and they add their webhook with it.
+	// The customer's own SSH key approves their grants and gets them
+	// their token (a challenge signed with it), with which they add their
+	// webhook.
 	cli("customer", "add", "acme", "--key-file", r.Key+".pub")
 	for _, h := range hosts {
 		cli("host", "set", h, "--customer", "acme")
 	}
-	if err := os.WriteFile(customerToken(r), []byte(cli("customer", "token", "acme")), 0o600); err != nil {
+	if err := os.WriteFile(customerToken(r), []byte(cli("customer", "token", "acme", "--key", r.Key)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	ln, err := r.NS.Listen("127.0.0.1:0")

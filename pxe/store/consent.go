@@ -39,6 +39,16 @@ func ConsentText(g *Grant) []byte {
 	return []byte(b.String())
 }
 
+// TokenNamespace is the ssh-keygen -Y sign namespace of a customer's
+// request for an API token of their own.
+const TokenNamespace = "lifeboat-token"
+
+// TokenText is what a customer signs to be given an API token: the
+// server's one-time nonce, so that a signature seen once is worth nothing.
+func TokenText(customer, nonce string) []byte {
+	return fmt.Appendf(nil, "lifeboat: issue an API token for customer %s\nnonce: %s\n", customer, nonce)
+}
+
 // ParseKeys parses authorized_keys lines (without options: a consent or
 // staff key is a bare key).
 func ParseKeys(lines []string) ([]ssh.PublicKey, error) {

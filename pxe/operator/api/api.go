@@ -116,6 +116,19 @@ type (
 		Proposal Proposal `json:"proposal"`
 		Message  string   `json:"message"`
 	}
+	// Challenge answers GET /v1/customers/{name}/challenge: the text a
+	// customer signs, once, to be given a token.
+	Challenge struct {
+		Nonce     string `json:"nonce"`
+		Text      string `json:"text"`
+		Namespace string `json:"namespace"`
+	}
+	// TokenRequest is the body of POST /v1/customers/{name}/token without
+	// a bearer token: the signed challenge.
+	TokenRequest struct {
+		Nonce     string `json:"nonce"`
+		Signature string `json:"signature"`
+	}
 	// Approval is the body of POST /v1/grants/{id}/approve: the customer's
 	// signature over the grant's consent text.
 	Approval struct {
@@ -225,7 +238,9 @@ func (c *Client) send(ctx context.Context, method, path string, in any) (*http.R
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("Authorization", "Bearer "+c.Token)
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
@@ -365,8 +380,23 @@ func (c *Client) ApproveGrant(ctx context.Context, id string, signature []byte) 
 	return &g, err
 }
 
-// CustomerToken issues a customer's API token: the first, by an
-// operator; a new one (revoking the one before), by the customer.
+// Challenge fetches the text to sign for a token (no token needed).
+func (c *Client) Challenge(ctx context.Context, customer string) (Challenge, error) {
+	var out Challenge
+	err := c.do(ctx, "GET", "/v1/customers/"+url.PathEscape(customer)+"/challenge", nil, &out)
+	return out, err
+}
+
+// SignedToken is given a customer's token for a signed challenge.
+func (c *Client) SignedToken(ctx context.Context, customer, nonce string, signature []byte) (string, error) {
+	var t Token
+	err := c.do(ctx, "POST", "/v1/customers/"+url.PathEscape(customer)+"/token", TokenRequest{Nonce: nonce, Signature: string(signature)}, &t)
+	return t.Token, err
+}
+
+// CustomerToken issues a customer's API token with the caller's token:
+// the customer's own replaces it; an operator's works only where the
+// provider's contract lets operators.
 func (c *Client) CustomerToken(ctx context.Context, customer string) (string, error) {
 	var t Token
 	err := c.do(ctx, "POST", "/v1/customers/"+url.PathEscape(customer)+"/token", struct{}{}, &t)

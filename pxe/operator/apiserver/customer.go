@@ -282,26 +282,10 @@ func (s *Server) customerRoutes(mux *http.ServeMux, auth, anyone func(http.Handl
 		writeJSON(w, http.StatusOK, api.PolicyList{Policies: each(ps, policyOut)})
 	}))
 
-	// The provider issues a customer's first token; after that, the
-	// customer makes new ones with theirs (or, under the contract, an
-	// operator does, told to the customer first).
-	mux.Handle("POST /v1/customers/{name}/token", anyone(func(w http.ResponseWriter, r *http.Request) {
-		name := r.PathValue("name")
-		if !own(w, r, name) {
-			return
-		}
-		p := principal(r)
-		tok, err := s.Store.CustomerToken(r.Context(), name, p.Name, p.Customer != "" || s.OperatorsChangeCustomers)
-		if err != nil {
-			if p.Customer == "" && errors.Is(err, store.ErrConflict) {
-				err = &refusal{customer: name, what: "make a new API token for the customer (which would end theirs)", err: err}
-			}
-			s.refuse(w, r, err)
-			return
-		}
-		s.Log.Info("api: customer token issued", "by", p.Name, "customer", name)
-		writeJSON(w, http.StatusCreated, api.Token{Token: tok})
-	}))
+	// A customer's token: for a signed challenge, or a new one with theirs
+	// (token.go).
+	mux.HandleFunc("GET /v1/customers/{name}/challenge", s.challenge)
+	mux.HandleFunc("POST /v1/customers/{name}/token", s.token)
 
 	// Proposals wait for the customer's own token.
 	mux.Handle("GET /v1/customers/{name}/proposals", anyone(func(w http.ResponseWriter, r *http.Request) {

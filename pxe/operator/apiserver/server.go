@@ -31,7 +31,7 @@ type Store interface {
 	Events(ctx context.Context, f store.EventFilter) ([]audit.Event, error)
 	Changed() <-chan struct{}
 	Authenticate(ctx context.Context, token string) (store.Operator, bool)
-	CustomerToken(ctx context.Context, customer, actor string, replace bool) (string, error)
+	CustomerToken(ctx context.Context, customer, actor string) (string, error)
 	AddWebhook(ctx context.Context, w store.Webhook, actor string) (store.Webhook, error)
 	RemoveWebhook(ctx context.Context, customer, id, actor string) error
 	Webhooks(ctx context.Context, customer string) ([]store.Webhook, error)
@@ -92,6 +92,8 @@ type Server struct {
 	// AuditKey is the public key (base64 ed25519) that signs the audit
 	// chain's checkpoints, served at /v1/audit/key.
 	AuditKey string
+
+	nonces challenges // of customers' token requests
 }
 
 type ctxKey struct{}

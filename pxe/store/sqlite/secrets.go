@@ -153,12 +153,11 @@ func (db *DB) RemoveOperator(ctx context.Context, name, actor string) error {
 	return db.reloadGrants(ctx)
 }
 
-// CustomerToken gives a customer an API token, and returns it. With
-// replace, a token issued before is revoked; without, a customer who has
-// one already keeps it and the call fails (ErrConflict): only the first
-// token is issued by the provider, later ones by the customer (or where
-// the contract lets operators, told to the customer first).
-func (db *DB) CustomerToken(ctx context.Context, customer, actor string, replace bool) (string, error) {
+// CustomerToken gives a customer an API token, and returns it; a token
+// issued before is revoked. Who may ask is the API's to decide: the
+// customer, with their key or their token (or an operator under the
+// provider's contract).
+func (db *DB) CustomerToken(ctx context.Context, customer, actor string) (string, error) {
 	tok := "lbc_" + store.NewSecret()
 	now := db.now().UTC()
 	err := db.change(ctx, func(tx *sql.Tx) ([]audit.Event, error) {
@@ -172,9 +171,6 @@ func (db *DB) CustomerToken(ctx context.Context, customer, actor string, replace
 		var have int
 		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM operators WHERE name = ?`, "customer:"+customer).Scan(&have); err != nil {
 			return nil, err
-		}
-		if have > 0 && !replace {
-			return nil, fmt.Errorf("customer %q: %w: they have a token; they make a new one with it (lifeboat customer token %s --token-file THEIRS)", customer, store.ErrConflict, customer)
 		}
 		// The name cannot clash with an operator's: ':' is not allowed there.
 		if _, err := tx.ExecContext(ctx, `INSERT INTO operators (name, token_hash, created, customer) VALUES (?, ?, ?, ?)
