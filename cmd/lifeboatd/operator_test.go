@@ -114,13 +114,18 @@ func TestOneOperatorCannot(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer evil.Close()
-	if _, err := op.AddWebhook(ctx, "acme", evil.URL); !isProposed(err) {
+	if _, err := op.AddWebhook(ctx, "acme", evil.URL+"/hook?token=s3cret-path"); !isProposed(err) {
 		t.Errorf("operator's webhook: %v, want a proposal", err)
 	}
 	if ws, _ := p.cust.Webhooks(ctx, "acme"); len(ws) != 1 {
 		t.Errorf("acme has %d webhooks, want their own only", len(ws))
 	}
-	told(t, rx, audit.ProposalOpen, "summary", "add webhook "+evil.URL)
+	told(t, rx, audit.ProposalOpen, "summary", "add a webhook to "+must(url.Parse(evil.URL)).Host)
+	for _, n := range rx.Deliveries() {
+		if strings.Contains(string(n.Body), "s3cret-path") {
+			t.Error("a notice holds the proposed webhook URL's path (it may hold the receiver's token)")
+		}
+	}
 	// The operator cannot accept their own proposal.
 	props, _ := p.cust.Proposals(ctx, "acme")
 	if len(props) == 0 {
@@ -432,4 +437,11 @@ func TestCheckpointsCatchARewrite(t *testing.T) {
 	if err := verify(); !errors.Is(err, audit.ErrCheckpointSignature) {
 		t.Fatalf("forged checkpoints: %v", err)
 	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }

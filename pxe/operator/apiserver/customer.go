@@ -6,7 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"slices"
+	"net/url"
 	"strings"
 
 	"github.com/lifeboat-boot/lifeboat/pxe/operator/api"
@@ -37,7 +37,13 @@ var changes = map[string]change{
 			if err := strictJSON(body, &req); err != nil {
 				return "", err
 			}
-			return "add webhook " + req.URL, nil
+			// The host only: the URL's path may hold the receiver's token,
+			// and the summary goes into the record and the notices.
+			u, err := url.Parse(req.URL)
+			if err != nil || u.Host == "" {
+				return "", fmt.Errorf("%w: webhook URL %q: want http(s)://host/path", store.ErrInvalid, req.URL)
+			}
+			return "add a webhook to " + u.Host, nil
 		},
 		apply: func(s *Server, ctx context.Context, customer, target string, body []byte, actor string) (int, any, error) {
 			var req api.WebhookRequest
@@ -385,7 +391,7 @@ func (s *Server) answerProposal(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ch, known := changes[p.Kind]
-	if !known || !slices.Contains([]string{store.ProposalOpen}, p.State) {
+	if !known || p.State != store.ProposalOpen {
 		s.fail(w, r, fmt.Errorf("proposal %s: %w: it is %s", p.ID, store.ErrConflict, p.State))
 		return
 	}

@@ -32,7 +32,8 @@ type challenges struct {
 
 const (
 	challengeTTL = 5 * time.Minute
-	maxChallenge = 1000 // outstanding at once: a flood of asks cannot grow memory
+	maxChallenge = 10000 // outstanding at once: a flood of asks cannot grow memory
+	perCustomer  = 8     // nor crowd out other customers
 )
 
 func (c *challenges) issue(customer string, now time.Time) (string, error) {
@@ -49,7 +50,13 @@ func (c *challenges) issue(customer string, now time.Time) (string, error) {
 			delete(c.m, k)
 		}
 	}
-	if len(c.m) >= maxChallenge {
+	mine := 0
+	for k := range c.m {
+		if strings.HasPrefix(k, customer+"\x00") {
+			mine++
+		}
+	}
+	if len(c.m) >= maxChallenge || mine >= perCustomer {
 		return "", errors.New("too many token requests at once; try again in a few minutes")
 	}
 	c.m[customer+"\x00"+nonce] = now.Add(challengeTTL)

@@ -286,7 +286,9 @@ func (db *DB) ApproveGrant(ctx context.Context, id string, signature []byte) (*s
 	var g *store.Grant
 	err := db.change(ctx, func(tx *sql.Tx) ([]audit.Event, error) {
 		var key ssh.PublicKey
+		var text []byte
 		check := func(cur *store.Grant) error {
+			text = store.ConsentText(cur)
 			if cur.State != store.GrantRequested {
 				return fmt.Errorf("grant %s: %w: it is %s already; a decision is made once", cur.ID, store.ErrConflict, cur.State)
 			}
@@ -301,18 +303,14 @@ func (db *DB) ApproveGrant(ctx context.Context, id string, signature []byte) (*s
 			if err != nil {
 				return err
 			}
-			if key, err = sshsig.Verify(signature, store.ConsentText(cur), store.ConsentNamespace, allowed); err != nil {
+			if key, err = sshsig.Verify(signature, text, store.ConsentNamespace, allowed); err != nil {
 				return fmt.Errorf("%w: %v", store.ErrConsent, err)
 			}
 			return nil
 		}
 		var ev audit.Event
 		var err error
-		var text []byte
-		g, ev, err = db.moveGrantTx(ctx, tx, id, store.GrantApproved, audit.RescueApprove, "", "", nil, func(cur *store.Grant) error {
-			text = store.ConsentText(cur)
-			return check(cur)
-		})
+		g, ev, err = db.moveGrantTx(ctx, tx, id, store.GrantApproved, audit.RescueApprove, "", "", nil, check)
 		if err != nil {
 			return nil, err
 		}
