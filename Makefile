@@ -36,14 +36,20 @@ unit: deps ## unit, integration and fuzz-seed tests, with the race detector
 	@# The 1 GiB argon2id unseal is too slow under -race: run it natively.
 	$(GO) test -count=1 -run TestUnsealFullDefaultArgon2id -v ./unlock/
 
-e2e: image ## QEMU end-to-end test: BIOS and UEFI hosts boot, unlock over SSH, kexec into their OS
-	$(GO) test -tags e2e -count=1 -v -timeout 30m ./hack/e2e/
+# testsum runs go test -json, prints what -v would, and ends with why each failed test failed.
+TESTSUM := build/bin/testsum
+
+$(TESTSUM): hack/testsum/main.go
+	$(GO) build -o $@ ./hack/testsum
+
+e2e: image $(TESTSUM) ## QEMU end-to-end test: BIOS and UEFI hosts boot, unlock over SSH, kexec into their OS
+	$(TESTSUM) $(GO) test -json -tags e2e -count=1 -timeout 30m ./hack/e2e/
 
 test: lint unit e2e ## everything CI runs
 	$(MAKE) fuzz FUZZTIME=5s
 
-test-distros: image ## debootstrapped Debian (initramfs-tools; dracut) on LUKS2, PXE-booted, unlocked, to the login prompt (roots cached in build/cache/distros)
-	$(GO) test -tags 'e2e distros' -count=1 -v -timeout 60m -run TestDistros ./hack/e2e/
+test-distros: image $(TESTSUM) ## debootstrapped Debian (initramfs-tools; dracut) on LUKS2, PXE-booted, unlocked, to the login prompt (roots cached in build/cache/distros)
+	$(TESTSUM) $(GO) test -json -tags 'e2e distros' -count=1 -timeout 60m -run TestDistros ./hack/e2e/
 
 fuzz: ## run every fuzz target for FUZZTIME each (default 20s; make test runs 5s)
 	./hack/fuzz.sh $(or $(FUZZTIME),20s)

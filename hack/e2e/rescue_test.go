@@ -624,6 +624,18 @@ func (r *rescueRig) plainShell(ctx context.Context, t *testing.T, h rig.Host, st
 	if _, err := run.Console.WaitFor(ctx, time.Minute, "Rebooting."); err != nil {
 		t.Fatal(err)
 	}
+	// The host stores both shells' recordings and end records before it
+	// restarts; the console's "Rebooting." comes before that.
+	waitFor(t, time.Minute, func() bool {
+		evs, _ := sqlite.ReadEvents(r.EventLog)
+		n := 0
+		for _, e := range evs {
+			if e.Code == audit.RescueShellEnd && e.Host == h.Name && e.Details["grant"] == id {
+				n++
+			}
+		}
+		return n == 2
+	})
 	list := r.cli(t, "recording", "list", "--json")
 	var recs []struct {
 		ID, Host string

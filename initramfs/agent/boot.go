@@ -304,6 +304,11 @@ func (b *Boot) rescue(ctx context.Context, srv *sshd.Server) error {
 		}
 		cancel()
 		b.ended <- why
+		// The shells it closed store their last output and end records
+		// (Recorder.Close waits 10 s at most) before the restart.
+		if !b.staff.Drain(15 * time.Second) {
+			b.Log.Error("a rescue shell did not store its recording before the restart")
+		}
 		time.Sleep(cmp.Or(b.RebootWait, 2*time.Second))
 		b.Reboot()
 	}()

@@ -34,6 +34,9 @@ type fakeServer struct {
 	mu      sync.Mutex
 	reports []agentapi.EventReport
 	state   atomic.Value // string
+	// pieceDelay is how long a recording piece takes to store.
+	pieceDelay time.Duration
+	pieces     int
 }
 
 func (f *fakeServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -43,6 +46,12 @@ func (f *fakeServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_ = json.NewDecoder(r.Body).Decode(&ev)
 		f.mu.Lock()
 		f.reports = append(f.reports, ev)
+		f.mu.Unlock()
+		w.WriteHeader(http.StatusNoContent)
+	case strings.HasPrefix(r.URL.Path, agentapi.RecordingsPath):
+		time.Sleep(f.pieceDelay)
+		f.mu.Lock()
+		f.pieces++
 		f.mu.Unlock()
 		w.WriteHeader(http.StatusNoContent)
 	case strings.HasPrefix(r.URL.Path, agentapi.GrantsPath):
@@ -217,6 +226,39 @@ func TestRescueEnds(t *testing.T) {
 		waitEnd(t, b, m, rescue.EndServer+": revoked")
 		if !strings.Contains(fs.codes(), "rescue.end"+rescue.EndServer+": revoked") {
 			t.Errorf("reports %q lack the end", fs.codes())
+		}
+	})
+	t.Run("server revokes it under an open shell", func(t *testing.T) {
+		// The restart waits for the shell the revoke closed to store its
+		// last output and its end record: the customer's evidence.
+		rescue.ShellPath = "/bin/sh"
+		b, fs, m := newBoot(t, "rescue", grant("shell"), nil)
+		fs.pieceDelay = 400 * time.Millisecond
+		var atReboot atomic.Value
+		b.Reboot = func() { atReboot.Store(fs.codes()); m.reboots.Add(1) }
+		ctx, closeConn := context.WithCancel(context.Background())
+		in, _ := io.Pipe()
+		q := &rw{Reader: in}
+		go b.Session(ctx, &sshd.Request{RW: q, Stderr: io.Discard, Role: sshd.RoleStaff, Command: "shell"})
+		for end := time.Now().Add(10 * time.Second); !strings.Contains(fs.codes(), "rescue.shell"); time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(end) {
+				t.Fatal("the shell did not start")
+			}
+		}
+		fs.state.Store("revoked")
+		select {
+		case <-b.Ended():
+			closeConn() // as the SSH server closes the staff connections
+		case <-time.After(10 * time.Second):
+			t.Fatal("the rescue session did not end")
+		}
+		for end := time.Now().Add(20 * time.Second); m.reboots.Load() == 0; time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(end) {
+				t.Fatal("no restart")
+			}
+		}
+		if got, _ := atReboot.Load().(string); !strings.Contains(got, "rescue.shell_end") {
+			t.Errorf("restarted before the shell's end was recorded: %q", got)
 		}
 	})
 	t.Run("grant gone before check-in", func(t *testing.T) {

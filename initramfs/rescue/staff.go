@@ -27,6 +27,23 @@ type Staff struct {
 	Sink func(name string) Sink
 
 	shells atomic.Int32
+	open   atomic.Int32 // shells running or still storing their recording
+}
+
+// Drain waits up to d for every shell to end and to have stored its
+// recording and its end record, and reports whether they all did. A grant
+// that ends closes the shells at once, but their last output and their
+// rescue.shell_end are the customer's evidence of what was done: the host
+// must not restart under them.
+func (s *Staff) Drain(d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for s.open.Load() > 0 {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return true
 }
 
 // Scope commands; "end" ends the grant's session in every scope.
@@ -96,6 +113,8 @@ func (s *Staff) runShell(ctx context.Context, q *sshd.Request, code audit.Code, 
 		fmt.Fprintf(q.Stderr, "error: recordings cannot be stored; no shell without a recording\r\n")
 		return 1
 	}
+	s.open.Add(1)
+	defer s.open.Add(-1)
 	name := fmt.Sprintf("%s-%d", kind, s.shells.Add(1))
 	g := s.Grant
 	d := map[string]string{"grant": g.ID, "recording": name, "pty": fmt.Sprint(q.PTY)}
