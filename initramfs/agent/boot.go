@@ -298,17 +298,18 @@ func (b *Boot) rescue(ctx context.Context, srv *sshd.Server) error {
 		}
 		close(done) // staff connections close; the key is refused from now on
 		fmt.Fprintf(b.Console, "lifeboat: the rescue session of grant %s is over: %s. Rebooting.\n", g.ID, why)
+		// The shells it closed store their last output and end records
+		// (Recorder.Close waits 10 s at most) first: once rescue.end is
+		// recorded, the server takes no more reports of this boot.
+		if !b.staff.Drain(15 * time.Second) {
+			b.Log.Error("a rescue shell did not store its recording before the restart")
+		}
 		rctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		if err := a.Report(rctx, audit.RescueEnd, "agent", map[string]string{"grant": g.ID, "reason": why}); err != nil {
 			b.Log.Error("rescue end not recorded", "err", err)
 		}
 		cancel()
 		b.ended <- why
-		// The shells it closed store their last output and end records
-		// (Recorder.Close waits 10 s at most) before the restart.
-		if !b.staff.Drain(15 * time.Second) {
-			b.Log.Error("a rescue shell did not store its recording before the restart")
-		}
 		time.Sleep(cmp.Or(b.RebootWait, 2*time.Second))
 		b.Reboot()
 	}()

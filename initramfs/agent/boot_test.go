@@ -23,6 +23,7 @@ import (
 	"github.com/lifeboat-boot/lifeboat/initramfs/rescue"
 	"github.com/lifeboat-boot/lifeboat/initramfs/sshd"
 	"github.com/lifeboat-boot/lifeboat/pxe/agent/agentapi"
+	"github.com/lifeboat-boot/lifeboat/pxe/store/audit"
 	"github.com/lifeboat-boot/lifeboat/pxe/store/kind"
 	"github.com/lifeboat-boot/lifeboat/unlock"
 	"github.com/lifeboat-boot/lifeboat/unlock/unlocktest"
@@ -45,8 +46,16 @@ func (f *fakeServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		var ev agentapi.EventReport
 		_ = json.NewDecoder(r.Body).Decode(&ev)
 		f.mu.Lock()
+		defer f.mu.Unlock()
+		// As lifeboatd: once the session's end is recorded, the boot's
+		// token takes no more reports.
+		for _, r := range f.reports {
+			if r.Code == audit.RescueEnd {
+				http.Error(w, "this boot has ended", http.StatusGone)
+				return
+			}
+		}
 		f.reports = append(f.reports, ev)
-		f.mu.Unlock()
 		w.WriteHeader(http.StatusNoContent)
 	case strings.HasPrefix(r.URL.Path, agentapi.RecordingsPath):
 		time.Sleep(f.pieceDelay)
@@ -83,6 +92,7 @@ func (p *rw) Read(b []byte) (int, error)  { return p.Reader.Read(b) }
 type machine struct {
 	handoffs, inPlace, jumps, reboots atomic.Int32
 	quietFirst                        atomic.Int32 // Quiesce ran with no jump made yet
+	srv                               *sshd.Server
 }
 
 func newBoot(t *testing.T, mode kind.Mode, grant *agentapi.RescueGrant, vols func() ([]unlock.Volume, error)) (*Boot, *fakeServer, *machine) {
@@ -121,9 +131,11 @@ func newBoot(t *testing.T, mode kind.Mode, grant *agentapi.RescueGrant, vols fun
 	close(disks)
 	_, priv, _ := ed25519.GenerateKey(rand.Reader)
 	hk, _ := ssh.NewSignerFromKey(priv)
-	if _, err := b.Server(context.Background(), hk, disks); err != nil {
+	ssrv, err := b.Server(context.Background(), hk, disks)
+	if err != nil {
 		t.Fatal(err)
 	}
+	m.srv = ssrv
 	return b, fs, m
 }
 
@@ -234,8 +246,7 @@ func TestRescueEnds(t *testing.T) {
 		rescue.ShellPath = "/bin/sh"
 		b, fs, m := newBoot(t, "rescue", grant("shell"), nil)
 		fs.pieceDelay = 400 * time.Millisecond
-		var atReboot atomic.Value
-		b.Reboot = func() { atReboot.Store(fs.codes()); m.reboots.Add(1) }
+		b.Reboot = func() { m.reboots.Add(1) }
 		ctx, closeConn := context.WithCancel(context.Background())
 		in, _ := io.Pipe()
 		q := &rw{Reader: in}
@@ -247,7 +258,7 @@ func TestRescueEnds(t *testing.T) {
 		}
 		fs.state.Store("revoked")
 		select {
-		case <-b.Ended():
+		case <-m.srv.StaffDone:
 			closeConn() // as the SSH server closes the staff connections
 		case <-time.After(10 * time.Second):
 			t.Fatal("the rescue session did not end")
@@ -257,8 +268,8 @@ func TestRescueEnds(t *testing.T) {
 				t.Fatal("no restart")
 			}
 		}
-		if got, _ := atReboot.Load().(string); !strings.Contains(got, "rescue.shell_end") {
-			t.Errorf("restarted before the shell's end was recorded: %q", got)
+		if got := fs.codes(); !strings.Contains(got, "rescue.shell_end rescue.end") {
+			t.Errorf("the shell's end was not recorded before the session's: %q", got)
 		}
 	})
 	t.Run("grant gone before check-in", func(t *testing.T) {
