@@ -7,6 +7,7 @@
 package term
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
 	"unicode"
@@ -14,15 +15,35 @@ import (
 )
 
 // Clean returns s with every unprintable rune, and every byte that is not
-// UTF-8, escaped (\x1b, \u009b, \r); printable text, spaces included, is
-// left as it is.
+// UTF-8, escaped (\x1b, \u009b, \r); printable text is left as it is.
+// The only space kept is U+0020: other spaces (U+3000, U+00A0) print as
+// blanks a reader cannot tell apart, so they are escaped too. Once
+// anything is escaped, backslashes are doubled so an escape cannot be
+// forged by the text itself.
 func Clean(s string) string {
-	if utf8.ValidString(s) && !strings.ContainsFunc(s, func(r rune) bool { return !unicode.IsPrint(r) && r != ' ' }) {
+	if utf8.ValidString(s) && !strings.ContainsFunc(s, unprintable) {
 		return s
 	}
-	q := strconv.QuoteToGraphic(s)
-	return q[1 : len(q)-1]
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && n == 1:
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+		case r == '\\':
+			b.WriteString(`\\`)
+		case unprintable(r):
+			q := strconv.QuoteRuneToASCII(r)
+			b.WriteString(q[1 : len(q)-1])
+		default:
+			b.WriteString(s[i : i+n])
+		}
+		i += n
+	}
+	return b.String()
 }
+
+func unprintable(r rune) bool { return !unicode.IsPrint(r) && r != ' ' }
 
 // CleanLines cleans each line of s, keeping the line breaks, and indents
 // the lines after the first by two spaces (for a message that continues).

@@ -17,6 +17,11 @@ func TestClean(t *testing.T) {
 		"a\nb":                           `a\nb`,
 		"bad\xffutf8":                    `bad\xffutf8`,
 		"\u202eevil":                     `\u202eevil`, // right-to-left override
+		"wide\u3000space":                `wide\u3000space`,
+		"nb\u00a0sp":                     `nb\u00a0sp`,
+		`back\slash`:                     `back\slash`,
+		"\\x1b\x1b":                      `\\x1b\x1b`, // a literal escape stays told apart
+		`say "hi"` + "\a":                `say "hi"\a`,
 	} {
 		if got := Clean(in); got != want {
 			t.Errorf("Clean(%q) = %q, want %q", in, got, want)
@@ -27,6 +32,7 @@ func TestClean(t *testing.T) {
 func FuzzClean(f *testing.F) {
 	f.Add("\x1b]0;title\x07")
 	f.Add("ok")
+	f.Add("0\u3000")
 	f.Fuzz(func(t *testing.T, s string) {
 		c := Clean(s)
 		if strings.ContainsFunc(c, func(r rune) bool { return !unicode.IsPrint(r) && r != ' ' }) {
