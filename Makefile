@@ -4,7 +4,7 @@
 GO      ?= go
 IMAGE   := build/image/manifest.json
 # The image depends on the agent's code only (go list -deps ./cmd/lifeboat-init), not on the server's or the tests' (TestImageSourcesListed).
-IMGSRC  := $(shell find cmd/lifeboat-init cmd/lifeboat-image initramfs unlock images pxe/agent/agentapi pxe/store/audit pxe/store/kind pxe/keys/consolecode pxe/keys/authkeys pxe/term -name '*.go' -not -name '*_test.go')
+IMGSRC  := $(shell find cmd/lifeboat-init cmd/lifeboat-modprobe cmd/lifeboat-image initramfs unlock images pxe/agent/agentapi pxe/store/audit pxe/store/kind pxe/keys/consolecode pxe/keys/authkeys pxe/term -name '*.go' -not -name '*_test.go')
 
 .PHONY: help deps image build test unit e2e lint fuzz demo clean bench bench-dhcp test-distros
 

@@ -2,7 +2,7 @@
 # Installs what lifeboat's build, tests and demo need on a Debian machine.
 # Idempotent: installs only what is missing.
 set -euo pipefail
-pkgs=(qemu-system-x86 ipxe-qemu ipxe ovmf cryptsetup-bin kmod cpio e2fsprogs fdisk
+pkgs=(qemu-system-x86 ipxe-qemu ipxe ovmf cryptsetup-bin kmod cpio zstd e2fsprogs fdisk
       openssh-client iproute2 xz-utils ca-certificates dnsmasq-base dosfstools mtools systemd-boot-efi curl chromium perl-base
       debootstrap ssh-audit)
 missing=()

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -16,6 +17,8 @@ type Kernel struct {
 	Package string // e.g. linux-image-6.1.0-56-amd64
 	Version string // e.g. 6.1.0-56-amd64
 	Root    string // where the .deb was unpacked
+	// DebVersion is the package's version (6.1.192-3), from its .deb's name.
+	DebVersion string
 }
 
 // Vmlinuz is the path of the kernel image.
@@ -50,10 +53,11 @@ func FetchKernel(cache, meta string) (*Kernel, error) {
 		return nil, err
 	}
 	k := &Kernel{Package: pkg, Version: strings.TrimPrefix(pkg, "linux-image-"), Root: filepath.Join(cache, pkg)}
+	dl := filepath.Join(cache, "deb")
 	if _, err := os.Stat(filepath.Join(k.ModDir(), "modules.dep")); err == nil {
+		k.DebVersion = debVersion(dl, pkg)
 		return k, nil
 	}
-	dl := filepath.Join(cache, "deb")
 	if err := os.MkdirAll(dl, 0o755); err != nil {
 		return nil, err
 	}
@@ -77,12 +81,16 @@ func FetchKernel(cache, meta string) (*Kernel, error) {
 	if err := os.Rename(tmp, k.Root); err != nil {
 		return nil, err
 	}
+	k.DebVersion = debVersion(dl, pkg)
 	return k, nil
 }
 
-// StageModules copies the closure of wanted into stage/lib/modules/VERSION,
-// with the module index files the loader reads, and returns the names
-// loaded at boot.
+// StageModules copies the closure of wanted into stage/lib/modules/VERSION
+// with the index files the image's loader reads: modules.dep and
+// modules.builtin whole, modules.alias and modules.softdep trimmed to the
+// modules carried, and modules.alias.leftout, the PCI aliases of the
+// kernel's other modules (for the hardware report's "no driver" words). It
+// returns the module files copied, relative to the module folder.
 func StageModules(k *Kernel, stage string, wanted []string) ([]string, error) {
 	dep, err := os.ReadFile(filepath.Join(k.ModDir(), "modules.dep"))
 	if err != nil {
@@ -94,12 +102,46 @@ func StageModules(k *Kernel, stage string, wanted []string) ([]string, error) {
 		return nil, err
 	}
 	dst := filepath.Join(stage, "lib", "modules", k.Version)
-	for _, f := range append(files, "modules.dep", "modules.builtin", "modules.alias", "modules.order") {
+	for _, f := range append(slices.Clone(files), "modules.dep", "modules.builtin", "modules.order") {
 		if err := copyFile(filepath.Join(k.ModDir(), f), filepath.Join(dst, f)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return nil, err
 		}
 	}
-	return wanted, nil
+	have := map[string]bool{}
+	for _, f := range files {
+		have[ModName(f)] = true
+	}
+	for _, l := range strings.Split(string(builtin), "\n") {
+		if l != "" {
+			have[ModName(l)] = true
+		}
+	}
+	alias, err := os.ReadFile(filepath.Join(k.ModDir(), "modules.alias"))
+	if err != nil {
+		return nil, err
+	}
+	softdep, _ := os.ReadFile(filepath.Join(k.ModDir(), "modules.softdep"))
+	for name, data := range map[string][]byte{"modules.alias": TrimIndex(alias, have), "modules.softdep": append(TrimIndex(softdep, have), ExtraSoftdeps...),
+		"modules.alias.leftout": LeftOut(alias, have)} {
+		if err := os.WriteFile(filepath.Join(dst, name), data, 0o644); err != nil {
+			return nil, err
+		}
+	}
+	return files, nil
+}
+
+// debVersion reads a package's version off its downloaded .deb's name
+// (PKG_VERSION_ARCH.deb, the epoch's colon as %3a); "" if there is none.
+func debVersion(dl, pkg string) string {
+	debs, _ := filepath.Glob(filepath.Join(dl, pkg+"_*.deb"))
+	if len(debs) == 0 {
+		return ""
+	}
+	f := strings.Split(strings.TrimSuffix(filepath.Base(debs[len(debs)-1]), ".deb"), "_")
+	if len(f) != 3 {
+		return ""
+	}
+	return strings.ReplaceAll(f[1], "%3a", ":")
 }
 
 func copyFile(src, dst string) error {

@@ -19,10 +19,29 @@ type Artefact struct {
 
 // Manifest lists what a build made.
 type Manifest struct {
-	Built     time.Time  `json:"built"`
-	Kernel    string     `json:"kernel_package"`
-	Modules   []string   `json:"modules"`
-	Artefacts []Artefact `json:"artefacts"`
+	Built         time.Time  `json:"built"`
+	Kernel        string     `json:"kernel_package"`
+	KernelVersion string     `json:"kernel_package_version"`
+	Modules       []Module   `json:"modules"`
+	Firmware      []Firmware `json:"firmware"`
+	// FirmwareMissing names firmware files a module may ask for that no
+	// package of FirmwarePackages has: "module: file".
+	FirmwareMissing []string `json:"firmware_missing,omitempty"`
+	// InitramfsUncompressed is the initramfs's size before zstd.
+	InitramfsUncompressed int64      `json:"initramfs_uncompressed"`
+	Artefacts             []Artefact `json:"artefacts"`
+}
+
+// InitramfsName is the RAM image's initramfs as served: zstd-compressed.
+const InitramfsName = "initramfs.cpio.zst"
+
+// Module is one kernel module in the image and where it came from.
+type Module struct {
+	Name    string `json:"name"`
+	File    string `json:"file"` // relative to /lib/modules/VERSION
+	Package string `json:"package"`
+	Version string `json:"version"`
+	Size    int64  `json:"size"`
 }
 
 // Hash returns the artefact entry of dir/name.

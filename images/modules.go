@@ -5,29 +5,9 @@ import (
 	"bytes"
 	"fmt"
 	"path"
-	"slices"
 	"sort"
 	"strings"
 )
-
-// BootModules are the drivers the RAM image loads before anything else:
-// what it needs to reach lifeboatd and serve SSH. NICs, and the virtio RNG
-// (QEMU's emulated CPU has no RDRAND, and without entropy getrandom blocks
-// the host-key generation).
-var BootModules = []string{"e1000", "e1000e", "virtio_pci", "virtio_net", "virtio_rng"}
-
-// StorageModules are loaded once SSH is up, while the customer types: the
-// disks, device-mapper crypto and ext4. Measured under QEMU, loading them
-// took most of the six seconds between init and the network; nothing
-// before the unlock needs them, and the unlock waits for them. xts is built
-// on ecb(aes), and ecb is a module in Debian's kernel. The crc32c and
-// crypto modules are listed by name because u-root's loader has no modprobe
-// helper for the kernel's request_module, so nothing loads them on demand.
-// essiv is for LUKS1 volumes in aes-cbc-essiv:sha256 (cbc is built in);
-// twofish and camellia for volumes in those ciphers, which the LUKS library
-// unseals (unlock.Openable).
-var StorageModules = []string{"virtio_blk", "virtio_scsi", "sd_mod", "dm_mod", "dm_crypt", "ecb", "xts", "essiv", "aesni_intel",
-	"twofish_generic", "camellia_generic", "crc32c_generic", "crc32c_intel", "ext4"}
 
 // RescueCommands are the u-root core commands of the RAM image's shell,
 // which only a shell grant's staff member reaches: a shell and the tools
@@ -35,9 +15,6 @@ var StorageModules = []string{"virtio_blk", "virtio_scsi", "sd_mod", "dm_mod", "
 var RescueCommands = []string{"gosh", "ls", "cat", "cp", "mv", "rm", "mkdir", "ln", "chmod", "chroot", "dmesg", "mount", "umount",
 	"blkid", "df", "du", "free", "ps", "kill", "ip", "ping", "uname", "grep", "head", "tail", "more", "hexdump", "lsmod",
 	"lsdrivers", "find", "sync", "date", "echo", "wc", "uptime"}
-
-// QEMUModules are all the drivers of the RAM image for QEMU test machines.
-var QEMUModules = append(slices.Clone(BootModules), StorageModules...)
 
 // Loaders are the iPXE first stages served over TFTP: BIOS, UEFI (with its
 // own drivers), UEFI (on the firmware's network stack).

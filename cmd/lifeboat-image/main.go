@@ -35,27 +35,34 @@ func run(out, cache, kernelPkg string) error {
 	}
 	stage := filepath.Join(cache, "stage")
 	_ = os.RemoveAll(stage)
-	mods, err := images.StageModules(k, stage, images.QEMUModules)
+	files, err := images.StageModules(k, stage, images.ServerModules())
+	if err != nil {
+		return err
+	}
+	pkgDirs, versions, err := images.FetchFirmware(cache, images.FirmwarePackages)
+	if err != nil {
+		return err
+	}
+	fw, fwMissing, err := images.StageFirmware(k.ModDir(), files, stage, pkgDirs, versions, images.FirmwarePackages)
 	if err != nil {
 		return err
 	}
 	if err := os.MkdirAll(filepath.Join(stage, "etc", "lifeboat"), 0o755); err != nil {
 		return err
 	}
-	for file, list := range map[string][]string{"modules": images.BootModules, "modules.storage": images.StorageModules} {
-		if err := os.WriteFile(filepath.Join(stage, "etc", "lifeboat", file), []byte(strings.Join(list, "\n")+"\n"), 0o644); err != nil {
-			return err
-		}
+	// The modules with no device to match, loaded with the disks.
+	if err := os.WriteFile(filepath.Join(stage, "etc", "lifeboat", "modules.always"), []byte(strings.Join(images.AlwaysModules, "\n")+"\n"), 0o644); err != nil {
+		return err
 	}
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return err
 	}
-	initramfs := filepath.Join(out, "initramfs.cpio")
+	initramfs := filepath.Join(cache, "initramfs.cpio")
 	args := []string{"tool", "mkuimage", "-o", initramfs,
 		"-initcmd=init", "-uinitcmd=lifeboat-init", "-defaultsh=", "-go-build-tags=goshsmall",
 		"-files", filepath.Join(stage, "lib") + ":lib",
 		"-files", filepath.Join(stage, "etc", "lifeboat") + ":etc/lifeboat",
-		"github.com/u-root/u-root/cmds/core/init", "./cmd/lifeboat-init"}
+		"github.com/u-root/u-root/cmds/core/init", "./cmd/lifeboat-init", "./cmd/lifeboat-modprobe"}
 	for _, c := range images.RescueCommands {
 		args = append(args, "github.com/u-root/u-root/cmds/core/"+c)
 	}
@@ -64,6 +71,13 @@ func run(out, cache, kernelPkg string) error {
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("mkuimage: %w", err)
+	}
+	if err := images.CompressInitramfs(initramfs, filepath.Join(out, images.InitramfsName)); err != nil {
+		return err
+	}
+	raw, err := os.Stat(initramfs)
+	if err != nil {
+		return err
 	}
 	kdata, err := os.ReadFile(k.Vmlinuz())
 	if err != nil {
@@ -74,7 +88,7 @@ func run(out, cache, kernelPkg string) error {
 	}
 	// First-stage loaders from Debian's ipxe package, copied (links
 	// resolved) so that the TFTP server's rooted folder holds real files.
-	names := []string{"vmlinuz", "initramfs.cpio"}
+	names := []string{"vmlinuz", images.InitramfsName}
 	for _, l := range images.Loaders {
 		data, err := os.ReadFile(filepath.Join(*ipxeDir, l))
 		if err != nil {
@@ -88,7 +102,15 @@ func run(out, cache, kernelPkg string) error {
 		}
 		names = append(names, "tftp/"+l)
 	}
-	m := &images.Manifest{Built: time.Now().UTC(), Kernel: k.Package, Modules: mods}
+	m := &images.Manifest{Built: time.Now().UTC(), Kernel: k.Package, KernelVersion: k.DebVersion, Firmware: fw, FirmwareMissing: fwMissing,
+		InitramfsUncompressed: raw.Size()}
+	for _, f := range files {
+		fi, err := os.Stat(filepath.Join(k.ModDir(), f))
+		if err != nil {
+			return err
+		}
+		m.Modules = append(m.Modules, images.Module{Name: images.ModName(f), File: f, Package: k.Package, Version: k.DebVersion, Size: fi.Size()})
+	}
 	for _, name := range names {
 		a, err := images.Hash(out, name)
 		if err != nil {
@@ -102,6 +124,11 @@ func run(out, cache, kernelPkg string) error {
 	for _, a := range m.Artefacts {
 		fmt.Printf("%-16s %10d bytes (%s)  sha256 %s\n", a.Name, a.Size, unlock.HumanBytes(a.Size), a.SHA256)
 	}
+	var fwBytes int64
+	for _, f := range fw {
+		fwBytes += f.Size
+	}
+	fmt.Printf("%d modules, %d firmware files (%s), initramfs %s uncompressed\n", len(m.Modules), len(fw), unlock.HumanBytes(fwBytes), unlock.HumanBytes(raw.Size()))
 	fmt.Printf("image built in %s: %s\n", time.Since(start).Round(time.Second), out)
 	return nil
 }

@@ -49,11 +49,12 @@ func run(ctx context.Context, log *slog.Logger) error {
 		log.Warn("key derivation will be slower", "err", err)
 	}
 	start := time.Now()
-	n, errs := agent.LoadModules(agent.ModulesFile, log)
-	for _, e := range errs {
-		log.Warn("module not loaded", "err", e)
+	drivers, err := agent.NewDrivers(log)
+	if err != nil {
+		return err
 	}
-	log.Info("modules loaded", "count", n, "took", time.Since(start).Round(time.Millisecond).String())
+	drivers.Console = os.Stdout
+	drivers.Network()
 	p, err := agent.ReadBootParams("/" + agentapi.BootFile)
 	if err != nil {
 		return err
@@ -95,11 +96,20 @@ func run(ctx context.Context, log *slog.Logger) error {
 		return err
 	}
 	// The disks' drivers load while the customer logs in and types.
-	srv, err := b.Server(ctx, key, agent.StorageDrivers(agent.StorageModulesFile, log))
+	disks := drivers.Storage(ctx, time.Second, 20*time.Second)
+	srv, err := b.Server(ctx, key, disks)
 	if err != nil {
 		return err
 	}
 	log.Info("ssh listening", "since_start", time.Since(start).Round(time.Millisecond).String())
 	go b.Announce(ctx, key.PublicKey(), time.Minute)
+	go func() {
+		select {
+		case <-disks:
+		case <-ctx.Done():
+			return
+		}
+		a.SendHardware(ctx, drivers.Hardware(p.MAC))
+	}()
 	return srv.Serve(ctx, ln)
 }

@@ -97,7 +97,7 @@ func newProc(t *testing.T, extra map[string]any) *proc {
 	if err := os.MkdirAll(filepath.Join(img, "tftp"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range []string{"vmlinuz", "initramfs.cpio", "tftp/undionly.kpxe", "tftp/ipxe.efi"} {
+	for _, f := range []string{"vmlinuz", "initramfs.cpio.zst", "tftp/undionly.kpxe", "tftp/ipxe.efi"} {
 		if err := os.WriteFile(filepath.Join(img, f), []byte("stand-in "+f), 0o644); err != nil {
 			t.Fatal(err)
 		}

@@ -2,6 +2,7 @@ package vm
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -23,6 +24,41 @@ type Host struct {
 	Writable bool   // the host's writes reach Disk (a rescue test reads them back)
 	MemMiB   int
 	Dir      string // for the UEFI variable store copy and the console log
+
+	// A server's hardware, for the driver matrix; zero values are the
+	// lab's (e1000 on BIOS, virtio-net on UEFI, a virtio-blk disk).
+	NIC        string   // QEMU NIC model: e1000e, rtl8139, vmxnet3, virtio-net-pci, ...
+	Storage    string   // the disk's controller: nvme, ahci, megasas-gen2, lsi53c895a, mptsas1068, pvscsi, virtio-scsi, usb-storage
+	DiskSerial string   // the disk's serial number, as the hardware report should show it
+	DeadNIC    bool     // a first NIC on a network of its own, with no server on it: the host boots from the second
+	Extra      []string // more QEMU arguments (a device the image has no driver for)
+}
+
+// diskArgs attaches drive d0 behind the host's storage controller.
+func (h *Host) diskArgs() ([]string, error) {
+	serial := ""
+	if h.DiskSerial != "" {
+		serial = ",serial=" + h.DiskSerial
+	}
+	disk := "scsi-hd,drive=d0,bus=hba.0,bootindex=1" + serial
+	switch h.Storage {
+	case "", "virtio-blk":
+		return []string{"-device", "virtio-blk-pci,drive=d0,bootindex=1" + serial}, nil
+	case "nvme":
+		if serial == "" {
+			serial = ",serial=lifeboat0"
+		}
+		return []string{"-device", "nvme,drive=d0,bootindex=1" + serial}, nil
+	case "ahci":
+		return []string{"-device", "ahci,id=sata", "-device", "ide-hd,drive=d0,bus=sata.0,bootindex=1" + serial}, nil
+	case "megasas-gen2", "lsi53c895a", "mptsas1068", "pvscsi":
+		return []string{"-device", h.Storage + ",id=hba", "-device", disk}, nil
+	case "virtio-scsi":
+		return []string{"-device", "virtio-scsi-pci,id=hba", "-device", disk}, nil
+	case "usb-storage":
+		return []string{"-device", "qemu-xhci,id=xhci", "-device", "usb-storage,bus=xhci.0,drive=d0,bootindex=1" + serial}, nil
+	}
+	return nil, fmt.Errorf("storage %q: not one the test knows", h.Storage)
 }
 
 // Running is a started host.
@@ -41,7 +77,15 @@ func (h *Host) Args(tap string) ([]string, error) {
 		mem = 1536
 	}
 	args := []string{"-m", fmt.Sprint(mem), "-smp", "1", "-display", "none", "-serial", "stdio", "-monitor", "none",
-		"-no-reboot", "-device", "virtio-rng-pci", "-netdev", "tap,id=n0,ifname=" + tap + ",script=no,downscript=no"}
+		"-no-reboot", "-netdev", "tap,id=n0,ifname=" + tap + ",script=no,downscript=no"}
+	nicAt := ""
+	if h.DeadNIC {
+		// Found first by the OS (the lowest free PCI slot), on a hub of
+		// its own; the boot NIC sits in the last slot.
+		args = append(args, "-netdev", "hubport,id=dead,hubid=7", "-device", "e1000,netdev=dead,romfile=,mac=52:54:00:de:ad:01")
+		nicAt = ",addr=0x1f"
+	}
+	args = append(args, "-device", "virtio-rng-pci")
 	// The network first, the disk second, as a provider sets up its
 	// servers: OVMF would otherwise try a bootable disk before the NIC.
 	if h.Disk != "" {
@@ -49,8 +93,13 @@ func (h *Host) Args(tap string) ([]string, error) {
 		if h.Writable {
 			snap = ""
 		}
-		args = append(args, "-drive", "file="+h.Disk+",if=none,id=d0,format=raw"+snap, "-device", "virtio-blk-pci,drive=d0,bootindex=1")
+		d, err := h.diskArgs()
+		if err != nil {
+			return nil, err
+		}
+		args = append(append(args, "-drive", "file="+h.Disk+",if=none,id=d0,format=raw"+snap), d...)
 	}
+	args = append(args, h.Extra...)
 	rom := ""
 	if h.Firmware == "uefi-pxe" || h.Firmware == "uefi-http" {
 		rom = ",romfile=" // no iPXE ROM: the firmware's own client fetches ipxe.efi
@@ -64,7 +113,7 @@ func (h *Host) Args(tap string) ([]string, error) {
 	}
 	switch h.Firmware {
 	case "bios":
-		args = append(args, "-device", "e1000,netdev=n0,bootindex=0,mac="+h.MAC)
+		args = append(args, "-device", cmp.Or(h.NIC, "e1000")+",netdev=n0,bootindex=0"+nicAt+",mac="+h.MAC)
 	case "uefi", "uefi-pxe", "uefi-http":
 		vars := filepath.Join(h.Dir, h.Name+"-OVMF_VARS.fd")
 		data, err := os.ReadFile("/usr/share/OVMF/OVMF_VARS_4M.fd")
@@ -77,7 +126,7 @@ func (h *Host) Args(tap string) ([]string, error) {
 		args = append(args,
 			"-drive", "if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd",
 			"-drive", "if=pflash,format=raw,file="+vars,
-			"-device", "virtio-net-pci,netdev=n0,bootindex=0,mac="+h.MAC+rom)
+			"-device", cmp.Or(h.NIC, "virtio-net-pci")+",netdev=n0,bootindex=0"+nicAt+",mac="+h.MAC+rom)
 	default:
 		return nil, fmt.Errorf("firmware %q: want bios, uefi, uefi-pxe or uefi-http", h.Firmware)
 	}

@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"bufio"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -12,66 +11,16 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/u-root/u-root/pkg/dhclient"
-	"github.com/u-root/u-root/pkg/kmodule"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/crypto/ssh"
 
 	"github.com/lifeboat-boot/lifeboat/pxe/agent/agentapi"
 	"github.com/lifeboat-boot/lifeboat/pxe/store/audit"
 )
-
-// Module lists, one name per line: ModulesFile before the network comes up,
-// StorageModulesFile once SSH serves (see StorageDrivers).
-const (
-	ModulesFile        = "/etc/lifeboat/modules"
-	StorageModulesFile = "/etc/lifeboat/modules.storage"
-)
-
-// StorageDrivers loads the storage modules in the background and returns a
-// channel closed once they have loaded, for whatever reads disks.
-func StorageDrivers(path string, log *slog.Logger) <-chan struct{} {
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		start := time.Now()
-		n, errs := LoadModules(path, log)
-		for _, e := range errs {
-			log.Warn("module not loaded", "err", e)
-		}
-		log.Info("storage modules loaded", "count", n, "took", time.Since(start).Round(time.Millisecond).String())
-	}()
-	return done
-}
-
-// LoadModules loads every module named in path, with its dependencies, and
-// returns how many loaded and the errors of those that did not.
-func LoadModules(path string, log *slog.Logger) (int, []error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return 0, []error{err}
-	}
-	defer f.Close()
-	var errs []error
-	n := 0
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		m := strings.TrimSpace(sc.Text())
-		if m == "" || strings.HasPrefix(m, "#") {
-			continue
-		}
-		if err := kmodule.Probe(m, ""); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", m, err))
-			continue
-		}
-		n++
-	}
-	return n, errs
-}
 
 // ReadBootParams reads the per-boot parameters iPXE placed in the RAM image
 // and removes the file: the token inside is good for one check-in only, and
@@ -101,17 +50,22 @@ func Network(ctx context.Context, mac string, log *slog.Logger) (net.IP, error) 
 		return nil, fmt.Errorf("no network interface: %w (is the NIC driver in the image?)", err)
 	}
 	if mac != "" {
+		found := false
 		for _, l := range ifs {
 			if l.Attrs().HardwareAddr.String() == mac {
-				ifs = ifs[:0]
-				ifs = append(ifs, l)
+				ifs, found = []netlink.Link{l}, true
+				log.Info("bringing up the port this host booted from; a slow link may take up to 30 s", "iface", l.Attrs().Name, "mac", mac)
 				break
 			}
+		}
+		if !found {
+			log.Warn("no port has the MAC this host booted from; trying every port (is its NIC's driver in the image?)", "mac", mac, "ports", len(ifs))
 		}
 	}
 	cfg := dhclient.Config{Timeout: 4 * time.Second, Retries: 4, LogLevel: dhclient.LogSummary}
 	var last error
-	for r := range dhclient.SendRequests(ctx, ifs, true, false, cfg, 20*time.Second) {
+	// Links of some 10G/25G cards take up to 30 s to come up.
+	for r := range dhclient.SendRequests(ctx, ifs, true, false, cfg, 30*time.Second) {
 		if r.Err != nil {
 			last = r.Err
 			log.Warn("dhcp failed", "iface", r.Interface.Attrs().Name, "err", r.Err)
@@ -263,6 +217,28 @@ func (a *Agent) KeepAlive(ctx context.Context) {
 
 // Report records an event with the server, retrying briefly; it returns
 // only once the server acknowledged it.
+// SendHardware sends the boot's hardware report, trying again on network
+// errors; a report that does not reach the server is logged, and the
+// boot goes on without it.
+func (a *Agent) SendHardware(ctx context.Context, h *agentapi.Hardware) {
+	var err error
+	for i, wait := 0, time.Second; i < 4; i, wait = i+1, wait*2 {
+		if err = a.Client.PutHardware(ctx, a.Config.ReportToken, h); err == nil || errors.Is(err, agentapi.ErrRefused) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
+	if err != nil {
+		a.Log.Warn("hardware report not sent", "err", err)
+		return
+	}
+	a.Log.Info("hardware report sent", "nics", len(h.NICs), "disks", len(h.Disks), "unclaimed", len(h.Unclaimed))
+}
+
 func (a *Agent) Report(ctx context.Context, code audit.Code, actor string, details map[string]string) error {
 	ev := agentapi.EventReport{Code: code, Actor: actor, Details: details}
 	var err error

@@ -63,13 +63,6 @@ func TestCheckinRetriesOnlyNetworkErrors(t *testing.T) {
 	}
 }
 
-func TestLoadModulesMissingList(t *testing.T) {
-	n, errs := LoadModules(filepath.Join(t.TempDir(), "none"), slog.New(slog.DiscardHandler))
-	if n != 0 || len(errs) != 1 {
-		t.Errorf("LoadModules = %d, %v", n, errs)
-	}
-}
-
 // TestQuietStopsHeartbeats: Quiet ends KeepAlive at once, before the jump,
 // and may be called more than once.
 func TestQuietStopsHeartbeats(t *testing.T) {

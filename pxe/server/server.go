@@ -156,7 +156,7 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger, version string) err
 
 	hb := &httpboot.Server{
 		BaseURL: base, Inventory: db, Steps: steps, Tokens: db, Log: log, StartBoots: cfg.DHCPMode == "off",
-		Image: httpboot.Image{Dir: cfg.ImageDir, Kernel: "vmlinuz", Initramfs: "initramfs.cpio", Cmdline: cfg.KernelCmdline,
+		Image: httpboot.Image{Dir: cfg.ImageDir, Kernel: "vmlinuz", Initramfs: "initramfs.cpio.zst", Cmdline: cfg.KernelCmdline,
 			Loaders: []string{cfg.UEFILoader}, LoaderDir: cfg.TFTPDir},
 		TokenTTL: time.Duration(cfg.TokenTTL), AgentURL: agentURL, AgentKey: agentKeys.PublicKey(),
 	}

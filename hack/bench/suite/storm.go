@@ -55,7 +55,7 @@ func (b *bench) storm() error {
 	if err != nil {
 		return err
 	}
-	iSum, iLen, err := fileSum(filepath.Join(img, "initramfs.cpio"))
+	iSum, iLen, err := fileSum(filepath.Join(img, "initramfs.cpio.zst"))
 	if err != nil {
 		return err
 	}
@@ -65,7 +65,7 @@ func (b *bench) storm() error {
 	if err := os.MkdirAll(www, 0o755); err != nil {
 		return err
 	}
-	for _, f := range []string{"vmlinuz", "initramfs.cpio"} {
+	for _, f := range []string{"vmlinuz", "initramfs.cpio.zst"} {
 		if err := os.Link(filepath.Join(img, f), filepath.Join(www, f)); err != nil {
 			data, rerr := os.ReadFile(filepath.Join(img, f))
 			if rerr != nil {
@@ -76,7 +76,7 @@ func (b *bench) storm() error {
 			}
 		}
 	}
-	script := fmt.Sprintf("#!ipxe\nkernel http://%[1]s:8080/vmlinuz console=ttyS0 initrd=initramfs.cpio\ninitrd http://%[1]s:8080/initramfs.cpio\nboot\n", serverIP)
+	script := fmt.Sprintf("#!ipxe\nkernel http://%[1]s:8080/vmlinuz console=ttyS0 initrd=initramfs.cpio.zst\ninitrd http://%[1]s:8080/initramfs.cpio.zst\nboot\n", serverIP)
 	if err := os.WriteFile(filepath.Join(www, "boot.ipxe"), []byte(script), 0o644); err != nil {
 		return err
 	}
@@ -131,7 +131,7 @@ func (b *bench) storm() error {
 		// server side, the same hashing on the client side.
 		self, _ := os.Executable()
 		c, err := b.startProc("copy server", nil, self, "role-copyserver", filepath.Join(img, "tftp", "undionly.kpxe"),
-			filepath.Join(img, "vmlinuz"), filepath.Join(img, "initramfs.cpio"))
+			filepath.Join(img, "vmlinuz"), filepath.Join(img, "initramfs.cpio.zst"))
 		if err != nil {
 			return err
 		}

@@ -346,3 +346,15 @@ func (c *Client) send(ctx context.Context, method, path, bearer, ctype string, b
 	}
 	return json.Unmarshal(data, out)
 }
+
+// PutHardware sends the boot's hardware report.
+func (c *Client) PutHardware(ctx context.Context, reportToken string, h *Hardware) error {
+	body, err := json.Marshal(h)
+	if err != nil {
+		return err
+	}
+	if err := c.do(ctx, http.MethodPut, HardwarePath, reportToken, "application/json", body, nil); err != nil {
+		return fmt.Errorf("hardware report: %w", err)
+	}
+	return nil
+}
