@@ -71,7 +71,13 @@ func (e *env) bootShow(args []string) error {
 		fmt.Fprintf(tw, "%s\t%s\t+%s\t%s\n", clean(s.Stage), s.At.Local().Format("15:04:05.000"), round(s.After), round(s.After-prev))
 		prev = s.After
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, w := range b.Warnings {
+		fmt.Fprintf(e.out, "WARNING: %s\n", clean(w))
+	}
+	return nil
 }
 
 func round(d time.Duration) string {

@@ -19,6 +19,7 @@ var commands = []command{
 	{"whoami", "", "the operator (or customer) your token belongs to", (*env).whoami},
 	{"host list", "", "the inventory", (*env).hostList},
 	{"host show", "NAME", "one host", (*env).hostShow},
+	{"host hardware", "NAME", "what the host's newest boot into lifeboat found: CPU, memory, NICs, disks, devices without a driver", (*env).hostHardware},
 	{"host add", "NAME --mac MAC --ip IP --key-file FILE [flags]", "add a host", func(e *env, a []string) error { return e.hostAddSet(a, true) }},
 	{"host set", "NAME [flags]", "change only the fields given", func(e *env, a []string) error { return e.hostAddSet(a, false) }},
 	{"host remove", "NAME", "remove a host", (*env).hostRemove},

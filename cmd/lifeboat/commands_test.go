@@ -20,7 +20,7 @@ func TestFind(t *testing.T) {
 		{[]string{"customer", "policy", "acme", "shell", "notify"}, "customer policy", []string{"acme", "shell", "notify"}},
 		{[]string{"events", "--follow"}, "events", []string{"--follow"}},
 		{[]string{"host", "ls", "ls"}, "host list", []string{"ls"}}, // an argument is not an alias
-		{[]string{"host", "frob"}, `!host "frob": want list, show, add, set, remove, reset or import`, nil},
+		{[]string{"host", "frob"}, `!host "frob": want list, show, hardware, add, set, remove, reset or import`, nil},
 		{[]string{"host"}, `!host "": want list, show`, nil},
 		{[]string{"customer", "webhook", "frob"}, `!customer webhook "frob": want add, list or remove`, nil},
 		{[]string{"frobnicate"}, `!unknown command "frobnicate"`, nil},

@@ -228,7 +228,7 @@ func TestEndToEnd(t *testing.T) {
 		}
 		want := []string{
 			string(audit.BootStart), string(audit.DHCPOffer), string(audit.DHCPAck), string(audit.ScriptFetch),
-			"http.image:vmlinuz", "http.image:initramfs.cpio", "http.image:agent.cpio",
+			"http.image:vmlinuz", "http.image:initramfs.cpio.zst", "http.image:agent.cpio",
 			string(audit.AgentCheckin), string(audit.SSHLogin), string(audit.UnlockFailure),
 			string(audit.UnlockSuccess), string(audit.Handoff),
 		}
@@ -585,7 +585,7 @@ func TestProxyAndDiskMode(t *testing.T) {
 		}
 	}
 	want := []string{string(audit.BootStart), string(audit.DHCPOffer), string(audit.ScriptFetch), "http.image:vmlinuz",
-		"http.image:initramfs.cpio", "http.image:agent.cpio", string(audit.AgentCheckin), string(audit.SSHLogin),
+		"http.image:initramfs.cpio.zst", "http.image:agent.cpio", string(audit.AgentCheckin), string(audit.SSHLogin),
 		string(audit.UnlockFailure), string(audit.UnlockSuccess), string(audit.Handoff)}
 	if !subsequence(want, proxyCodes) {
 		t.Errorf("proxy host events %v, want in order %v", proxyCodes, want)

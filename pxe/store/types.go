@@ -114,6 +114,19 @@ type BootRecord struct {
 	Started  time.Time    `json:"started"`
 	Stage    string       `json:"stage"` // the furthest stage reached
 	Stages   []StageTimes `json:"stages"`
+	// Warnings are what the boot's hardware report says the provider
+	// must act on (a device without a driver, a failing disk).
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// Hardware is a boot's hardware report as stored: the agent's JSON
+// (agentapi.Hardware), checked and bounded, never rewritten.
+type Hardware struct {
+	Host     string    `json:"host"`
+	Boot     string    `json:"boot"`
+	Received time.Time `json:"received"`
+	Report   []byte    `json:"report"`
+	Warnings []string  `json:"warnings"`
 }
 
 // StageTimes says when a boot reached a stage, and how long after its start.

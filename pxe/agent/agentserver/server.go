@@ -1,6 +1,7 @@
 package agentserver
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -47,6 +48,9 @@ type Store interface {
 	// RecordingBegun says whether boot of host recorded the start of a
 	// shell (or console shell) with recording name.
 	RecordingBegun(ctx context.Context, host, boot, name string) (bool, error)
+	// SaveHardware keeps a boot's hardware report with its record
+	// (store.ErrConflict for a second one).
+	SaveHardware(ctx context.Context, b store.Binding, report []byte, summary map[string]string, warnings []string) error
 }
 
 // Recordings keeps the rescue shells' recordings.
@@ -110,6 +114,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST "+agentapi.HeartbeatPath, s.heartbeat)
 	mux.HandleFunc("GET "+agentapi.GrantsPath+"{id}", s.grantStatus)
 	mux.HandleFunc("PUT "+agentapi.RecordingsPath+"{name}", s.recording)
+	mux.HandleFunc("PUT "+agentapi.HardwarePath, s.hardware)
 	return mux
 }
 
@@ -415,6 +420,66 @@ func (s *Server) recording(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// hardware keeps the boot's hardware report: once a boot, checked and
+// bounded (ParseHardware), with a record that says its warnings.
+func (s *Server) hardware(w http.ResponseWriter, r *http.Request) {
+	b, _, ok := s.binding(w, r, false)
+	if !ok {
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, agentapi.MaxHardwareBytes))
+	if err != nil {
+		httpError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("a hardware report is %d KiB at most", agentapi.MaxHardwareBytes>>10))
+		return
+	}
+	h, canon, err := ParseHardware(body)
+	if err != nil {
+		httpError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	summary := map[string]string{"cpu": h.CPU.Model, "cpus": fmt.Sprint(h.CPU.Count), "memory_bytes": fmt.Sprint(h.MemoryBytes),
+		"nics": fmt.Sprint(len(h.NICs)), "disks": fmt.Sprint(len(h.Disks)), "unclaimed": fmt.Sprint(len(h.Unclaimed))}
+	warnings := h.Warnings()
+	switch err := s.Store.SaveHardware(r.Context(), b, canon, summary, warnings); {
+	case errors.Is(err, store.ErrConflict):
+		httpError(w, http.StatusConflict, err.Error())
+		return
+	case err != nil:
+		s.Log.Error("agent: hardware report not stored", "host", b.Host, "boot", b.Boot, "err", err)
+		httpError(w, http.StatusServiceUnavailable, "store unavailable")
+		return
+	}
+	s.Log.Info("hardware report", "host", b.Host, "boot", b.Boot, "nics", len(h.NICs), "disks", len(h.Disks), "warnings", len(warnings))
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// ParseHardware reads a hardware report from an agent (anyone holding a
+// boot's report token): strict JSON (no unknown fields, one value),
+// within agentapi's bounds. It returns the report and its canonical
+// encoding, which is what is stored.
+func ParseHardware(body []byte) (*agentapi.Hardware, []byte, error) {
+	if len(body) > agentapi.MaxHardwareBytes {
+		return nil, nil, fmt.Errorf("a hardware report is %d KiB at most", agentapi.MaxHardwareBytes>>10)
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	var h agentapi.Hardware
+	if err := dec.Decode(&h); err != nil {
+		return nil, nil, fmt.Errorf("malformed hardware report: %w", err)
+	}
+	if dec.More() {
+		return nil, nil, errors.New("malformed hardware report: more than one JSON value")
+	}
+	if err := h.Check(); err != nil {
+		return nil, nil, err
+	}
+	canon, err := json.Marshal(&h)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &h, canon, nil
 }
 
 func (s *Server) report(w http.ResponseWriter, r *http.Request) {

@@ -518,6 +518,13 @@ func (c *Client) Boots(ctx context.Context, host string, limit int) ([]Boot, err
 	return l.Boots, err
 }
 
+// Hardware returns a host's newest hardware report.
+func (c *Client) Hardware(ctx context.Context, host string) (*Hardware, error) {
+	var h Hardware
+	err := c.do(ctx, "GET", "/v1/hosts/"+url.PathEscape(host)+"/hardware", nil, &h)
+	return &h, err
+}
+
 // Boot returns one boot with its stages.
 func (c *Client) Boot(ctx context.Context, id string) (*Boot, error) {
 	var b Boot

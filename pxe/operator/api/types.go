@@ -1,6 +1,7 @@
 package api
 
 import (
+	"encoding/json"
 	"net/netip"
 	"time"
 
@@ -91,6 +92,19 @@ type Boot struct {
 	Started  time.Time     `json:"started"`
 	Stage    string        `json:"stage"` // the furthest stage reached
 	Stages   []Stage       `json:"stages"`
+	// Warnings are what the boot's hardware report says to act on.
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// Hardware is a host's newest hardware report, from the boot that sent
+// it. Report is the agent's report (agentapi.Hardware): every string in
+// it is the machine's own.
+type Hardware struct {
+	Host     string          `json:"host"`
+	Boot     string          `json:"boot"`
+	Received time.Time       `json:"received"`
+	Report   json.RawMessage `json:"report"`
+	Warnings []string        `json:"warnings"`
 }
 
 // Stage says when a boot reached a stage, and how long after its start.

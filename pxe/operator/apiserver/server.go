@@ -57,6 +57,8 @@ type Store interface {
 	Policies(ctx context.Context, customer string) ([]store.Policy, error)
 	SetAgeRecipient(ctx context.Context, customer, recipient, actor string) error
 	ResetAgent(ctx context.Context, host, actor string) error
+	// Hardware is the newest hardware report of a host.
+	Hardware(ctx context.Context, host string) (*store.Hardware, error)
 	Emit(ctx context.Context, e audit.Event) error
 }
 
@@ -246,6 +248,14 @@ func (s *Server) Handler() http.Handler {
 		writeJSON(w, http.StatusOK, hostOut(h))
 	}))
 	mux.Handle("PUT /v1/hosts/{name}", auth(s.putHost(false)))
+	mux.Handle("GET /v1/hosts/{name}/hardware", auth(func(w http.ResponseWriter, r *http.Request) {
+		h, err := s.Store.Hardware(r.Context(), r.PathValue("name"))
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, api.Hardware{Host: h.Host, Boot: h.Boot, Received: h.Received, Report: json.RawMessage(h.Report), Warnings: h.Warnings})
+	}))
 	mux.Handle("POST /v1/hosts/{name}/reset-agent", auth(func(w http.ResponseWriter, r *http.Request) {
 		if err := s.Store.ResetAgent(r.Context(), r.PathValue("name"), operator(r)); err != nil {
 			s.fail(w, r, err)

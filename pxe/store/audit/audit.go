@@ -28,6 +28,7 @@ const (
 	UnlockLockout   Code = "unlock.lockout"        // too many wrong passphrases: the prompt is locked for a while
 	Handoff         Code = "handoff"               // the agent is about to kexec the host's own OS
 	HandoffFailed   Code = "handoff.failed"        // no boot entry, or the kexec load failed
+	BootHardware    Code = "boot.hardware"         // the agent reported the machine's hardware (details: counts, report_sha256, warnings)
 
 	// Operator changes, with the operator's name as the actor.
 	HostAdd              Code = "host.add"               // a host was added to the inventory

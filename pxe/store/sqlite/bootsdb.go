@@ -94,6 +94,9 @@ func (db *DB) BootRecord(ctx context.Context, id string) (*store.BootRecord, err
 		return nil, err
 	}
 	r.Started = parseTime(started)
+	if r.Warnings, err = db.bootWarnings(ctx, id); err != nil {
+		return nil, err
+	}
 	out := []store.BootRecord{r}
 	return &out[0], db.addStages(ctx, out)
 }
