@@ -80,13 +80,18 @@ func (f *fakeServer) codes() string {
 	return strings.Join(out, " ")
 }
 
+// rw is a session's connection: input from Reader, output kept. Only
+// Read and Write: an embedded bytes.Buffer would lend it WriteTo, and
+// io.Copy from it would read the output back as input.
 type rw struct {
-	io.Reader
-	bytes.Buffer
+	Reader io.Reader
+	mu     sync.Mutex
+	out    bytes.Buffer
 }
 
-func (p *rw) Write(b []byte) (int, error) { return p.Buffer.Write(b) }
+func (p *rw) Write(b []byte) (int, error) { p.mu.Lock(); defer p.mu.Unlock(); return p.out.Write(b) }
 func (p *rw) Read(b []byte) (int, error)  { return p.Reader.Read(b) }
+func (p *rw) String() string              { p.mu.Lock(); defer p.mu.Unlock(); return p.out.String() }
 
 // machine records what the boot did to the machine.
 type machine struct {

@@ -48,7 +48,7 @@ func TestMigrations(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if v, err := db.SchemaVersion(ctx); err != nil || v != 8 {
+		if v, err := db.SchemaVersion(ctx); err != nil || v != 9 {
 			t.Fatalf("schema version = %d, %v", v, err)
 		}
 		db.Close()
