@@ -3,18 +3,21 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
+	"strings"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/lifeboat-boot/lifeboat/initramfs/agent"
+	"github.com/lifeboat-boot/lifeboat/initramfs/consoles"
 	"github.com/lifeboat-boot/lifeboat/initramfs/rescue"
 	"github.com/lifeboat-boot/lifeboat/pxe/agent/agentapi"
 	"github.com/lifeboat-boot/lifeboat/unlock"
@@ -24,10 +27,16 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
-	log := slog.New(slog.NewTextHandler(os.Stdout, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	if err := run(ctx, log); err != nil {
-		fmt.Printf("lifeboat: FATAL: %v\n", err)
-		fmt.Printf("lifeboat: rebooting in 60 seconds so that the host can try again\n")
+	// Every console the machine has: VGA, the command line's serial
+	// port, and the one the firmware's SPCR table names (what IPMI
+	// serial-over-LAN shows).
+	cons := consoles.All(consoles.ActivePath, consoles.SPCRPath, consoles.SysTTY)
+	out := consoles.Open(cons)
+	log := slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	log.Info("consoles", "devices", strings.Join(consoles.Paths(cons), ","))
+	if err := run(ctx, log, out, consoles.Paths(cons)); err != nil {
+		fmt.Fprintf(out, "lifeboat: FATAL: %v\n", err)
+		fmt.Fprintf(out, "lifeboat: rebooting in 60 seconds so that the host can try again\n")
 		time.Sleep(60 * time.Second)
 		reboot()
 		os.Exit(1)
@@ -41,7 +50,7 @@ func reboot() {
 
 // run brings the RAM image up to the SSH server: drivers, boot parameters,
 // network, host key, check-in; agent.Boot does the rest.
-func run(ctx context.Context, log *slog.Logger) error {
+func run(ctx context.Context, log *slog.Logger, out io.Writer, consoleDevs []string) error {
 	// Keep room for a 1 GiB argon2id derivation: let the GC work harder
 	// rather than grow the heap past what the RAM image can spare.
 	debug.SetMemoryLimit(unlock.MemAvailable() / 10 * 8) // divide first: the fallback is 1<<62
@@ -53,7 +62,7 @@ func run(ctx context.Context, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	drivers.Console = os.Stdout
+	drivers.Console = out
 	drivers.Network()
 	p, err := agent.ReadBootParams("/" + agentapi.BootFile)
 	if err != nil {
@@ -73,7 +82,7 @@ func run(ctx context.Context, log *slog.Logger) error {
 		return err
 	}
 	go a.KeepAlive(ctx)
-	b := &agent.Boot{Agent: a, IP: ip, Console: os.Stdout, Log: log, Reboot: reboot,
+	b := &agent.Boot{Agent: a, IP: ip, Console: out, Log: log, Reboot: reboot,
 		Volumes: func() ([]unlock.Volume, error) { return unlock.Scan("/sys/class/block", "/dev") },
 		Handoff: func(r unlock.Reporter, shown func() *unlock.BootRecord) unlock.Handoff {
 			return handoff.Start(filepath.Join(os.TempDir(), "lifeboat-mnt"), r, shown)
@@ -83,7 +92,7 @@ func run(ctx context.Context, log *slog.Logger) error {
 		},
 		InPlace:  rescue.OpenInPlace,
 		FindRoot: func() (*rescue.Root, error) { return rescue.FindRoot(filepath.Join(os.TempDir(), "lifeboat-root")) },
-		Consoles: rescue.ActiveConsoles("/sys/class/tty/console/active"),
+		Consoles: consoleDevs,
 		Quiesce: func() {
 			a.Quiet()
 			if err := agent.QuietNetwork(); err != nil {

@@ -5,12 +5,16 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/lifeboat-boot/lifeboat/hack/rig"
 	"github.com/lifeboat-boot/lifeboat/hack/vm"
+	"github.com/lifeboat-boot/lifeboat/initramfs/consoles"
 	"github.com/lifeboat-boot/lifeboat/pxe/agent/agentapi"
 	"github.com/lifeboat-boot/lifeboat/pxe/operator/api"
 )
@@ -22,13 +26,14 @@ type hwHost struct {
 	nic, storage string
 	deadNIC      bool     // a first NIC on a network with no server: the host must use the one it booted from
 	extra        []string // a device the image has no driver for
+	spcr         bool     // the firmware names COM2 in its SPCR table, as a BMC's serial-over-LAN port
 	warn         string   // what the console must warn of
 }
 
 var hwHosts = []hwHost{
 	{Host: rig.Host{Name: "hw-nvme", Firmware: "bios", MAC: "52:54:00:4c:43:01", IP: "10.77.0.101"}, nic: "e1000e", storage: "nvme"},
 	{Host: rig.Host{Name: "hw-ahci", Firmware: "uefi", MAC: "52:54:00:4c:43:02", IP: "10.77.0.102"}, nic: "rtl8139", storage: "ahci"},
-	{Host: rig.Host{Name: "hw-megasas", Firmware: "bios", MAC: "52:54:00:4c:43:03", IP: "10.77.0.103"}, nic: "vmxnet3", storage: "megasas-gen2"},
+	{Host: rig.Host{Name: "hw-megasas", Firmware: "bios", MAC: "52:54:00:4c:43:03", IP: "10.77.0.103"}, nic: "vmxnet3", storage: "megasas-gen2", spcr: true},
 	{Host: rig.Host{Name: "hw-lsi", Firmware: "bios", MAC: "52:54:00:4c:43:04", IP: "10.77.0.104"}, nic: "virtio-net-pci", storage: "lsi53c895a"},
 	{Host: rig.Host{Name: "hw-pvscsi-2nic", Firmware: "uefi", MAC: "52:54:00:4c:43:05", IP: "10.77.0.105"}, nic: "virtio-net-pci", storage: "pvscsi", deadNIC: true},
 	{Host: rig.Host{Name: "hw-vscsi-nodriver", Firmware: "uefi", MAC: "52:54:00:4c:43:06", IP: "10.77.0.106"}, nic: "e1000e", storage: "virtio-scsi",
@@ -63,6 +68,14 @@ func (r *rigT) bootHardware(t *testing.T, h hwHost) {
 	}
 	host := &vm.Host{Name: h.Name, Firmware: h.Firmware, MAC: h.MAC, Disk: r.disks[layoutOf(h.Name)].Path, MemMiB: 1536, Dir: r.dir,
 		NIC: h.nic, Storage: h.storage, DiskSerial: hwSerial(h), DeadNIC: h.deadNIC, Extra: h.extra}
+	com2 := filepath.Join(r.dir, h.Name+"-com2.log")
+	if h.spcr {
+		table := filepath.Join(r.dir, h.Name+"-spcr.bin")
+		if err := os.WriteFile(table, consoles.SPCR{IO: true, Address: 0x2f8, Baud: 115200}.Table(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		host.Extra = append(slices.Clone(host.Extra), "-acpitable", "file="+table, "-serial", "file:"+com2)
+	}
 	run := startVM(t, ctx, host, r.NS, tap)
 	start := time.Now()
 	defer run.Kill()
@@ -76,6 +89,12 @@ func (r *rigT) bootHardware(t *testing.T, h hwHost) {
 		t.Fatalf("%s (%s, %s): not ready for unlock: %v %s", h.Name, h.nic, h.storage, err, line)
 	}
 	t.Logf("%s (%s, %s): power-on to SSH-ready: %s", h.Name, h.nic, h.storage, time.Since(start).Round(100*time.Millisecond))
+	if h.spcr {
+		// No console= names COM2: only the SPCR table does.
+		if b, _ := os.ReadFile(com2); !strings.Contains(string(b), "is ready for unlock") {
+			t.Errorf("%s: the SPCR console (COM2) does not show the banner:\n%s", h.Name, b)
+		}
+	}
 	text := run.Console.Text()
 	if h.warn != "" && !strings.Contains(text, h.warn) {
 		t.Errorf("%s: the console does not warn %q", h.Name, h.warn)

@@ -22,24 +22,6 @@ import (
 // rest of the grant.
 const MaxCodeTries = 5
 
-// ActiveConsoles lists the kernel's consoles (serial and VGA), as
-// /sys/class/tty/console/active names them ("tty0 ttyS0"); tty0 is the
-// VGA console's current terminal, tty1 at boot.
-func ActiveConsoles(path string) []string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return []string{"/dev/console"}
-	}
-	var out []string
-	for _, name := range strings.Fields(string(b)) {
-		if name == "tty0" {
-			name = "tty1"
-		}
-		out = append(out, "/dev/"+name)
-	}
-	return out
-}
-
 // Console is a console grant at the host: every console shows a banner
 // naming the grant and asks for the one-time code; the right code opens one
 // recorded shell on that console. Wrong codes are recorded, and

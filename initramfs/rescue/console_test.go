@@ -5,7 +5,6 @@ import (
 	"context"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -145,16 +144,5 @@ func TestConsoleLocksAfterWrongCodes(t *testing.T) {
 	defer r.mu.Unlock()
 	if len(r.reports) != MaxCodeTries || r.reports[len(r.reports)-1] != "rescue.console_refused:0" {
 		t.Errorf("reports %v", r.reports)
-	}
-}
-
-func TestActiveConsoles(t *testing.T) {
-	p := filepath.Join(t.TempDir(), "active")
-	os.WriteFile(p, []byte("tty0 ttyS0\n"), 0o644)
-	if got := strings.Join(ActiveConsoles(p), " "); got != "/dev/tty1 /dev/ttyS0" {
-		t.Errorf("ActiveConsoles = %s", got)
-	}
-	if got := ActiveConsoles(p + "-missing"); len(got) != 1 || got[0] != "/dev/console" {
-		t.Errorf("without sysfs: %v", got)
 	}
 }
