@@ -242,7 +242,7 @@ func TestPCIModalias(t *testing.T) {
 	if !ok || v != "15b3" || d != "1017" || c != "0200" {
 		t.Errorf("PCIModalias = %q %q %q %v", v, d, c, ok)
 	}
-	for _, bad := range []string{"", "pci:", "usb:v0781p5567", "pci:v000015B3x00001017sv", "pci:v000015B3d00001017bc0"} {
+	for _, bad := range []string{"", "pci:", "usb:v0781p5567", "pci:v000015B3x00001017sv", "pci:v000015B3d00001017bc0", "pci:v0000XYZWd00001017sv000015B3sd00000007bc02sc00i00", "pci:v00000000dbc00sc0\x94"} {
 		if _, _, _, ok := PCIModalias(bad); ok {
 			t.Errorf("PCIModalias(%q) accepted", bad)
 		}
@@ -256,8 +256,9 @@ func TestPCIModalias(t *testing.T) {
 
 func FuzzPCIModalias(f *testing.F) {
 	f.Add("pci:v000015B3d00001017sv000015B3sd00000007bc02sc00i00")
+	f.Add("pci:v00000000dbc00sc0\x94") // CI found: a byte that is not hex, lower-cased into U+FFFD
 	f.Fuzz(func(t *testing.T, m string) {
-		if v, d, c, ok := PCIModalias(m); ok && (len(v) != 4 || len(d) != 4 || len(c) != 4) {
+		if v, d, c, ok := PCIModalias(m); ok && (!hex4(v) || !hex4(d) || !hex4(c)) {
 			t.Fatalf("%q: %q %q %q", m, v, d, c)
 		}
 	})

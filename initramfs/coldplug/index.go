@@ -138,17 +138,32 @@ func Claimable(class string) bool {
 }
 
 // PCIModalias splits a PCI modalias ("pci:v000015B3d00001017sv...bc02sc00i00")
-// into vendor, device and class (base class and subclass).
+// into vendor, device and class (base class and subclass), each four
+// lower-case hex digits; ok is false for anything else.
 func PCIModalias(m string) (vendor, device, class string, ok bool) {
-	var bc, sc string
 	if len(m) < 22 || !strings.HasPrefix(m, "pci:v") || m[13] != 'd' {
 		return "", "", "", false
 	}
 	vendor, device = strings.ToLower(m[9:13]), strings.ToLower(m[18:22])
-	if i := strings.Index(m, "bc"); i >= 0 && len(m) >= i+8 && m[i+4:i+6] == "sc" {
-		bc, sc = m[i+2:i+4], m[i+6:i+8]
-	} else {
+	i := strings.Index(m, "bc")
+	if i < 0 || len(m) < i+8 || m[i+4:i+6] != "sc" {
 		return "", "", "", false
 	}
-	return vendor, device, strings.ToLower(bc + sc), true
+	class = strings.ToLower(m[i+2:i+4] + m[i+6:i+8])
+	if !hex4(vendor) || !hex4(device) || !hex4(class) {
+		return "", "", "", false
+	}
+	return vendor, device, class, true
+}
+
+func hex4(s string) bool {
+	if len(s) != 4 {
+		return false
+	}
+	for _, c := range s {
+		if !strings.ContainsRune("0123456789abcdef", c) {
+			return false
+		}
+	}
+	return true
 }
