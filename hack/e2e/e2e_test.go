@@ -154,6 +154,26 @@ func startVM(t *testing.T, ctx context.Context, host *vm.Host, ns *vm.NS, tap st
 	return run
 }
 
+// bootToPrompt powers host on (once a VM slot is free) and waits for its
+// "ready for unlock" banner, which it returns with the power-on time. The
+// host is killed when t ends, its console logged if t failed.
+func bootToPrompt(t *testing.T, ctx context.Context, host *vm.Host, ns *vm.NS, tap string) (*vm.Running, time.Time, string) {
+	t.Helper()
+	run := startVM(t, ctx, host, ns, tap)
+	start := time.Now() // after a slot was free: power-on
+	t.Cleanup(run.Kill)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("%s console:\n%s", host.Name, run.Console.Text())
+		}
+	})
+	line, err := run.Console.WaitFor(ctx, 8*time.Minute, "is ready for unlock", "FATAL")
+	if err != nil || strings.Contains(line, "FATAL") {
+		t.Fatalf("%s: not ready for unlock: %v %s", host.Name, err, line)
+	}
+	return run, start, line
+}
+
 // startRig starts a site and stops it when t ends, showing lifeboatd's log
 // (and the site DHCP server's) if t failed.
 func startRig(t *testing.T, o rig.Options) *rig.Rig {
@@ -299,18 +319,7 @@ func (r *rigT) bootAndUnlock(t *testing.T, h rig.Host, interactive bool) {
 	}
 	lay := layouts[layoutOf(h.Name)]
 	host := &vm.Host{Name: h.Name, Firmware: h.Firmware, MAC: h.MAC, Disk: r.disks[layoutOf(h.Name)].Path, MemMiB: 1536, Dir: r.dir}
-	run := startVM(t, ctx, host, r.NS, tap)
-	start := time.Now() // after a slot was free: power-on
-	defer run.Kill()
-	defer func() {
-		if t.Failed() {
-			t.Logf("%s console:\n%s", h.Name, run.Console.Text())
-		}
-	}()
-	line, err := run.Console.WaitFor(ctx, 8*time.Minute, "is ready for unlock", "FATAL")
-	if err != nil || strings.Contains(line, "FATAL") {
-		t.Fatalf("%s: not ready for unlock: %v %s", h.Name, err, line)
-	}
+	run, start, line := bootToPrompt(t, ctx, host, r.NS, tap)
 	readyAt := time.Now()
 	t.Logf("%s: power-on to SSH-ready: %s", h.Name, readyAt.Sub(start).Round(100*time.Millisecond))
 	if !strings.Contains(line, "ssh root@"+h.IP) {

@@ -37,7 +37,7 @@ var hwHosts = []hwHost{
 	{Host: rig.Host{Name: "hw-lsi", Firmware: "bios", MAC: "52:54:00:4c:43:04", IP: "10.77.0.104"}, nic: "virtio-net-pci", storage: "lsi53c895a"},
 	{Host: rig.Host{Name: "hw-pvscsi-2nic", Firmware: "uefi", MAC: "52:54:00:4c:43:05", IP: "10.77.0.105"}, nic: "virtio-net-pci", storage: "pvscsi", deadNIC: true},
 	{Host: rig.Host{Name: "hw-vscsi-nodriver", Firmware: "uefi", MAC: "52:54:00:4c:43:06", IP: "10.77.0.106"}, nic: "e1000e", storage: "virtio-scsi",
-		extra: []string{"-device", "ich9-intel-hda"}, warn: "no driver for 8086:293e (PCI class 0403): the kernel's snd_hda_intel drives it; the RAM image leaves it out"},
+		extra: []string{"-device", "ich9-intel-hda"}, warn: "no driver for 8086:293e (Intel, audio device, PCI class 0403): the kernel's snd_hda_intel drives it; the RAM image leaves it out"},
 	{Host: rig.Host{Name: "hw-usb", Firmware: "bios", MAC: "52:54:00:4c:43:07", IP: "10.77.0.107"}, nic: "e1000", storage: "usb-storage"},
 }
 
@@ -76,18 +76,7 @@ func (r *rigT) bootHardware(t *testing.T, h hwHost) {
 		}
 		host.Extra = append(slices.Clone(host.Extra), "-acpitable", "file="+table, "-serial", "file:"+com2)
 	}
-	run := startVM(t, ctx, host, r.NS, tap)
-	start := time.Now()
-	defer run.Kill()
-	defer func() {
-		if t.Failed() {
-			t.Logf("%s console:\n%s", h.Name, run.Console.Text())
-		}
-	}()
-	line, err := run.Console.WaitFor(ctx, 8*time.Minute, "is ready for unlock", "FATAL")
-	if err != nil || strings.Contains(line, "FATAL") {
-		t.Fatalf("%s (%s, %s): not ready for unlock: %v %s", h.Name, h.nic, h.storage, err, line)
-	}
+	run, start, _ := bootToPrompt(t, ctx, host, r.NS, tap)
 	t.Logf("%s (%s, %s): power-on to SSH-ready: %s", h.Name, h.nic, h.storage, time.Since(start).Round(100*time.Millisecond))
 	if h.spcr {
 		// No console= names COM2: only the SPCR table does.
@@ -152,19 +141,27 @@ func (r *rigT) checkHardware(t *testing.T, ctx context.Context, h hwHost) {
 	if err := json.Unmarshal(got.Report, &rep); err != nil {
 		t.Fatal(err)
 	}
+	fi, err := os.Stat(r.disks[layoutOf(h.Name)].Path)
+	if err != nil {
+		t.Fatal(err)
+	}
 	disk := false
 	for _, d := range rep.Disks {
-		disk = disk || (d.Serial == hwSerial(h) && d.Driver == controllerDriver[h.storage] && d.Bytes > 0)
+		disk = disk || (d.Serial == hwSerial(h) && d.Driver == controllerDriver[h.storage] && d.Bytes == fi.Size())
 	}
 	if !disk {
-		t.Errorf("%s: the report has no disk with serial %s behind %s: %+v", h.Name, hwSerial(h), controllerDriver[h.storage], rep.Disks)
+		t.Errorf("%s: the report has no disk of %d bytes with serial %s behind %s: %+v", h.Name, fi.Size(), hwSerial(h), controllerDriver[h.storage], rep.Disks)
 	}
-	boot := false
+	boot, dead := false, false
 	for _, n := range rep.NICs {
 		boot = boot || (n.Boot && n.MAC == h.MAC && n.Link && n.Driver != "")
+		dead = dead || (!n.Boot && n.MAC == vm.DeadNICMAC && n.Driver == "e1000")
 	}
 	if !boot || rep.CPU.Count < 1 || rep.MemoryBytes < 1<<30 {
 		t.Errorf("%s: report without the boot NIC (up, with its driver), a CPU or its memory: %+v", h.Name, rep)
+	}
+	if h.deadNIC && !dead {
+		t.Errorf("%s: the report lacks the first NIC (%s, e1000): %+v", h.Name, vm.DeadNICMAC, rep.NICs)
 	}
 	if h.warn != "" {
 		if len(got.Warnings) != 1 || got.Warnings[0] != h.warn {

@@ -61,6 +61,9 @@ func (h *Host) diskArgs() ([]string, error) {
 	return nil, fmt.Errorf("storage %q: not one the test knows", h.Storage)
 }
 
+// DeadNICMAC is the MAC of a DeadNIC host's first NIC.
+const DeadNICMAC = "52:54:00:de:ad:01"
+
 // Running is a started host.
 type Running struct {
 	Console *Console
@@ -82,7 +85,7 @@ func (h *Host) Args(tap string) ([]string, error) {
 	if h.DeadNIC {
 		// Found first by the OS (the lowest free PCI slot), on a hub of
 		// its own; the boot NIC sits in the last slot.
-		args = append(args, "-netdev", "hubport,id=dead,hubid=7", "-device", "e1000,netdev=dead,romfile=,mac=52:54:00:de:ad:01")
+		args = append(args, "-netdev", "hubport,id=dead,hubid=7", "-device", "e1000,netdev=dead,romfile=,mac="+DeadNICMAC)
 		nicAt = ",addr=0x1f"
 	}
 	args = append(args, "-device", "virtio-rng-pci")

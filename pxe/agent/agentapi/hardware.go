@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -121,7 +122,7 @@ func (h *Hardware) Warnings() []string {
 		if u.Would != "" {
 			would = "the kernel's " + u.Would + " drives it; the RAM image leaves it out"
 		}
-		out = append(out, fmt.Sprintf("no driver for %s:%s (PCI class %s): %s", u.Vendor, u.Device, u.Class, would))
+		out = append(out, fmt.Sprintf("no driver for %s:%s (%s): %s", u.Vendor, u.Device, describe(u.Vendor, u.Class), would))
 	}
 	for _, d := range h.Disks {
 		if d.Health != "" && d.Health != "ok" {
@@ -129,4 +130,36 @@ func (h *Hardware) Warnings() []string {
 		}
 	}
 	return out
+}
+
+// Names of the PCI vendors and classes a server's devices come from, so
+// that a warning read at 3 a.m. says "Mellanox, Ethernet" and not only
+// numbers (the numbers stay: they are what to search for).
+var (
+	pciVendors = map[string]string{
+		"8086": "Intel", "15b3": "Mellanox", "14e4": "Broadcom", "10ec": "Realtek", "1077": "QLogic", "1000": "Broadcom/LSI",
+		"1af4": "virtio", "1425": "Chelsio", "19a2": "Emulex", "10df": "Emulex", "1924": "Solarflare", "1137": "Cisco",
+		"1d6a": "Aquantia", "1dd8": "Pensando", "9005": "Microchip/Adaptec", "11f8": "Microchip", "103c": "HPE", "1590": "HPE",
+		"1028": "Dell", "15ad": "VMware", "1b4b": "Marvell", "144d": "Samsung", "1e0f": "KIOXIA", "1c5c": "SK hynix",
+		"1022": "AMD", "10de": "NVIDIA", "1344": "Micron", "8088": "Wangxun", "1ded": "Alibaba", "1d0f": "Amazon",
+	}
+	pciClasses = map[string]string{
+		"0100": "SCSI controller", "0101": "IDE controller", "0104": "RAID controller", "0106": "SATA controller",
+		"0107": "SAS controller", "0108": "NVMe controller", "0200": "Ethernet controller", "0207": "InfiniBand controller",
+		"0280": "network controller", "0403": "audio device", "0c03": "USB controller", "0c04": "Fibre Channel controller",
+		"0c06": "InfiniBand controller", "1200": "accelerator", "0302": "3D controller",
+	}
+)
+
+// describe says a device's vendor and class in words where they are
+// known: "Mellanox, Ethernet controller, PCI class 0200".
+func describe(vendor, class string) string {
+	var parts []string
+	if v := pciVendors[vendor]; v != "" {
+		parts = append(parts, v)
+	}
+	if c := pciClasses[class]; c != "" {
+		parts = append(parts, c)
+	}
+	return strings.Join(append(parts, "PCI class "+class), ", ")
 }

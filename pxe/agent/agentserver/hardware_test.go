@@ -74,7 +74,7 @@ func TestHardwareReport(t *testing.T) {
 	if h.Boot != r.boot.ID || !strings.Contains(string(h.Report), "AMD EPYC 7443P") || strings.Contains(string(h.Report), "Rewritten") {
 		t.Errorf("stored report = %+v", h)
 	}
-	want := "no driver for 15b3:101d (PCI class 0207): the kernel's mlx5_ib\x1b[2J drives it; the RAM image leaves it out"
+	want := "no driver for 15b3:101d (Mellanox, InfiniBand controller, PCI class 0207): the kernel's mlx5_ib\x1b[2J drives it; the RAM image leaves it out"
 	if len(h.Warnings) != 1 || h.Warnings[0] != want {
 		t.Errorf("warnings = %q, want [%q]", h.Warnings, want)
 	}
