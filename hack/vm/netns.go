@@ -80,6 +80,8 @@ func (n *NS) Close() error {
 // site (its own DHCP server, say).
 type Peer struct {
 	Name string
+	ns   string // the site's namespace, where the veth's other end is
+	veth string
 }
 
 // AddPeer creates namespace peer with interface eth0 addressed cidr,
@@ -89,9 +91,9 @@ func (n *NS) AddPeer(peer, cidr string) (*Peer, error) {
 	if err := ip("netns", "add", peer); err != nil {
 		return nil, err
 	}
-	p := &Peer{Name: peer}
 	vp := fmt.Sprintf("vp%d", n.taps)
 	n.taps++
+	p := &Peer{Name: peer, ns: n.Name, veth: vp}
 	for _, args := range [][]string{
 		{"-n", n.Name, "link", "add", vp, "type", "veth", "peer", "name", "eth0", "netns", peer},
 		{"-n", n.Name, "link", "set", vp, "master", "br0"},
@@ -113,8 +115,27 @@ func (p *Peer) Command(ctx context.Context, name string, args ...string) *exec.C
 	return exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", p.Name, name}, args...)...)
 }
 
-// Close deletes the peer namespace.
-func (p *Peer) Close() error { return ip("netns", "del", p.Name) }
+// Close deletes the peer namespace and waits (10 s at most) until its
+// link to the bridge is gone: the kernel tears a namespace down after
+// "ip netns del" returns, and until then the peer still answers ARP for
+// its address (an impostor's: the host's), and resets the connections
+// meant for the host.
+func (p *Peer) Close() error {
+	if err := ip("netns", "del", p.Name); err != nil {
+		return err
+	}
+	if p.veth == "" {
+		return nil
+	}
+	for end := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if exec.Command("ip", "-n", p.ns, "link", "show", p.veth).Run() != nil {
+			return nil
+		}
+		if time.Now().After(end) {
+			return fmt.Errorf("peer %s: its link %s is still on the bridge 10 s after the namespace was deleted", p.Name, p.veth)
+		}
+	}
+}
 
 // SetMAC gives the peer's eth0 the hardware address mac: a machine posing
 // as another.
