@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/lifeboat-boot/lifeboat/images"
+
 	"github.com/u-root/u-root/pkg/cpio"
 
 	"github.com/lifeboat-boot/lifeboat/hack/rig"
@@ -143,5 +145,7 @@ func baselineImage(img, dir string) (string, error) {
 	if err := cpio.WriteTrailer(w); err != nil {
 		return "", err
 	}
-	return dir, os.WriteFile(filepath.Join(dir, "initramfs.cpio"), buf.Bytes(), 0o644)
+	// Under the name lifeboatd serves; the kernel tells a plain cpio from
+	// a compressed one by its first bytes.
+	return dir, os.WriteFile(filepath.Join(dir, images.InitramfsName), buf.Bytes(), 0o644)
 }
