@@ -86,19 +86,6 @@ func (l *Loader) known(m string) bool {
 	return ok
 }
 
-// Loaded returns the modules loaded without error.
-func (l *Loader) Loaded() []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var out []string
-	for m, err := range l.done {
-		if err == nil {
-			out = append(out, m)
-		}
-	}
-	return out
-}
-
 // Device is a device in sysfs that has a modalias.
 type Device struct {
 	Path     string // its folder under /sys/devices
