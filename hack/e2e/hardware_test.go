@@ -79,9 +79,18 @@ func (r *rigT) bootHardware(t *testing.T, h hwHost) {
 	run, start, _ := bootToPrompt(t, ctx, host, r.NS, tap)
 	t.Logf("%s (%s, %s): power-on to SSH-ready: %s", h.Name, h.nic, h.storage, time.Since(start).Round(100*time.Millisecond))
 	if h.spcr {
-		// No console= names COM2: only the SPCR table does.
-		if b, _ := os.ReadFile(com2); !strings.Contains(string(b), "is ready for unlock") {
-			t.Errorf("%s: the SPCR console (COM2) does not show the banner:\n%s", h.Name, b)
+		// No console= names COM2: only the SPCR table does. The banner
+		// goes to COM1 first and then to COM2, each UART sending it at its
+		// own pace: seeing it whole on COM1 does not mean COM2 has it yet.
+		var b []byte
+		for end := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+			b, _ = os.ReadFile(com2)
+			if strings.Contains(string(b), "is ready for unlock") || time.Now().After(end) {
+				break
+			}
+		}
+		if !strings.Contains(string(b), "is ready for unlock") {
+			t.Errorf("%s: the SPCR console (COM2) does not show the banner 30 s after COM1 did (%d bytes):\n%s", h.Name, len(b), b)
 		}
 	}
 	text := run.Console.Text()
