@@ -42,13 +42,20 @@ var (
 		"crct10dif_generic", "crct10dif_pclmul", "crc64_rocksoft_generic",
 	}
 	// AlwaysModules have no device to match: device-mapper and the LUKS
-	// ciphers, the file systems of /boot. They load with the disks. xts is
+	// ciphers. They load with the disks, before the unlock prompt. xts is
 	// built on ecb(aes), a module in Debian's kernel; essiv is for LUKS1
 	// volumes in aes-cbc-essiv:sha256; twofish and camellia for volumes in
 	// those ciphers (unlock.Openable). The kernel's request_module reaches
 	// the image's modprobe too, for what a volume asks for beyond these.
 	AlwaysModules = []string{"dm_mod", "dm_crypt", "ecb", "xts", "essiv", "aesni_intel", "twofish_generic", "camellia_generic",
-		"crc32c_generic", "crc32c_intel", "ext4", "xfs", "vfat", "nls_cp437", "nls_ascii", "nls_utf8"}
+		"crc32c_generic", "crc32c_intel"}
+	// LaterModules are the file systems of an installed system's root and
+	// /boot: nothing mounts them before the customer has typed the
+	// passphrase, so they load after the prompt is up, while the customer
+	// types (xfs and ext4 are the two largest modules an ordinary boot
+	// loads: seconds under emulation). A mount that comes first loads its
+	// file system itself, through request_module ("fs-xfs").
+	LaterModules = []string{"ext4", "xfs", "vfat", "nls_cp437", "nls_ascii", "nls_utf8"}
 )
 
 // ExtraSoftdeps are softdeps the kernel's modules.softdep lacks: 6.1's
@@ -58,7 +65,7 @@ var ExtraSoftdeps = "softdep crc64_rocksoft pre: crc64 crc64-rocksoft\n"
 
 // ServerModules is every module the image carries, before dependencies.
 func ServerModules() []string {
-	return slices.Concat(NetModules, DiskModules, AlwaysModules)
+	return slices.Concat(NetModules, DiskModules, AlwaysModules, LaterModules)
 }
 
 // FirmwarePackages are the Debian packages (component non-free-firmware)

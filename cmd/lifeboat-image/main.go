@@ -50,9 +50,12 @@ func run(out, cache, kernelPkg string) error {
 	if err := os.MkdirAll(filepath.Join(stage, "etc", "lifeboat"), 0o755); err != nil {
 		return err
 	}
-	// The modules with no device to match, loaded with the disks.
-	if err := os.WriteFile(filepath.Join(stage, "etc", "lifeboat", "modules.always"), []byte(strings.Join(images.AlwaysModules, "\n")+"\n"), 0o644); err != nil {
-		return err
+	// The modules with no device to match: loaded with the disks, and
+	// after the prompt is up.
+	for file, list := range map[string][]string{"modules.always": images.AlwaysModules, "modules.later": images.LaterModules} {
+		if err := os.WriteFile(filepath.Join(stage, "etc", "lifeboat", file), []byte(strings.Join(list, "\n")+"\n"), 0o644); err != nil {
+			return err
+		}
 	}
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return err

@@ -19,9 +19,12 @@ import (
 
 // Files of the image's module set (cmd/lifeboat-image).
 const (
-	// AlwaysModulesFile lists the modules no device asks for
-	// (device-mapper, ciphers, file systems), one a line.
+	// AlwaysModulesFile lists the modules no device asks for that the
+	// unlock prompt needs (device-mapper, ciphers), one a line.
 	AlwaysModulesFile = "/etc/lifeboat/modules.always"
+	// LaterModulesFile lists those loaded once the prompt is up (the
+	// file systems of the installed system).
+	LaterModulesFile = "/etc/lifeboat/modules.later"
 	// ModprobeBin is the image's modprobe, for the kernel's request_module.
 	ModprobeBin = "/bbin/lifeboat-modprobe"
 	// SysDevices is where coldplug looks for devices.
@@ -71,6 +74,7 @@ func (d *Drivers) Network() {
 // channel closes once the device tree has settled (no uevent and no
 // module loading for settle, no disk on its way; at most maxWait after the
 // drivers loaded): the disks behind an HBA or on USB are listed by then.
+// The file systems load after that.
 func (d *Drivers) Storage(ctx context.Context, settle, maxWait time.Duration) <-chan struct{} {
 	done := make(chan struct{})
 	d.lastEvent.Store(time.Now().UnixNano())
@@ -78,46 +82,64 @@ func (d *Drivers) Storage(ctx context.Context, settle, maxWait time.Duration) <-
 		d.Log.Warn("devices that appear later will get no driver", "err", err)
 	}
 	go func() {
-		defer close(done)
-		start := time.Now()
-		// The devices first: their disks probe (and spin up) while the
-		// rest loads.
-		loaded, errs := d.Loader.Coldplug(SysDevices, nil, 8)
-		for _, e := range errs {
-			d.Log.Warn("driver not loaded", "err", e)
-		}
-		n := 0
-		for _, m := range readList(AlwaysModulesFile) {
+		d.disks(ctx, settle, maxWait)
+		close(done)
+		start, n := time.Now(), 0
+		for _, m := range readList(LaterModulesFile) {
+			if ctx.Err() != nil {
+				return
+			}
 			if err := d.Loader.Load(m); err != nil {
-				d.Log.Debug("module not loaded", "module", m, "err", err) // a cipher the CPU lacks (aesni_intel)
+				d.Log.Warn("module not loaded", "module", m, "err", err)
 				continue
 			}
 			n++
 		}
-		deadline := time.Now().Add(maxWait)
-		for !d.settled(settle) {
-			if time.Now().After(deadline) {
-				d.Log.Warn("disks still appearing; the volume list may miss them", "waited", maxWait.String(), "pending", strings.Join(d.Loader.PendingDisks(coldplug.Sysfs), ","))
-				break
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(100 * time.Millisecond):
-			}
-		}
-		more, _ := d.Loader.Coldplug(SysDevices, nil, 8) // anything the events raced past
-		d.Log.Info("drivers loaded", "always", n, "devices", strings.Join(append(loaded, more...), ","),
-			"took", time.Since(start).Round(time.Millisecond).String())
-		h := agentapi.Hardware{Unclaimed: d.Unclaimed()}
-		for _, w := range h.Warnings() {
-			fmt.Fprintf(d.Console, "lifeboat: WARNING: %s\n", term.Clean(w))
-		}
-		for _, u := range h.Unclaimed {
-			d.Log.Warn("device without a driver", "vendor", u.Vendor, "device", u.Device, "class", u.Class, "modalias", u.Modalias, "would", u.Would)
-		}
+		d.Log.Info("file systems loaded", "modules", n, "took", time.Since(start).Round(time.Millisecond).String())
 	}()
 	return done
+}
+
+// disks loads what the unlock prompt needs and waits for the device tree
+// to settle.
+func (d *Drivers) disks(ctx context.Context, settle, maxWait time.Duration) {
+	start := time.Now()
+	// The devices first: their disks probe (and spin up) while the
+	// rest loads.
+	loaded, errs := d.Loader.Coldplug(SysDevices, nil, 8)
+	for _, e := range errs {
+		d.Log.Warn("driver not loaded", "err", e)
+	}
+	n := 0
+	for _, m := range readList(AlwaysModulesFile) {
+		if err := d.Loader.Load(m); err != nil {
+			d.Log.Debug("module not loaded", "module", m, "err", err) // a cipher the CPU lacks (aesni_intel)
+			continue
+		}
+		n++
+	}
+	deadline := time.Now().Add(maxWait)
+	for !d.settled(settle) {
+		if time.Now().After(deadline) {
+			d.Log.Warn("disks still appearing; the volume list may miss them", "waited", maxWait.String(), "pending", strings.Join(d.Loader.PendingDisks(coldplug.Sysfs), ","))
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	more, _ := d.Loader.Coldplug(SysDevices, nil, 8) // anything the events raced past
+	d.Log.Info("drivers loaded", "always", n, "devices", strings.Join(append(loaded, more...), ","),
+		"took", time.Since(start).Round(time.Millisecond).String())
+	h := agentapi.Hardware{Unclaimed: d.Unclaimed()}
+	for _, w := range h.Warnings() {
+		fmt.Fprintf(d.Console, "lifeboat: WARNING: %s\n", term.Clean(w))
+	}
+	for _, u := range h.Unclaimed {
+		d.Log.Warn("device without a driver", "vendor", u.Vendor, "device", u.Device, "class", u.Class, "modalias", u.Modalias, "would", u.Would)
+	}
 }
 
 // settled says whether the device tree has been quiet for settle: no
