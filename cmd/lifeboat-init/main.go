@@ -69,7 +69,13 @@ func run(ctx context.Context, log *slog.Logger, out io.Writer, consoleDevs []str
 		return err
 	}
 	log = log.With("host", p.Host, "boot", p.Boot)
-	ip, err := agent.Network(ctx, p.MAC, log)
+	if p.VLAN != 0 {
+		// No device asks for it: the boot network does.
+		if err := drivers.Loader.Load("8021q"); err != nil {
+			log.Warn("module not loaded", "module", "8021q", "err", err)
+		}
+	}
+	ip, err := agent.Network(ctx, p.MAC, p.VLAN, log)
 	if err != nil {
 		return err
 	}

@@ -74,6 +74,9 @@ func (e *env) hostShow(args []string) error {
 	if h.CircuitID != "" {
 		fmt.Fprintf(tw, "circuit id:\t%s\n", clean(h.CircuitID))
 	}
+	if h.VLAN != 0 {
+		fmt.Fprintf(tw, "boot network:\tVLAN %d (firmware and iPXE untagged, from the first-stage pool)\n", h.VLAN)
+	}
 	for i, k := range h.AuthorizedKeys {
 		label := ""
 		if i == 0 {
@@ -114,6 +117,7 @@ func (e *env) hostAddSet(args []string, add bool) error {
 	mode := fs.String("mode", "", "unlock or disk")
 	customer := fs.String("customer", "", "owning customer")
 	circuit := fs.String("circuit-id", "", "relay circuit-id (option 82) that identifies the host")
+	vlan := fs.Int("vlan", 0, "802.1Q tag of the host's boot network; --ip is its address there (0: untagged)")
 	fs.Var(&keyFiles, "key-file", "file of the customer's SSH public keys, authorized_keys format (repeatable; on set, replaces the keys)")
 	pos, err := parse(fs, args, 1, "one host name")
 	if err != nil {
@@ -170,6 +174,9 @@ func (e *env) hostAddSet(args []string, add bool) error {
 	}
 	if given["mode"] {
 		h.Mode = kind.Mode(*mode)
+	}
+	if given["vlan"] {
+		h.VLAN = *vlan
 	}
 	if given["customer"] {
 		h.Customer = *customer

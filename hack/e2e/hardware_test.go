@@ -5,12 +5,15 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/insomniacslk/dhcp/dhcpv4/nclient4"
 
 	"github.com/lifeboat-boot/lifeboat/hack/rig"
 	"github.com/lifeboat-boot/lifeboat/hack/vm"
@@ -39,7 +42,14 @@ var hwHosts = []hwHost{
 	{Host: rig.Host{Name: "hw-vscsi-nodriver", Firmware: "uefi", MAC: "52:54:00:4c:43:06", IP: "10.77.0.106"}, nic: "e1000e", storage: "virtio-scsi",
 		extra: []string{"-device", "ich9-intel-hda"}, warn: "no driver for 8086:293e (Intel, audio device, PCI class 0403): the kernel's snd_hda_intel drives it; the RAM image leaves it out"},
 	{Host: rig.Host{Name: "hw-usb", Firmware: "bios", MAC: "52:54:00:4c:43:07", IP: "10.77.0.107"}, nic: "e1000", storage: "usb-storage"},
+	// Its boot network is VLAN hwVLAN: firmware and iPXE run untagged on
+	// a first-stage pool address, the RAM image tags, and the address the
+	// unlock prompt is reached at exists only on the VLAN.
+	{Host: rig.Host{Name: "hw-vlan", Firmware: "bios", MAC: "52:54:00:4c:43:08", IP: "10.77.120.108", VLAN: hwVLAN}, nic: "virtio-net-pci", storage: "nvme"},
 }
+
+// hwVLAN is the tagged boot network of TestHardware's rig.
+const hwVLAN = 120
 
 // TestHardware: each host of the matrix PXE-boots with the image's server
 // driver set, loaded by modalias, reaches the unlock prompt over its NIC,
@@ -51,7 +61,7 @@ func TestHardware(t *testing.T) {
 	for i, h := range hwHosts {
 		hs[i] = h.Host
 	}
-	r := setup(t, rig.Options{Hosts: hs, API: true})
+	r := setup(t, rig.Options{Hosts: hs, API: true, VLAN: hwVLAN})
 	t.Run("hosts", func(t *testing.T) {
 		for _, h := range hwHosts {
 			t.Run(h.Name, func(t *testing.T) { t.Parallel(); r.bootHardware(t, h) })
@@ -103,6 +113,12 @@ func (r *rigT) bootHardware(t *testing.T, h hwHost) {
 	if h.deadNIC && !strings.Contains(text, "ip="+h.IP) {
 		t.Errorf("%s: the network did not come up on the NIC it booted from", h.Name)
 	}
+	if h.VLAN != 0 {
+		if !strings.Contains(text, fmt.Sprintf("iface=eth0.%d ip=%s", h.VLAN, h.IP)) {
+			t.Errorf("%s: the network did not come up tagged, on VLAN %d", h.Name, h.VLAN)
+		}
+		r.untaggedImpostor(t, ctx, h)
+	}
 	// The unlock prompt lists the volume behind the controller; the key
 	// reaches the OS, which opens its root from that disk.
 	cmd := r.ssh(ctx, h.IP)
@@ -120,6 +136,42 @@ func (r *rigT) bootHardware(t *testing.T, h hwHost) {
 	}
 	t.Logf("%s: power-on to its OS unlocked behind %s: %s", h.Name, h.storage, time.Since(start).Round(100*time.Millisecond))
 	r.checkHardware(t, ctx, h)
+}
+
+// untaggedImpostor: a machine on the untagged segment with the tagged
+// host's MAC asks for the host's address, as its RAM image would: it gets
+// no answer (the reservation exists on the VLAN only).
+func (r *rigT) untaggedImpostor(t *testing.T, ctx context.Context, h hwHost) {
+	evil, err := r.NS.AddPeer(r.NS.Name+"-vl", "10.77.0.250/24")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := evil.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
+	if err := evil.SetMAC(h.MAC); err != nil {
+		t.Fatal(err)
+	}
+	err = evil.Do(func() error {
+		c, err := nclient4.New("eth0", nclient4.WithTimeout(2*time.Second), nclient4.WithRetry(2))
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		lease, err := c.Request(ctx)
+		if err == nil {
+			return fmt.Errorf("untagged DHCP with %s's MAC got %s", h.Name, lease.ACK.YourIPAddr)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Error(err)
+	}
+	if !strings.Contains(r.ServerLog.String(), fmt.Sprintf("the host's RAM image runs on VLAN %d: no address for it untagged", h.VLAN)) {
+		t.Errorf("lifeboatd did not say why it left the untagged request unanswered")
+	}
 }
 
 // controllerDriver is the driver the hardware report must name for the

@@ -28,6 +28,7 @@ const ServerIP = "10.77.0.1"
 type Host struct {
 	Name, Firmware, MAC, IP string
 	Mode                    string // unlock (default) or disk
+	VLAN                    int    // its boot network's tag (Options.VLAN), 0: untagged
 }
 
 // Options configure a rig.
@@ -50,7 +51,19 @@ type Options struct {
 	// AgentURL, if set, is the agent API URL lifeboatd gives the agents
 	// (agent_url), instead of its own.
 	AgentURL string
+	// VLAN, if set, is a tagged boot network on the bridge (vm.AddVLAN),
+	// lifeboatd at VLANServerIP(VLAN) on it, with a first-stage pool on
+	// the untagged segment (FirstStagePool).
+	VLAN int
 }
+
+// FirstStagePool is a VLAN rig's pool for its tagged hosts' untagged
+// first stage.
+const FirstStagePool = "10.77.0.200-10.77.0.219/24"
+
+// VLANServerIP is lifeboatd's address on a rig's VLAN: 10.77.TAG.1 (the
+// hosts there are 10.77.TAG.x).
+func VLANServerIP(tag int) string { return fmt.Sprintf("10.77.%d.1", tag) }
 
 // Addresses of the API rig's listeners: the namespace's loopback (lifeboatd
 // refuses plain HTTP elsewhere), reached by clients run in the namespace.
@@ -70,6 +83,7 @@ type Rig struct {
 	ServerLog  *SyncBuffer
 	server     *exec.Cmd
 	site       *vm.Peer
+	vlan       *vm.VLAN
 	dnsmasq    *exec.Cmd
 	// SiteLog is dnsmasq's output (proxy rigs).
 	SiteLog *SyncBuffer
@@ -155,6 +169,7 @@ func Start(o Options) (r *Rig, err error) {
 		IP             string   `json:"ip"`
 		Mode           string   `json:"mode"`
 		AuthorizedKeys []string `json:"authorized_keys"`
+		VLAN           int      `json:"vlan,omitempty"`
 	}
 	var inv struct {
 		Hosts []h `json:"hosts"`
@@ -164,7 +179,7 @@ func Start(o Options) (r *Rig, err error) {
 		if mode == "" {
 			mode = "unlock"
 		}
-		inv.Hosts = append(inv.Hosts, h{x.Name, x.MAC, x.IP, mode, []string{strings.TrimSpace(string(pub))}})
+		inv.Hosts = append(inv.Hosts, h{x.Name, x.MAC, x.IP, mode, []string{strings.TrimSpace(string(pub))}, x.VLAN})
 	}
 	dhcpMode := "full"
 	if o.Proxy {
@@ -183,6 +198,12 @@ func Start(o Options) (r *Rig, err error) {
 	if o.AgentURL != "" {
 		conf["agent_url"] = o.AgentURL
 	}
+	caHosts := server.DefaultCAHosts(netip.MustParseAddr(ServerIP), "")
+	if o.VLAN != 0 {
+		conf["vlans"] = fmt.Sprintf("%d:vl%d:%s", o.VLAN, o.VLAN, VLANServerIP(o.VLAN))
+		conf["first_stage_pool"] = FirstStagePool
+		caHosts += "," + server.DefaultCAHosts(netip.MustParseAddr(VLANServerIP(o.VLAN)), "")
+	}
 	if o.API {
 		conf["api_listen"], conf["customer_listen"] = APIAddr, CustomerAddr
 		conf["notice_retry"] = "1s"
@@ -197,7 +218,7 @@ func Start(o Options) (r *Rig, err error) {
 		return nil, err
 	}
 	r.KnownHosts = filepath.Join(o.Dir, "known_hosts")
-	if err := os.WriteFile(r.KnownHosts, []byte(ca.KnownHosts(server.DefaultCAHosts(netip.MustParseAddr(ServerIP), ""))+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(r.KnownHosts, []byte(ca.KnownHosts(caHosts)+"\n"), 0o600); err != nil {
 		return nil, err
 	}
 	bin := filepath.Join(o.Dir, "lifeboatd")
@@ -237,6 +258,11 @@ func Start(o Options) (r *Rig, err error) {
 	}()
 	if o.Proxy {
 		if err := r.startSiteDHCP(); err != nil {
+			return nil, err
+		}
+	}
+	if o.VLAN != 0 {
+		if r.vlan, err = ns.AddVLAN(o.VLAN, VLANServerIP(o.VLAN)+"/24"); err != nil {
 			return nil, err
 		}
 	}
@@ -303,6 +329,9 @@ func (r *Rig) Close() error {
 	}
 	if r.site != nil {
 		_ = r.site.Close()
+	}
+	if r.vlan != nil {
+		_ = r.vlan.Close()
 	}
 	if nerr := r.NS.Close(); nerr != nil && err == nil {
 		err = nerr

@@ -154,7 +154,10 @@ func (p *Peer) SetMAC(mac string) error {
 
 // Do runs f on a thread switched into the peer namespace: the sockets f
 // opens live there (and keep working there after Do returns).
-func (p *Peer) Do(f func() error) error {
+func (p *Peer) Do(f func() error) error { return inNS(p.Name, f) }
+
+// inNS runs f on a thread switched into namespace name and back.
+func inNS(name string, f func() error) error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	orig, err := netns.Get()
@@ -162,7 +165,7 @@ func (p *Peer) Do(f func() error) error {
 		return err
 	}
 	defer orig.Close()
-	h, err := netns.GetFromName(p.Name)
+	h, err := netns.GetFromName(name)
 	if err != nil {
 		return err
 	}
@@ -197,25 +200,11 @@ func (p *Peer) HTTPClient() *http.Client {
 // namespace must reach. The socket stays in the namespace; the calling
 // goroutine's thread is switched there and back.
 func (n *NS) Listen(addr string) (net.Listener, error) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		return nil, err
-	}
-	defer orig.Close()
-	h, err := netns.GetFromName(n.Name)
-	if err != nil {
-		return nil, err
-	}
-	defer h.Close()
-	if err := netns.Set(h); err != nil {
-		return nil, err
-	}
-	ln, lerr := net.Listen("tcp", addr)
-	if err := netns.Set(orig); err != nil {
-		// The thread is in the wrong namespace: never hand it back.
-		runtime.Goexit()
-	}
-	return ln, lerr
+	var ln net.Listener
+	err := inNS(n.Name, func() error {
+		var err error
+		ln, err = net.Listen("tcp", addr)
+		return err
+	})
+	return ln, err
 }

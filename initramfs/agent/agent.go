@@ -43,24 +43,37 @@ func ReadBootParams(path string) (*agentapi.BootParams, error) {
 }
 
 // Network brings up the interface with the given MAC (any Ethernet if empty)
-// with DHCP and returns its address.
-func Network(ctx context.Context, mac string, log *slog.Logger) (net.IP, error) {
+// with DHCP and returns its address. With a VLAN tag, DHCP runs on a
+// tagged interface on that port instead: the host's boot network is that
+// VLAN, and its firmware and iPXE were on the untagged segment only
+// because they cannot tag.
+func Network(ctx context.Context, mac string, vlan int, log *slog.Logger) (net.IP, error) {
 	ifs, err := dhclient.Interfaces("^(eth|en)")
 	if err != nil {
 		return nil, fmt.Errorf("no network interface: %w (is the NIC driver in the image?)", err)
 	}
+	found := false
 	if mac != "" {
-		found := false
 		for _, l := range ifs {
 			if l.Attrs().HardwareAddr.String() == mac {
 				ifs, found = []netlink.Link{l}, true
-				log.Info("bringing up the port this host booted from; a slow link may take up to 30 s", "iface", l.Attrs().Name, "mac", mac)
+				log.Info("bringing up the port this host booted from; a slow link may take up to 30 s", "iface", l.Attrs().Name, "mac", mac, "vlan", vlan)
 				break
 			}
 		}
 		if !found {
 			log.Warn("no port has the MAC this host booted from; trying every port (is its NIC's driver in the image?)", "mac", mac, "ports", len(ifs))
 		}
+	}
+	if vlan != 0 {
+		if !found {
+			return nil, fmt.Errorf("the boot network is VLAN %d on the port with MAC %s, and no port has that MAC (is its NIC's driver in the image?)", vlan, mac)
+		}
+		v, err := tag(ifs[0], vlan)
+		if err != nil {
+			return nil, err
+		}
+		ifs = []netlink.Link{v}
 	}
 	cfg := dhclient.Config{Timeout: 4 * time.Second, Retries: 4, LogLevel: dhclient.LogSummary}
 	var last error
@@ -85,6 +98,27 @@ func Network(ctx context.Context, mac string, log *slog.Logger) (net.IP, error) 
 		last = errors.New("no answer")
 	}
 	return nil, fmt.Errorf("dhcp: %w", last)
+}
+
+// tag makes the VLAN interface for vlan on port (eth0.120), both up. The
+// 8021q module loads on demand (request_module) if nothing loaded it.
+func tag(port netlink.Link, vlan int) (netlink.Link, error) {
+	if err := netlink.LinkSetUp(port); err != nil {
+		return nil, fmt.Errorf("port %s up: %w", port.Attrs().Name, err)
+	}
+	name := fmt.Sprintf("%s.%d", port.Attrs().Name, vlan)
+	if len(name) > 15 { // IFNAMSIZ-1
+		name = fmt.Sprintf("vlan%d", vlan)
+	}
+	v := &netlink.Vlan{LinkAttrs: netlink.LinkAttrs{Name: name, ParentIndex: port.Attrs().Index}, VlanId: vlan}
+	if err := netlink.LinkAdd(v); err != nil {
+		return nil, fmt.Errorf("VLAN %d on %s: %w (is 8021q in the image?)", vlan, port.Attrs().Name, err)
+	}
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		return nil, fmt.Errorf("VLAN %d on %s: %w", vlan, port.Attrs().Name, err)
+	}
+	return l, nil
 }
 
 // HostKey makes this boot's SSH host key. It lives in RAM only and dies with

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lifeboat-boot/lifeboat/pxe/boot/dhcp"
 	"github.com/lifeboat-boot/lifeboat/pxe/operator/notify"
 	"github.com/lifeboat-boot/lifeboat/pxe/store"
 )
@@ -42,35 +43,44 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 // (LIFEBOATD_HTTP_PORT=8081, LIFEBOATD_UNLOCK_MAX_TRIES=3) and by flags
 // (-http_port 8081, -unlock.max_tries 3), flags winning.
 type Config struct {
-	Interface       string     `json:"interface"`      // where DHCP is answered (not needed with dhcp_mode "off")
-	DHCPMode        string     `json:"dhcp_mode"`      // "full" (addresses from reservations), "proxy" (boot information only) or "off" (the site's DHCP points hosts here)
-	ServerIP        netip.Addr `json:"server_ip"`      // this server's address on that segment
-	HTTPPort        int        `json:"http_port"`      // boot listener port
-	TFTPDir         string     `json:"tftp_dir"`       // folder with undionly.kpxe, ipxe.efi, snponly.efi (default image_dir/tftp)
-	BIOSLoader      string     `json:"bios_loader"`    // first stage for BIOS PXE
-	UEFILoader      string     `json:"uefi_loader"`    // first stage for UEFI PXE
-	ImageDir        string     `json:"image_dir"`      // output of 'make image'
-	KernelCmdline   string     `json:"kernel_cmdline"` // for the RAM image
-	Database        string     `json:"database"`       // the store: inventory, boots, event log, tokens (SQLite)
-	Inventory       string     `json:"inventory"`      // optional hosts file, imported (added or replaced) at every start
-	APIListen       string     `json:"api_listen"`     // operator API and /metrics; "" turns it off
-	APITLSCert      string     `json:"api_tls_cert"`   // PEM certificate (chain) for the operator API
-	APITLSKey       string     `json:"api_tls_key"`    // its PEM private key (a file path: the key is never in the config)
-	TokenTTL        Duration   `json:"token_ttl"`
-	LeaseTime       Duration   `json:"lease_time"`
-	SSHCAKey        string     `json:"ssh_ca_key"`       // the host-certificate CA's private key, made at first start (default: beside the database)
-	AgentPort       int        `json:"agent_port"`       // the agent API's TLS port on server_ip
-	AgentKey        string     `json:"agent_key"`        // the agent API's TLS and signing key, made at first start (default: beside the database)
-	AgentURL        string     `json:"agent_url"`        // how agents reach the agent API (default https://server_ip:agent_port)
-	SSHCAHosts      string     `json:"ssh_ca_hosts"`     // known_hosts pattern of the @cert-authority line customers get, e.g. "*.rescue.example.net,10.1.*" (never "*"; default: server_ip's /24, and *.rescue_domain)
-	DHCPRelays      string     `json:"dhcp_relays"`      // relay agents (giaddr) answered through, comma-separated addresses or prefixes: "10.9.0.1,10.88.0.0/16"
-	RescueDomain    string     `json:"rescue_domain"`    // host certificates name NAME.rescue_domain (and the host's IP), never a bare name
-	HostCertTTL     Duration   `json:"host_cert_ttl"`    // validity of a boot's host certificate
-	SecretKey       string     `json:"secret_key"`       // seals webhook secrets in the database, made at first start (default: beside the database)
-	RecordingsDir   string     `json:"recordings_dir"`   // rescue shells' recordings (default: "recordings" beside the database)
-	ProviderName    string     `json:"provider_name"`    // the provider's name as customers know it, on the approval page
-	AuditKey        string     `json:"audit_key"`        // ed25519 key that signs checkpoints of the audit chain, made at first start (default: beside the database; keep it off the database's backups)
-	CheckpointEvery Duration   `json:"checkpoint_every"` // how often the chain's head is signed when it moved (default 1m)
+	Interface     string     `json:"interface"`      // where DHCP is answered (not needed with dhcp_mode "off")
+	DHCPMode      string     `json:"dhcp_mode"`      // "full" (addresses from reservations), "proxy" (boot information only) or "off" (the site's DHCP points hosts here)
+	ServerIP      netip.Addr `json:"server_ip"`      // this server's address on that segment
+	HTTPPort      int        `json:"http_port"`      // boot listener port
+	TFTPDir       string     `json:"tftp_dir"`       // folder with undionly.kpxe, ipxe.efi, snponly.efi (default image_dir/tftp)
+	BIOSLoader    string     `json:"bios_loader"`    // first stage for BIOS PXE
+	UEFILoader    string     `json:"uefi_loader"`    // first stage for UEFI PXE
+	ImageDir      string     `json:"image_dir"`      // output of 'make image'
+	KernelCmdline string     `json:"kernel_cmdline"` // for the RAM image
+	Database      string     `json:"database"`       // the store: inventory, boots, event log, tokens (SQLite)
+	Inventory     string     `json:"inventory"`      // optional hosts file, imported (added or replaced) at every start
+	APIListen     string     `json:"api_listen"`     // operator API and /metrics; "" turns it off
+	APITLSCert    string     `json:"api_tls_cert"`   // PEM certificate (chain) for the operator API
+	APITLSKey     string     `json:"api_tls_key"`    // its PEM private key (a file path: the key is never in the config)
+	TokenTTL      Duration   `json:"token_ttl"`
+	LeaseTime     Duration   `json:"lease_time"`
+	SSHCAKey      string     `json:"ssh_ca_key"`   // the host-certificate CA's private key, made at first start (default: beside the database)
+	AgentPort     int        `json:"agent_port"`   // the agent API's TLS port on server_ip
+	AgentKey      string     `json:"agent_key"`    // the agent API's TLS and signing key, made at first start (default: beside the database)
+	AgentURL      string     `json:"agent_url"`    // how agents reach the agent API (default https://server_ip:agent_port)
+	SSHCAHosts    string     `json:"ssh_ca_hosts"` // known_hosts pattern of the @cert-authority line customers get, e.g. "*.rescue.example.net,10.1.*" (never "*"; default: server_ip's /24, and *.rescue_domain)
+	DHCPRelays    string     `json:"dhcp_relays"`  // relay agents (giaddr) answered through, comma-separated addresses or prefixes: "10.9.0.1,10.88.0.0/16"
+	// VLANs are the tagged boot networks DHCP is answered on too, for
+	// hosts whose inventory entry names one (vlan): comma-separated
+	// TAG:INTERFACE:ADDRESS, this server's address on that VLAN, e.g.
+	// "120:eth1.120:10.9.120.1".
+	VLANs string `json:"vlans"`
+	// FirstStagePool is where those hosts' firmware and iPXE, which do not
+	// tag, get an address on interface for the seconds of their first
+	// stage: "10.9.0.200-10.9.0.239/24".
+	FirstStagePool  string   `json:"first_stage_pool"`
+	RescueDomain    string   `json:"rescue_domain"`    // host certificates name NAME.rescue_domain (and the host's IP), never a bare name
+	HostCertTTL     Duration `json:"host_cert_ttl"`    // validity of a boot's host certificate
+	SecretKey       string   `json:"secret_key"`       // seals webhook secrets in the database, made at first start (default: beside the database)
+	RecordingsDir   string   `json:"recordings_dir"`   // rescue shells' recordings (default: "recordings" beside the database)
+	ProviderName    string   `json:"provider_name"`    // the provider's name as customers know it, on the approval page
+	AuditKey        string   `json:"audit_key"`        // ed25519 key that signs checkpoints of the audit chain, made at first start (default: beside the database; keep it off the database's backups)
+	CheckpointEvery Duration `json:"checkpoint_every"` // how often the chain's head is signed when it moved (default 1m)
 	// OperatorsChangeCustomers: the provider's contract lets operators
 	// change customers' notice channels, policies, keys and tokens
 	// themselves (each told on the customer's existing channels first);
@@ -185,6 +195,10 @@ func LoadConfig(path string, env []string, flags []Override) (*Config, error) {
 	}
 	if c.SSHCAHosts == "" {
 		c.SSHCAHosts = DefaultCAHosts(c.ServerIP, c.RescueDomain)
+		vlans, _ := c.VLANNets()
+		for _, v := range vlans {
+			c.SSHCAHosts += "," + DefaultCAHosts(v.ServerIP, "")
+		}
 	}
 	return c, nil
 }
@@ -205,6 +219,45 @@ func (c *Config) Relays() ([]netip.Prefix, error) {
 			return nil, fmt.Errorf("dhcp_relays: %q is not an IPv4 address or prefix", f)
 		}
 		out = append(out, p.Masked())
+	}
+	return out, nil
+}
+
+// VLANNet is a tagged boot network lifeboatd answers DHCP on.
+type VLANNet struct {
+	Tag       int
+	Interface string
+	ServerIP  netip.Addr // this server's address there
+}
+
+// VLANNets parses vlans.
+func (c *Config) VLANNets() ([]VLANNet, error) {
+	var out []VLANNet
+	seen := map[int]bool{}
+	for _, f := range strings.Split(c.VLANs, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		parts := strings.Split(f, ":")
+		if len(parts) != 3 {
+			return nil, fmt.Errorf("vlans: %q: want TAG:INTERFACE:ADDRESS, e.g. 120:eth1.120:10.9.120.1", f)
+		}
+		tag, err := strconv.Atoi(parts[0])
+		if err != nil || tag < 1 || tag > 4094 || strconv.Itoa(tag) != parts[0] {
+			return nil, fmt.Errorf("vlans: %q: the tag %q is not 1..4094", f, parts[0])
+		}
+		if seen[tag] {
+			return nil, fmt.Errorf("vlans: VLAN %d is listed twice", tag)
+		}
+		seen[tag] = true
+		if parts[1] == "" || parts[1] == c.Interface || strings.ContainsAny(parts[1], " /") {
+			return nil, fmt.Errorf("vlans: %q: name the VLAN's own interface (not interface)", f)
+		}
+		ip, err := netip.ParseAddr(parts[2])
+		if err != nil || !ip.Is4() || ip == c.ServerIP {
+			return nil, fmt.Errorf("vlans: %q: %q is not this server's IPv4 address on that VLAN", f, parts[2])
+		}
+		out = append(out, VLANNet{Tag: tag, Interface: parts[1], ServerIP: ip})
 	}
 	return out, nil
 }
@@ -313,6 +366,20 @@ func (c *Config) check() error {
 	}
 	if _, err := c.Relays(); err != nil {
 		errs = append(errs, err)
+	}
+	vlans, err := c.VLANNets()
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if c.FirstStagePool != "" {
+		if _, err := dhcp.ParsePool(c.FirstStagePool, 0); err != nil {
+			errs = append(errs, err)
+		}
+	} else if len(vlans) > 0 && c.DHCPMode == "full" {
+		errs = append(errs, errors.New("first_stage_pool: hosts on vlans need untagged addresses for their firmware's PXE; give a range on interface, e.g. 10.9.0.200-10.9.0.239/24"))
+	}
+	if len(vlans) > 0 && c.DHCPMode == "off" {
+		errs = append(errs, errors.New("vlans: with dhcp_mode \"off\" lifeboatd answers no DHCP, on a VLAN neither"))
 	}
 	if c.RescueDomain != "" && !store.ValidName(c.RescueDomain) {
 		errs = append(errs, fmt.Errorf("rescue_domain %q: want a DNS name, e.g. rescue.example.net", c.RescueDomain))

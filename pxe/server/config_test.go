@@ -31,6 +31,13 @@ func TestBadConfig(t *testing.T) {
 		`{"interface":"eth1","server_ip":"192.0.2.1","api_listen":"0.0.0.0:8081"}`:                                        "in the clear",
 		`{"interface":"eth1","server_ip":"192.0.2.1","api_tls_cert":"c"}`:                                                 "set both, or neither",
 		`{"server_ip":"192.0.2.1","dhcp_mode":"off","api_listen":"localhost"}`:                                            "api_listen \"localhost\"",
+		`{"interface":"eth1","server_ip":"192.0.2.1","database":"d","vlans":"120:eth1.120:10.9.120.1"}`:                   "first_stage_pool: hosts on vlans need",
+		`{"interface":"eth1","server_ip":"192.0.2.1","database":"d","vlans":"5000:eth1.5000:10.9.120.1"}`:                 "the tag \"5000\" is not 1..4094",
+		`{"interface":"eth1","server_ip":"192.0.2.1","database":"d","vlans":"120:eth1:10.9.120.1"}`:                       "the VLAN's own interface",
+		`{"interface":"eth1","server_ip":"192.0.2.1","database":"d","vlans":"120:eth1.120"}`:                              "want TAG:INTERFACE:ADDRESS",
+		`{"interface":"eth1","server_ip":"192.0.2.1","database":"d","vlans":"120:a:10.9.120.1,120:b:10.9.121.1"}`:         "VLAN 120 is listed twice",
+		`{"interface":"eth1","server_ip":"192.0.2.1","database":"d","first_stage_pool":"192.0.2.9-192.0.2.1/24"}`:         "the last address is before the first",
+		`{"server_ip":"192.0.2.1","database":"d","dhcp_mode":"off","vlans":"120:eth1.120:10.9.120.1"}`:                    "answers no DHCP, on a VLAN neither",
 	}
 	for doc, want := range tests {
 		p := filepath.Join(t.TempDir(), "c.json")
@@ -133,6 +140,10 @@ func TestCAHosts(t *testing.T) {
 	c, err = load(`,"rescue_domain":"rescue.example.net"`)
 	if err != nil || c.SSHCAHosts != "10.77.0.*,*.rescue.example.net" {
 		t.Fatalf("ssh_ca_hosts with a rescue domain = %q, %v", c.SSHCAHosts, err)
+	}
+	c, err = load(`,"vlans":"120:br0.120:10.77.120.1","first_stage_pool":"10.77.0.200-10.77.0.209/24"`)
+	if err != nil || c.SSHCAHosts != "10.77.0.*,10.77.120.*" {
+		t.Fatalf("ssh_ca_hosts with a VLAN = %q, %v", c.SSHCAHosts, err)
 	}
 	for _, bad := range []string{`"*"`, `"10.77.0.*,*"`, `"*.*"`} {
 		if _, err := load(`,"ssh_ca_hosts":` + bad); err == nil || !strings.Contains(err.Error(), "production hosts") {

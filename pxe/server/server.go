@@ -154,8 +154,17 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger, version string) err
 			return h.Customer, nil
 		}}
 
+	// Hosts on a tagged boot network fetch their first stage, script and
+	// image from a pool address on the untagged segment.
+	var pool *dhcp.Pool
+	if cfg.FirstStagePool != "" {
+		if pool, err = dhcp.ParsePool(cfg.FirstStagePool, bootWindow); err != nil {
+			return err
+		}
+	}
+	firstInv := dhcp.FirstStageInventory{Inventory: db, Pool: pool}
 	hb := &httpboot.Server{
-		BaseURL: base, Inventory: db, Steps: steps, Tokens: db, Log: log, StartBoots: cfg.DHCPMode == "off",
+		BaseURL: base, Inventory: firstInv, Steps: steps, Tokens: db, Log: log, StartBoots: cfg.DHCPMode == "off",
 		Image: httpboot.Image{Dir: cfg.ImageDir, Kernel: "vmlinuz", Initramfs: "initramfs.cpio.zst", Cmdline: cfg.KernelCmdline,
 			Loaders: []string{cfg.UEFILoader}, LoaderDir: cfg.TFTPDir},
 		TokenTTL: time.Duration(cfg.TokenTTL), AgentURL: agentURL, AgentKey: agentKeys.PublicKey(),
@@ -201,37 +210,50 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger, version string) err
 	ts := &tftp.Server{
 		Addr: netip.AddrPortFrom(cfg.ServerIP, 69).String(), Dir: cfg.TFTPDir,
 		Files: []string{cfg.BIOSLoader, cfg.UEFILoader}, Log: log,
-		Record: firstStageFetch(ctx, db, steps, cfg.DHCPMode),
+		Record: firstStageFetch(ctx, firstInv, steps, cfg.DHCPMode),
 	}
 	if err := ts.Listen(); err != nil {
 		return err
 	}
-	var ds *dhcp.Server
+	var dss []*dhcp.Server
 	relays, err := cfg.Relays()
 	if err != nil {
 		return err
 	}
+	vlans, err := cfg.VLANNets()
+	if err != nil {
+		return err
+	}
 	if cfg.DHCPMode != "off" {
-		ds = &dhcp.Server{
-			Iface: cfg.Interface, Inventory: db, Steps: steps, Log: log,
-			Self: dhcp.Self{
-				IP:        cfg.ServerIP,
-				ScriptURL: func(mac net.HardwareAddr) string { return base + "/boot/" + mac.String() + ".ipxe" },
-				LoaderURL: func(name string) string { return base + "/loaders/" + name },
-				Loaders:   dhcp.Loaders{BIOS: cfg.BIOSLoader, UEFI: cfg.UEFILoader},
-				Lease:     time.Duration(cfg.LeaseTime),
-				Proxy:     cfg.DHCPMode == "proxy",
-				Relays:    relays,
-			},
+		self := dhcp.Self{
+			IP:         cfg.ServerIP,
+			ScriptURL:  func(mac net.HardwareAddr) string { return base + "/boot/" + mac.String() + ".ipxe" },
+			LoaderURL:  func(name string) string { return base + "/loaders/" + name },
+			Loaders:    dhcp.Loaders{BIOS: cfg.BIOSLoader, UEFI: cfg.UEFILoader},
+			Lease:      time.Duration(cfg.LeaseTime),
+			Proxy:      cfg.DHCPMode == "proxy",
+			Relays:     relays,
+			FirstStage: pool,
 		}
-		if err := ds.Listen(); err != nil {
-			return err
+		dss = append(dss, &dhcp.Server{Iface: cfg.Interface, Inventory: db, Steps: steps, Log: log, Self: self})
+		// On a VLAN only its hosts' RAM images ask (their firmware and
+		// iPXE are untagged), reaching the boot and agent listeners on
+		// server_ip through their gateway.
+		for _, v := range vlans {
+			vs := self
+			vs.IP, vs.VLAN, vs.FirstStage = v.ServerIP, v.Tag, nil
+			dss = append(dss, &dhcp.Server{Iface: v.Interface, Inventory: db, Steps: steps, Log: log, Self: vs})
+		}
+		for _, ds := range dss {
+			if err := ds.Listen(); err != nil {
+				return err
+			}
 		}
 	}
 
-	log.Info("lifeboatd starting", "version", version, "iface", cfg.Interface, "dhcp_mode", cfg.DHCPMode, "server", base, "agent_api", agentURL, "api", cfg.APIListen)
+	log.Info("lifeboatd starting", "version", version, "iface", cfg.Interface, "dhcp_mode", cfg.DHCPMode, "vlans", cfg.VLANs, "server", base, "agent_api", agentURL, "api", cfg.APIListen)
 	g, gctx := errgroup.WithContext(ctx)
-	if ds != nil {
+	for _, ds := range dss {
 		g.Go(func() error { return ds.Serve(gctx) })
 	}
 	g.Go(func() error { return ts.Serve(gctx) })

@@ -44,7 +44,12 @@ type Host struct {
 	// CircuitID identifies the host by the switch port its relay reports
 	// (DHCP option 82, circuit-id), for hosts whose MAC is not known yet
 	// (a replaced NIC, a new machine in a known slot).
-	CircuitID      string   `json:"circuit_id,omitempty"`
+	CircuitID string `json:"circuit_id,omitempty"`
+	// VLAN is the 802.1Q tag of the host's boot network (0: untagged).
+	// The firmware's PXE stage runs untagged, on an address of lifeboatd's
+	// first-stage pool; iPXE and then the RAM image tag their frames, and
+	// IP is the host's address on that VLAN.
+	VLAN           int      `json:"vlan,omitempty"`
 	AuthorizedKeys []string `json:"authorized_keys"`
 }
 
@@ -220,6 +225,9 @@ func (h *Host) Check() error {
 	}
 	if h.Prefix < 1 || h.Prefix > 30 {
 		return fmt.Errorf("prefix %d: want 1..30", h.Prefix)
+	}
+	if h.VLAN < 0 || h.VLAN > 4094 {
+		return fmt.Errorf("vlan %d: want a tag of 1..4094 (0 or none: untagged)", h.VLAN)
 	}
 	switch h.Mode {
 	case "":

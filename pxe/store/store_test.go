@@ -121,6 +121,8 @@ func TestParseInventory(t *testing.T) {
 		{`{"hosts":[{"name":"a","mac":"52:54:00:aa:bb:01","ip":"10.0.0.5","authorized_keys":["` + key + `"]},{"name":"b","mac":"52:54:00:aa:bb:01","ip":"10.0.0.6","authorized_keys":["` + key + `"]}]}`, "already belongs to"},
 		{`{"hosts":[{"name":"a","mac":"52:54:00:aa:bb:01","ip":"10.0.0.5","authorized_keys":["` + key + `"],"colour":"red"}]}`, "unknown field"},
 		{`{"hosts":[`, "not valid inventory JSON"},
+		{`{"hosts":[{"name":"a","mac":"52:54:00:aa:bb:01","ip":"10.0.0.5","vlan":4095,"authorized_keys":["` + key + `"]}]}`, "vlan 4095: want a tag of 1..4094"},
+		{`{"hosts":[{"name":"a","mac":"52:54:00:aa:bb:01","ip":"10.0.0.5","vlan":-3,"authorized_keys":["` + key + `"]}]}`, "vlan -3: want a tag of 1..4094"},
 		{`{"hosts":[{"name":"a\nchain http://evil/x","mac":"52:54:00:aa:bb:01","ip":"10.0.0.5","authorized_keys":["` + key + `"]}]}`, "DNS-style name"},
 		{`{"hosts":[{"name":"","mac":"52:54:00:aa:bb:01","ip":"10.0.0.5","authorized_keys":["` + key + `"]}]}`, "DNS-style name"},
 	}

@@ -49,6 +49,9 @@ type BootParams struct {
 	MAC       string `json:"mac"`
 	Host      string `json:"host"`
 	Token     string `json:"token"`
+	// VLAN is the 802.1Q tag of the host's boot network (0: untagged):
+	// the agent tags the port with MAC and asks DHCP there.
+	VLAN int `json:"vlan,omitempty"`
 }
 
 // CheckinRequest is sent with the boot token as a bearer credential.

@@ -37,6 +37,59 @@ type Self struct {
 	// the segment can write a giaddr, and the reply would go there. Only
 	// a trusted relay's option 82 identifies a host.
 	Relays []netip.Prefix
+	// VLAN is the 802.1Q tag of the segment this server answers on (0:
+	// the untagged one). A host gets its reservation only on its own
+	// VLAN's segment: a machine that spoofs its MAC elsewhere gets none.
+	VLAN int
+	// FirstStage is the untagged segment's pool for tagged hosts'
+	// firmware and iPXE (nil: they are not booted here in full mode).
+	FirstStage *Pool
+}
+
+// address is what a reply hands out.
+type address struct {
+	IP      netip.Addr
+	Prefix  int
+	Gateway netip.Addr
+	DNS     []netip.Addr
+}
+
+// place decides where h is answered on self's segment: with its
+// reservation (on its own VLAN's segment), with a first-stage pool address
+// (a tagged host's firmware and iPXE on the untagged segment: they cannot
+// tag; the RAM image can, and asks again on the VLAN), or not at all (why
+// says why). In proxy mode the site gives the address and a is unused.
+func place(h *store.Host, k Kind, self Self) (a address, why string) {
+	if h.VLAN == self.VLAN {
+		a = address{IP: h.IP, Prefix: h.Prefix, Gateway: h.Gateway, DNS: h.DNS}
+		if h.VLAN != 0 && !a.Gateway.IsValid() {
+			// The boot and agent listeners are on server_ip, off the
+			// VLAN: this server is the way there.
+			a.Gateway = self.IP
+		}
+		return a, ""
+	}
+	switch {
+	case self.VLAN != 0 && h.VLAN == 0:
+		return a, fmt.Sprintf("the host boots untagged, not on VLAN %d", self.VLAN)
+	case self.VLAN != 0:
+		return a, fmt.Sprintf("the host is on VLAN %d, not on VLAN %d", h.VLAN, self.VLAN)
+	case k.Client == store.ClientOther:
+		// Its RAM image asks on the VLAN: an untagged request for its
+		// address is not the host's.
+		return a, fmt.Sprintf("the host's RAM image runs on VLAN %d: no address for it untagged", h.VLAN)
+	case self.Proxy:
+		return a, ""
+	case self.FirstStage == nil:
+		return a, fmt.Sprintf("the host is on VLAN %d: its untagged first stage needs a first_stage_pool", h.VLAN)
+	}
+	// A lease is the one side effect of a decision: the same MAC keeps
+	// its address for the pool's TTL.
+	ip, ok := self.FirstStage.Lease(h.MAC)
+	if !ok {
+		return a, "the first-stage pool is full"
+	}
+	return address{IP: ip, Prefix: self.FirstStage.Prefix}, ""
 }
 
 // Relayed says whether req came through a relay agent (giaddr set), and
@@ -118,7 +171,8 @@ type Decision struct {
 	Reply  *dhcpv4.DHCPv4 // nil: stay silent
 	Kind   Kind
 	Reason string
-	Boot   string // boot file or URL handed out, if any
+	Boot   string     // boot file or URL handed out, if any
+	IP     netip.Addr // address handed out (full mode)
 }
 
 // Decide builds the answer for a known host's request. A nil host means the
@@ -127,6 +181,11 @@ func Decide(req *dhcpv4.DHCPv4, h *store.Host, self Self) Decision {
 	d := Decision{Kind: Classify(req)}
 	if h == nil {
 		d.Reason = "unknown MAC"
+		return d
+	}
+	addr, why := place(h, d.Kind, self)
+	if why != "" {
+		d.Reason = why
 		return d
 	}
 	if self.Proxy {
@@ -145,7 +204,7 @@ func Decide(req *dhcpv4.DHCPv4, h *store.Host, self Self) Decision {
 		if want == nil || want.IsUnspecified() {
 			want = req.ClientIPAddr
 		}
-		if want != nil && !want.IsUnspecified() && !want.Equal(h.IP.AsSlice()) {
+		if want != nil && !want.IsUnspecified() && !want.Equal(addr.IP.AsSlice()) {
 			mt = dhcpv4.MessageTypeNak
 		} else {
 			mt = dhcpv4.MessageTypeAck
@@ -162,7 +221,7 @@ func Decide(req *dhcpv4.DHCPv4, h *store.Host, self Self) Decision {
 			d.Reason = err.Error()
 			return d
 		}
-		d.Reply, d.Reason = r, fmt.Sprintf("requested address is not the reservation %s", h.IP)
+		d.Reply, d.Reason = r, fmt.Sprintf("requested address is not the host's %s", addr.IP)
 		return d
 	}
 
@@ -179,22 +238,22 @@ func Decide(req *dhcpv4.DHCPv4, h *store.Host, self Self) Decision {
 		bootFile = ""
 	}
 
-	mask := net.CIDRMask(h.Prefix, 32)
+	mask := net.CIDRMask(addr.Prefix, 32)
 	mods := []dhcpv4.Modifier{
 		dhcpv4.WithMessageType(mt),
-		dhcpv4.WithYourIP(h.IP.AsSlice()),
+		dhcpv4.WithYourIP(addr.IP.AsSlice()),
 		dhcpv4.WithServerIP(self.IP.AsSlice()),
 		dhcpv4.WithNetmask(mask),
 		dhcpv4.WithLeaseTime(uint32(self.Lease / time.Second)),
 		dhcpv4.WithOption(dhcpv4.OptServerIdentifier(self.IP.AsSlice())),
 		dhcpv4.WithOption(dhcpv4.OptHostName(h.Name)),
 	}
-	if h.Gateway.IsValid() {
-		mods = append(mods, dhcpv4.WithRouter(h.Gateway.AsSlice()))
+	if addr.Gateway.IsValid() {
+		mods = append(mods, dhcpv4.WithRouter(addr.Gateway.AsSlice()))
 	}
-	if len(h.DNS) > 0 {
+	if len(addr.DNS) > 0 {
 		var dns []net.IP
-		for _, a := range h.DNS {
+		for _, a := range addr.DNS {
 			dns = append(dns, a.AsSlice())
 		}
 		mods = append(mods, dhcpv4.WithDNS(dns...))
@@ -226,8 +285,11 @@ func Decide(req *dhcpv4.DHCPv4, h *store.Host, self Self) Decision {
 	// BIOS PXE ROMs read the legacy 'file' header field, not option 67.
 	r.BootFileName = bootFile
 	echoRelayInfo(req, r)
-	d.Reply, d.Boot = r, bootFile
+	d.Reply, d.Boot, d.IP = r, bootFile, addr.IP
 	d.Reason = "known host"
+	if h.VLAN != self.VLAN {
+		d.Reason = fmt.Sprintf("known host, untagged first stage of a boot on VLAN %d", h.VLAN)
+	}
 	return d
 }
 
@@ -296,6 +358,10 @@ func DecideBootServer(req *dhcpv4.DHCPv4, h *store.Host, self Self) Decision {
 		return d
 	case d.Kind.Client == store.ClientOther:
 		d.Reason = "port 4011: not a PXE client"
+		return d
+	}
+	if _, why := place(h, d.Kind, self); why != "" {
+		d.Reason = why
 		return d
 	}
 	return proxyReply(req, h, self, d, dhcpv4.MessageTypeAck)

@@ -342,3 +342,105 @@ func TestRelayed(t *testing.T) {
 		t.Error("a relayed packet was trusted with no relay configured")
 	}
 }
+
+// A host on a tagged boot network gets its reservation only on its VLAN's
+// segment; on the untagged segment its firmware and iPXE get a pool
+// address, and nothing else gets anything.
+func TestDecideVLAN(t *testing.T) {
+	tagged := *host
+	tagged.VLAN, tagged.IP = 120, netip.MustParseAddr("10.1.20.10")
+	pool, err := ParsePool("10.0.0.200-10.0.0.201/24", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	untagged := self
+	untagged.FirstStage = pool
+	onVLAN := self
+	onVLAN.VLAN, onVLAN.IP = 120, netip.MustParseAddr("10.1.20.1")
+	other := onVLAN
+	other.VLAN = 130
+	noPool := untagged
+	noPool.FirstStage = nil
+	tests := []struct {
+		name     string
+		h        *store.Host
+		self     Self
+		mods     []dhcpv4.Modifier
+		wantIP   string
+		wantFile string
+		why      string
+	}{
+		{"firmware untagged: pool address, loader", &tagged, untagged, []dhcpv4.Modifier{arch(iana.INTEL_X86PC)}, "10.0.0.200", "undionly.kpxe", ""},
+		{"iPXE untagged: pool address, its script", &tagged, untagged, []dhcpv4.Modifier{arch(iana.INTEL_X86PC), ipxeUC()}, "10.0.0.200", "http://10.0.0.2:8080/boot/52:54:00:01:02:03.ipxe", ""},
+		{"agent untagged: nothing", &tagged, untagged, nil, "", "", "RAM image runs on VLAN 120"},
+		{"iPXE on its VLAN: the reservation and its script", &tagged, onVLAN, []dhcpv4.Modifier{arch(iana.INTEL_X86PC), ipxeUC()}, "10.1.20.10", "http://10.0.0.2:8080/boot/52:54:00:01:02:03.ipxe", ""},
+		{"agent on its VLAN: the reservation", &tagged, onVLAN, nil, "10.1.20.10", "", ""},
+		{"on another VLAN: nothing", &tagged, other, nil, "", "", "on VLAN 120, not on VLAN 130"},
+		{"untagged host on a VLAN: nothing", host, onVLAN, nil, "", "", "boots untagged, not on VLAN 120"},
+		{"untagged host untagged: as ever", host, untagged, nil, "10.0.0.10", "", ""},
+		{"no pool: nothing", &tagged, noPool, []dhcpv4.Modifier{arch(iana.INTEL_X86PC)}, "", "", "needs a first_stage_pool"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := Decide(discover(t, tt.mods...), tt.h, tt.self)
+			if tt.why != "" {
+				if d.Reply != nil || !strings.Contains(d.Reason, tt.why) {
+					t.Fatalf("Decide = %v (%s), want silence because %q", d.Reply, d.Reason, tt.why)
+				}
+				return
+			}
+			if d.Reply == nil {
+				t.Fatalf("silent: %s", d.Reason)
+			}
+			if got := d.Reply.YourIPAddr.String(); got != tt.wantIP {
+				t.Errorf("address %s, want %s", got, tt.wantIP)
+			}
+			if d.Boot != tt.wantFile {
+				t.Errorf("boot file %q, want %q", d.Boot, tt.wantFile)
+			}
+		})
+	}
+	// The pool: a MAC keeps its address; the next MAC takes the next one;
+	// a full pool answers nothing; an expired lease is taken over.
+	now := time.Unix(1000, 0)
+	pool.now = func() time.Time { return now }
+	if a, _ := pool.Lease(tagged.MAC); a.String() != "10.0.0.200" {
+		t.Errorf("renewed lease: %s", a)
+	}
+	if a, _ := pool.Lease("52:54:00:00:00:02"); a.String() != "10.0.0.201" {
+		t.Errorf("second lease: %s", a)
+	}
+	if _, ok := pool.Lease("52:54:00:00:00:03"); ok {
+		t.Error("a full pool gave an address")
+	}
+	if m, ok := pool.Owner(netip.MustParseAddr("10.0.0.201")); !ok || m != "52:54:00:00:00:02" {
+		t.Errorf("Owner = %q %v", m, ok)
+	}
+	now = now.Add(2 * time.Minute)
+	if a, ok := pool.Lease("52:54:00:00:00:03"); !ok || a.String() != "10.0.0.200" {
+		t.Errorf("after expiry: %s %v", a, ok)
+	}
+	if _, ok := pool.Owner(netip.MustParseAddr("10.0.0.201")); ok {
+		t.Error("an expired lease still has an owner")
+	}
+	// A REQUEST for anything but the pool address is refused.
+	req, _ := dhcpv4.NewDiscovery(mac, arch(iana.INTEL_X86PC))
+	req.UpdateOption(dhcpv4.OptMessageType(dhcpv4.MessageTypeRequest))
+	req.UpdateOption(dhcpv4.OptRequestedIPAddress(net.ParseIP("10.1.20.10")))
+	if d := Decide(req, &tagged, untagged); d.Reply == nil || d.Reply.MessageType() != dhcpv4.MessageTypeNak {
+		t.Errorf("REQUEST for the VLAN reservation on the untagged segment: %v (%s)", d.Reply, d.Reason)
+	}
+}
+
+func TestParsePool(t *testing.T) {
+	for _, bad := range []string{"", "10.0.0.1", "10.0.0.9-10.0.0.1/24", "10.0.0.1-10.0.1.1/24", "10.0.0.1-10.0.0.9/33", "10.0.0.1-10.0.0.9/024",
+		"x-10.0.0.9/24", "10.0.0.0-10.0.255.255/16", "::1-::2/24"} {
+		if _, err := ParsePool(bad, time.Minute); err == nil {
+			t.Errorf("ParsePool(%q) took it", bad)
+		}
+	}
+	p, err := ParsePool("10.0.0.200-10.0.0.239/24", time.Minute)
+	if err != nil || p.Prefix != 24 || p.First.String() != "10.0.0.200" || p.Last.String() != "10.0.0.239" {
+		t.Fatalf("ParsePool = %+v, %v", p, err)
+	}
+}

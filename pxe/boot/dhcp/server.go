@@ -236,7 +236,10 @@ func (s *Server) handle(ctx context.Context, conn net.PacketConn, req *dhcpv4.DH
 	if s.Self.Proxy {
 		details["mode"] = "proxy"
 	} else {
-		details["ip"] = h.IP.String()
+		details["ip"] = d.IP.String()
+	}
+	if s.Self.VLAN != 0 {
+		details["vlan"] = fmt.Sprint(s.Self.VLAN)
 	}
 	if d.Boot != "" {
 		details["boot_file"] = d.Boot
@@ -257,7 +260,7 @@ func (s *Server) handle(ctx context.Context, conn net.PacketConn, req *dhcpv4.DH
 		return
 	}
 	outcome = "answered"
-	log.Info("dhcp answered", "reply", d.Reply.MessageType().String(), "ip", h.IP.String(), "boot_file", d.Boot, "reason", d.Reason)
+	log.Info("dhcp answered", "reply", d.Reply.MessageType().String(), "ip", d.IP.String(), "boot_file", d.Boot, "reason", d.Reason)
 }
 
 // logUntrustedRelay logs a packet naming a relay that is not configured,

@@ -162,7 +162,10 @@ func (s *Server) script(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h, ok := s.Inventory.Lookup(mac)
-	if !ok || peerIP(r) != h.IP {
+	// The reservation, or the first-stage address of a host on a VLAN
+	// (dhcp.FirstStageInventory).
+	at, atOK := s.Inventory.LookupIP(peerIP(r))
+	if !ok || !atOK || at.Name != h.Name {
 		s.refused.note(s.Log, peerIP(r), time.Now(), "script refused: not the host's reserved address (logged once a minute per address)", "mac", mac.String())
 		http.NotFound(w, r)
 		return
@@ -268,7 +271,13 @@ func (s *Server) agentArchive(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	data, err := AgentArchive(agentapi.BootParams{Server: s.AgentURL, ServerKey: s.AgentKey, Boot: b.Boot, MAC: b.MAC, Host: b.Host, Token: tok})
+	p := agentapi.BootParams{Server: s.AgentURL, ServerKey: s.AgentKey, Boot: b.Boot, MAC: b.MAC, Host: b.Host, Token: tok}
+	if mac, err := net.ParseMAC(b.MAC); err == nil {
+		if h, ok := s.Inventory.Lookup(mac); ok {
+			p.VLAN = h.VLAN
+		}
+	}
+	data, err := AgentArchive(p)
 	if err != nil {
 		http.Error(w, "internal error", http.StatusInternalServerError)
 		return

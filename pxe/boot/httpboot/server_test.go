@@ -22,6 +22,7 @@ import (
 	"github.com/lifeboat-boot/lifeboat/hack/paths"
 
 	"github.com/lifeboat-boot/lifeboat/pxe/agent/agentapi"
+	"github.com/lifeboat-boot/lifeboat/pxe/boot/dhcp"
 	"github.com/lifeboat-boot/lifeboat/pxe/store"
 	"github.com/lifeboat-boot/lifeboat/pxe/store/audit"
 	"github.com/lifeboat-boot/lifeboat/pxe/store/sqlite"
@@ -40,7 +41,11 @@ type rig struct {
 
 // newRig serves a host whose reservation is 127.0.0.1, so that the test
 // client on loopback is that host.
-func newRig(t testing.TB) *rig {
+func newRig(t testing.TB) *rig { return newRigWith(t, "", nil) }
+
+// newRigWith adds the inventory entries in extra (a JSON list's items,
+// each with a boot in flight) and serves a first-stage pool.
+func newRigWith(t testing.TB, extra string, pool *dhcp.Pool) *rig {
 	dir := t.TempDir()
 	_ = os.MkdirAll(filepath.Join(dir, "tftp"), 0o755)
 	for _, f := range []string{"vmlinuz", "initramfs.cpio", "tftp/ipxe.efi", "tftp/other.efi"} {
@@ -51,7 +56,7 @@ func newRig(t testing.TB) *rig {
 	_ = os.WriteFile(filepath.Join(filepath.Dir(dir), "secret"), []byte("TOPSECRET"), 0o644)
 	_ = os.Symlink("../secret", filepath.Join(dir, "secret"))
 	inv, err := store.ParseInventory([]byte(`{"hosts":[{"name":"web1","mac":"52:54:00:00:00:01","ip":"127.0.0.1","authorized_keys":["` + custKey + `"]},
-		{"name":"db1","mac":"52:54:00:00:00:02","ip":"127.0.0.2","mode":"disk","authorized_keys":["` + custKey + `"]}]}`))
+		{"name":"db1","mac":"52:54:00:00:00:02","ip":"127.0.0.2","mode":"disk","authorized_keys":["` + custKey + `"]}` + extra + `]}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +75,10 @@ func newRig(t testing.TB) *rig {
 	for _, b := range []struct {
 		mac, name string
 		fw        store.Firmware
-	}{{"52:54:00:00:00:01", "web1", "bios"}, {"52:54:00:00:00:02", "db1", "uefi"}} {
+	}{{"52:54:00:00:00:01", "web1", "bios"}, {"52:54:00:00:00:02", "db1", "uefi"}, {"52:54:00:00:00:03", "vl1", "bios"}} {
+		if _, ok := inv.ByName(b.name); !ok {
+			continue
+		}
 		boot, _, err := r.steps.Begin(context.Background(), b.mac, b.name, store.ClientIPXE, b.fw, audit.Event{Code: audit.BootStart})
 		if err != nil {
 			t.Fatal(err)
@@ -81,7 +89,7 @@ func newRig(t testing.TB) *rig {
 	}
 	r.db = el
 	s := &Server{Image: Image{Loaders: []string{"ipxe.efi"}, Dir: dir, Kernel: "vmlinuz", Initramfs: "initramfs.cpio", Cmdline: "console=ttyS0"},
-		Inventory: el, Steps: r.steps, Tokens: el, Log: slog.New(slog.NewTextHandler(r.logBuf, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Inventory: dhcp.FirstStageInventory{Inventory: el, Pool: pool}, Steps: r.steps, Tokens: el, Log: slog.New(slog.NewTextHandler(r.logBuf, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		AgentURL: "https://127.0.0.1:8443", AgentKey: "MCowBQYDK2VwAyEA" + strings.Repeat("A", 43) + "="}
 	h, err := s.Handler()
 	if err != nil {
@@ -187,6 +195,56 @@ func TestBootFlow(t *testing.T) {
 	ev, _ := os.ReadFile(r.events)
 	if bytes.Contains(ev, []byte(token)) || strings.Contains(r.logBuf.String(), token) {
 		t.Error("boot token leaked into a log")
+	}
+}
+
+// A host on a VLAN fetches its script from the first-stage pool address
+// it holds, and its agent archive names its VLAN; the pool address is no
+// other host's, and no one's before it is leased.
+func TestVLANHostFromPool(t *testing.T) {
+	pool, err := dhcp.ParsePool("127.0.0.9-127.0.0.9/8", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := newRigWith(t, `,{"name":"vl1","mac":"52:54:00:00:00:03","ip":"10.9.120.5","vlan":120,"authorized_keys":["`+custKey+`"]}`, pool)
+	from := &http.Client{Transport: &http.Transport{DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 9)}}).DialContext}}
+	fetch := func(path string) (int, []byte) {
+		resp, err := from.Get(r.srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, b
+	}
+	if code, _ := fetch("/boot/52:54:00:00:00:03.ipxe"); code == 200 {
+		t.Fatal("script served to a pool address nobody holds")
+	}
+	if a, ok := pool.Lease("52:54:00:00:00:03"); !ok || a.String() != "127.0.0.9" {
+		t.Fatalf("lease: %s %v", a, ok)
+	}
+	if code, _ := fetch("/boot/52:54:00:00:00:01.ipxe"); code == 200 {
+		t.Error("another host's script served to vl1's pool address")
+	}
+	code, script := fetch("/boot/52:54:00:00:00:03.ipxe")
+	m := tokenRE.FindSubmatch(script)
+	if code != 200 || m == nil {
+		t.Fatalf("script from the pool address: HTTP %d\n%s", code, script)
+	}
+	_, arch := fetch("/boot/agent/" + string(m[1]) + ".cpio")
+	recs, err := cpio.ReadAllRecords(cpio.Newc.Reader(bytes.NewReader(arch)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p agentapi.BootParams
+	for _, rec := range recs {
+		if rec.Name == agentapi.BootFile {
+			b, _ := io.ReadAll(io.NewSectionReader(rec.ReaderAt, 0, int64(rec.FileSize)))
+			_ = json.Unmarshal(b, &p)
+		}
+	}
+	if p.VLAN != 120 || p.Host != "vl1" {
+		t.Errorf("boot parameters %+v: want host vl1 on VLAN 120", p)
 	}
 }
 

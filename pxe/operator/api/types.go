@@ -26,6 +26,7 @@ type Host struct {
 	DNS            []netip.Addr `json:"dns,omitempty"`
 	Mode           kind.Mode    `json:"mode"`
 	CircuitID      string       `json:"circuit_id,omitempty"` // DHCP option 82 circuit-id
+	VLAN           int          `json:"vlan,omitempty"`       // 802.1Q tag of the boot network from iPXE on (0: untagged)
 	AuthorizedKeys []string     `json:"authorized_keys"`
 }
 

@@ -48,7 +48,7 @@ func TestMigrations(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if v, err := db.SchemaVersion(ctx); err != nil || v != 9 {
+		if v, err := db.SchemaVersion(ctx); err != nil || v != 10 {
 			t.Fatalf("schema version = %d, %v", v, err)
 		}
 		db.Close()
@@ -77,7 +77,7 @@ func TestApplyHosts(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := host("web1", "52:54:00:AA:00:01", "10.0.0.5")
-	a.Customer, a.OtherMACs = "acme", []string{"52:54:00:aa:00:02"}
+	a.Customer, a.OtherMACs, a.VLAN = "acme", []string{"52:54:00:aa:00:02"}, 120
 	res, err := db.Apply(ctx, store.Change{Put: []*store.Host{a, host("web2", "52:54:00:aa:00:03", "10.0.0.6")}, Create: true}, "alice")
 	if err != nil || res.Added != 2 {
 		t.Fatalf("Apply = %+v, %v", res, err)
@@ -85,7 +85,7 @@ func TestApplyHosts(t *testing.T) {
 	// Every MAC finds the host; the snapshot is canonical.
 	for _, m := range []string{"52:54:00:aa:00:01", "52:54:00:aa:00:02"} {
 		mac, _ := net.ParseMAC(m)
-		if h, ok := db.Lookup(mac); !ok || h.Name != "web1" || h.MAC != "52:54:00:aa:00:01" {
+		if h, ok := db.Lookup(mac); !ok || h.Name != "web1" || h.MAC != "52:54:00:aa:00:01" || h.VLAN != 120 {
 			t.Errorf("Lookup(%s) = %+v, %v", m, h, ok)
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -62,7 +63,7 @@ func (db *DB) Host(name string) (*store.Host, error) {
 // reload rebuilds the snapshot from the tables.
 func (db *DB) reload(ctx context.Context) error {
 	rows, err := db.sql.QueryContext(ctx, `SELECT name, COALESCE(customer, ''), ip, prefix, gateway, dns, mode,
-		COALESCE(circuit_id, ''), authorized_keys FROM hosts ORDER BY name`)
+		COALESCE(circuit_id, ''), vlan, authorized_keys FROM hosts ORDER BY name`)
 	if err != nil {
 		return err
 	}
@@ -71,7 +72,7 @@ func (db *DB) reload(ctx context.Context) error {
 	for rows.Next() {
 		h := &store.Host{}
 		var ip, gw, dns, keys string
-		if err := rows.Scan(&h.Name, &h.Customer, &ip, &h.Prefix, &gw, &dns, &h.Mode, &h.CircuitID, &keys); err != nil {
+		if err := rows.Scan(&h.Name, &h.Customer, &ip, &h.Prefix, &gw, &dns, &h.Mode, &h.CircuitID, &h.VLAN, &keys); err != nil {
 			rows.Close()
 			return err
 		}
@@ -276,13 +277,13 @@ func writeHost(ctx context.Context, tx *sql.Tx, h *store.Host, exists bool, now 
 	}
 	if exists {
 		if _, err := tx.ExecContext(ctx, `UPDATE hosts SET customer = ?, ip = ?, prefix = ?, gateway = ?, dns = ?, mode = ?,
-			circuit_id = ?, authorized_keys = ?, updated = ? WHERE name = ?`,
-			cust, h.IP.String(), h.Prefix, gw, string(dns), h.Mode, circuit, string(keys), fmtTime(now), h.Name); err != nil {
+			circuit_id = ?, vlan = ?, authorized_keys = ?, updated = ? WHERE name = ?`,
+			cust, h.IP.String(), h.Prefix, gw, string(dns), h.Mode, circuit, h.VLAN, string(keys), fmtTime(now), h.Name); err != nil {
 			return err
 		}
 	} else if _, err := tx.ExecContext(ctx, `INSERT INTO hosts (name, customer, ip, prefix, gateway, dns, mode, circuit_id,
-		authorized_keys, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		h.Name, cust, h.IP.String(), h.Prefix, gw, string(dns), h.Mode, circuit, string(keys), fmtTime(now), fmtTime(now)); err != nil {
+		vlan, authorized_keys, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		h.Name, cust, h.IP.String(), h.Prefix, gw, string(dns), h.Mode, circuit, h.VLAN, string(keys), fmtTime(now), fmtTime(now)); err != nil {
 		return err
 	}
 	for i, m := range h.MACs() {
@@ -308,6 +309,9 @@ func hostDetails(h *store.Host) map[string]string {
 	}
 	if h.CircuitID != "" {
 		d["circuit_id"] = h.CircuitID
+	}
+	if h.VLAN != 0 {
+		d["vlan"] = strconv.Itoa(h.VLAN)
 	}
 	d["keys"] = strings.Join(store.Fingerprints(h.AuthorizedKeys), ",")
 	return d
