@@ -378,8 +378,8 @@ func (c *Config) check() error {
 	} else if len(vlans) > 0 && c.DHCPMode == "full" {
 		errs = append(errs, errors.New("first_stage_pool: hosts on vlans need untagged addresses for their firmware's PXE; give a range on interface, e.g. 10.9.0.200-10.9.0.239/24"))
 	}
-	if len(vlans) > 0 && c.DHCPMode == "off" {
-		errs = append(errs, errors.New("vlans: with dhcp_mode \"off\" lifeboatd answers no DHCP, on a VLAN neither"))
+	if len(vlans) > 0 && c.DHCPMode != "full" {
+		errs = append(errs, fmt.Errorf("vlans: a tagged host's untagged first stage needs dhcp_mode \"full\" (with %q the site would give it an address lifeboatd cannot tie to the host)", c.DHCPMode))
 	}
 	if c.RescueDomain != "" && !store.ValidName(c.RescueDomain) {
 		errs = append(errs, fmt.Errorf("rescue_domain %q: want a DNS name, e.g. rescue.example.net", c.RescueDomain))

@@ -37,7 +37,7 @@ func TestBadConfig(t *testing.T) {
 		`{"interface":"eth1","server_ip":"192.0.2.1","database":"d","vlans":"120:eth1.120"}`:                              "want TAG:INTERFACE:ADDRESS",
 		`{"interface":"eth1","server_ip":"192.0.2.1","database":"d","vlans":"120:a:10.9.120.1,120:b:10.9.121.1"}`:         "VLAN 120 is listed twice",
 		`{"interface":"eth1","server_ip":"192.0.2.1","database":"d","first_stage_pool":"192.0.2.9-192.0.2.1/24"}`:         "the last address is before the first",
-		`{"server_ip":"192.0.2.1","database":"d","dhcp_mode":"off","vlans":"120:eth1.120:10.9.120.1"}`:                    "answers no DHCP, on a VLAN neither",
+		`{"server_ip":"192.0.2.1","database":"d","dhcp_mode":"off","vlans":"120:eth1.120:10.9.120.1"}`:                    "needs dhcp_mode \"full\"",
 	}
 	for doc, want := range tests {
 		p := filepath.Join(t.TempDir(), "c.json")

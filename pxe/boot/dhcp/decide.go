@@ -79,7 +79,9 @@ func place(h *store.Host, k Kind, self Self) (a address, why string) {
 		// address is not the host's.
 		return a, fmt.Sprintf("the host's RAM image runs on VLAN %d: no address for it untagged", h.VLAN)
 	case self.Proxy:
-		return a, ""
+		// The site would give its first stage an address lifeboatd does
+		// not know, and could not tie its script fetch to the host.
+		return a, fmt.Sprintf("the host is on VLAN %d: a tagged host's first stage needs dhcp_mode full", h.VLAN)
 	case self.FirstStage == nil:
 		return a, fmt.Sprintf("the host is on VLAN %d: its untagged first stage needs a first_stage_pool", h.VLAN)
 	}

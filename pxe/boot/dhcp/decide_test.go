@@ -361,6 +361,8 @@ func TestDecideVLAN(t *testing.T) {
 	other.VLAN = 130
 	noPool := untagged
 	noPool.FirstStage = nil
+	proxy := untagged
+	proxy.Proxy = true
 	tests := []struct {
 		name     string
 		h        *store.Host
@@ -379,6 +381,7 @@ func TestDecideVLAN(t *testing.T) {
 		{"untagged host on a VLAN: nothing", host, onVLAN, nil, "", "", "boots untagged, not on VLAN 120"},
 		{"untagged host untagged: as ever", host, untagged, nil, "10.0.0.10", "", ""},
 		{"no pool: nothing", &tagged, noPool, []dhcpv4.Modifier{arch(iana.INTEL_X86PC)}, "", "", "needs a first_stage_pool"},
+		{"proxy mode: nothing", &tagged, proxy, []dhcpv4.Modifier{arch(iana.INTEL_X86PC)}, "", "", "needs dhcp_mode full"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
