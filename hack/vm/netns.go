@@ -208,3 +208,14 @@ func (n *NS) Listen(addr string) (net.Listener, error) {
 	})
 	return ln, err
 }
+
+// Dial connects from inside the namespace, as a client there would.
+func (n *NS) Dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	var c net.Conn
+	err := inNS(n.Name, func() error {
+		var err error
+		c, err = (&net.Dialer{}).DialContext(ctx, network, addr)
+		return err
+	})
+	return c, err
+}

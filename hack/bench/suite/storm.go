@@ -241,6 +241,11 @@ func bootHost(i int, want map[string]string) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
+	// From the host's own address: lifeboatd serves a first stage only
+	// to a host whose boot is in progress, known by that address.
+	if err := tc.SetLocalAddr(ip); err != nil {
+		return 0, err
+	}
 	tc.SetBlockSize(1468)
 	tc.SetTimeout(2 * time.Second)
 	tc.SetRetries(10)
