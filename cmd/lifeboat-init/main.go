@@ -83,7 +83,10 @@ func run(ctx context.Context, log *slog.Logger, out io.Writer, consoleDevs []str
 	if err != nil {
 		return err
 	}
-	a, err := agent.Checkin(ctx, p, key.PublicKey(), ip, log)
+	agent.MountTrustFS("/sys")
+	trust := agent.ReadTrust("/sys")
+	log.Info("how this boot started", "firmware", trust.Firmware, "secure_boot", trust.SecureBoot, "lockdown", trust.Lockdown)
+	a, err := agent.Checkin(ctx, p, key.PublicKey(), ip, trust, log)
 	if err != nil {
 		return err
 	}

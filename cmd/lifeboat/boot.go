@@ -74,6 +74,9 @@ func (e *env) bootShow(args []string) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	if b.Trust != "" {
+		fmt.Fprintf(e.out, "trust: %s\n", clean(b.Trust))
+	}
 	for _, w := range b.Warnings {
 		fmt.Fprintf(e.out, "WARNING: %s\n", clean(w))
 	}

@@ -20,6 +20,8 @@ import (
 	"github.com/lifeboat-boot/lifeboat/initramfs/consoles"
 	"github.com/lifeboat-boot/lifeboat/pxe/agent/agentapi"
 	"github.com/lifeboat-boot/lifeboat/pxe/operator/api"
+	"github.com/lifeboat-boot/lifeboat/pxe/store/audit"
+	"github.com/lifeboat-boot/lifeboat/pxe/store/sqlite"
 )
 
 // hwHost is a host of the driver matrix: a server's NIC and disk
@@ -234,6 +236,29 @@ func (r *rigT) checkHardware(t *testing.T, ctx context.Context, h hwHost) {
 		}
 	} else if len(got.Warnings) > 0 {
 		t.Errorf("%s: warnings on a host whose devices all have a driver: %q", h.Name, got.Warnings)
+	}
+	// The check-in's record says how the boot started: these firmwares
+	// enforce no Secure Boot, and the kernel is not locked down.
+	evs, err := sqlite.ReadEvents(r.EventLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantFW := map[string]string{"bios": "bios"}[h.Firmware]
+	if wantFW == "" {
+		wantFW = "uefi"
+	}
+	for _, e := range evs {
+		if e.Code == audit.AgentCheckin && e.Host == h.Name &&
+			(e.Details["firmware"] != wantFW || e.Details["secure_boot"] != "off" || e.Details["lockdown"] != "none" || !strings.Contains(e.Details["trust"], "image: not verified")) {
+			t.Errorf("%s: check-in record %v, want %s firmware, Secure Boot off, no lockdown, image not verified", h.Name, e.Details, wantFW)
+		}
+	}
+	wantTrust := "trust: Secure Boot: off; kernel lockdown: none; image: not verified"
+	if wantFW == "bios" {
+		wantTrust = "trust: Secure Boot: off (BIOS firmware); kernel lockdown: none; image: not verified"
+	}
+	if show, err := r.CLI(ctx, "", "boot", "show", got.Boot); err != nil || !strings.Contains(show, wantTrust) {
+		t.Errorf("%s: boot show does not say %q: %v\n%s", h.Name, wantTrust, err, show)
 	}
 	text, err := r.CLI(ctx, "", "host", "hardware", h.Name)
 	if err != nil || !strings.Contains(text, hwSerial(h)) || !strings.Contains(text, "booted from") {

@@ -190,13 +190,14 @@ var BusyWait = 3 * time.Minute
 // with the server key the boot parameters pin, retrying a few times on
 // network errors (never on a refusal: the token is then dead; never with a
 // server that is not the pinned one), and for up to BusyWait while another
-// agent of the host is live.
-func Checkin(ctx context.Context, p *agentapi.BootParams, hostKey ssh.PublicKey, ip net.IP, log *slog.Logger) (*Agent, error) {
+// agent of the host is live. trust (ReadTrust) goes with it, for the
+// check-in's record and the customer's notice.
+func Checkin(ctx context.Context, p *agentapi.BootParams, hostKey ssh.PublicKey, ip net.IP, trust agentapi.BootTrust, log *slog.Logger) (*Agent, error) {
 	c, err := agentapi.NewClient(p, &http.Client{Timeout: 15 * time.Second})
 	if err != nil {
 		return nil, err
 	}
-	req := agentapi.CheckinRequest{Boot: p.Boot, MAC: p.MAC, HostKey: string(ssh.MarshalAuthorizedKey(hostKey)), IP: ip.String()}
+	req := agentapi.CheckinRequest{Boot: p.Boot, MAC: p.MAC, HostKey: string(ssh.MarshalAuthorizedKey(hostKey)), IP: ip.String(), Trust: &trust}
 	busyUntil := time.Now().Add(BusyWait)
 	for i, wait := 0, time.Second; i < 6; i, wait = i+1, wait*2 {
 		var resp *agentapi.CheckinResponse

@@ -57,7 +57,7 @@ func TestCheckinRetriesOnlyNetworkErrors(t *testing.T) {
 	defer srv.Close()
 	hk, _ := HostKey()
 	p := &agentapi.BootParams{Server: srv.URL, ServerKey: keys.PublicKey(), Boot: "b", MAC: "m", Token: "t"}
-	_, err = Checkin(context.Background(), p, hk.PublicKey(), net.IPv4(10, 0, 0, 10), slog.New(slog.DiscardHandler))
+	_, err = Checkin(context.Background(), p, hk.PublicKey(), net.IPv4(10, 0, 0, 10), agentapi.BootTrust{Firmware: "bios", SecureBoot: "off", Lockdown: "none"}, slog.New(slog.DiscardHandler))
 	if !errors.Is(err, agentapi.ErrRefused) || !strings.Contains(err.Error(), "already used") || calls.Load() != 1 {
 		t.Errorf("refused check-in: %v after %d calls, want one call and the server's reason", err, calls.Load())
 	}

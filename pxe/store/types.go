@@ -117,6 +117,9 @@ type BootRecord struct {
 	// Warnings are what the boot's hardware report says the provider
 	// must act on (a device without a driver, a failing disk).
 	Warnings []string `json:"warnings,omitempty"`
+	// Trust is how the boot started, as its check-in's record says it
+	// (Secure Boot, lockdown, whether the image was verified).
+	Trust string `json:"trust,omitempty"`
 }
 
 // Hardware is a boot's hardware report as stored: the agent's JSON
@@ -237,6 +240,9 @@ type CheckinRequest struct {
 	HostKey string // fingerprint of the boot's SSH host key (SHA256:...)
 	IP      string
 	Peer    string // the caller's address, as the server saw it
+	// Trust is what the agent saw of how its boot started (checked
+	// words, agentapi.BootTrust), for the check-in's record.
+	Trust map[string]string
 	// Certify signs the boot's host key for the host the token is for,
 	// inside the transaction (nothing is written if it fails), and
 	// returns the certificate and the details its record carries.

@@ -60,6 +60,9 @@ type CheckinRequest struct {
 	MAC     string `json:"mac"`
 	HostKey string `json:"host_key"` // authorized_keys form of the per-boot RAM host key
 	IP      string `json:"ip,omitempty"`
+	// Trust is what the RAM image sees of how it was started; an agent
+	// too old to say sends none.
+	Trust *BootTrust `json:"trust,omitempty"`
 }
 
 // CheckinResponse is the host's configuration for this boot.

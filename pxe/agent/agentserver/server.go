@@ -154,6 +154,18 @@ func decodeJSON(r *http.Request, v any) error {
 var refusal = map[error]string{store.ErrTokenUnknown: "unknown", store.ErrTokenExpired: "expired", store.ErrTokenUsed: "replay",
 	store.ErrTokenBinding: "binding", store.ErrHostGone: "host_gone", store.ErrWrongPeer: "peer", store.ErrAgentAlive: "agent_alive"}
 
+// trustDetails is what the check-in's record says of the boot's trust:
+// the agent's checked words and the line the customer reads.
+func trustDetails(t *agentapi.BootTrust) (map[string]string, error) {
+	if t == nil {
+		return map[string]string{"trust": "unknown (the RAM image did not say how it was started)"}, nil
+	}
+	if err := t.Check(); err != nil {
+		return nil, err
+	}
+	return map[string]string{"firmware": t.Firmware, "secure_boot": t.SecureBoot, "lockdown": t.Lockdown, "trust": t.Line()}, nil
+}
+
 func (s *Server) checkin(w http.ResponseWriter, r *http.Request) {
 	var req agentapi.CheckinRequest
 	if err := decodeJSON(r, &req); err != nil {
@@ -167,8 +179,13 @@ func (s *Server) checkin(w http.ResponseWriter, r *http.Request) {
 	}
 	fp := ssh.FingerprintSHA256(hostKey)
 	req.HostKey = fp // what the refusal's record may keep of it
+	trust, err := trustDetails(req.Trust)
+	if err != nil {
+		httpError(w, http.StatusBadRequest, err.Error())
+		return
+	}
 	c, err := s.Store.Checkin(r.Context(), store.CheckinRequest{Token: bearer(r), MAC: req.MAC, Boot: req.Boot, HostKey: fp, IP: req.IP, Peer: peerIP(r).String(),
-		ReportTTL: ReportTTL, Certify: s.certify(hostKey)})
+		Trust: trust, ReportTTL: ReportTTL, Certify: s.certify(hostKey)})
 	if err != nil {
 		s.refuse(w, r, req, c, err)
 		return

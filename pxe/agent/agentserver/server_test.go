@@ -130,9 +130,28 @@ func TestCheckin(t *testing.T) {
 	if _, err := c.Checkin(ctx, token, agentapi.CheckinRequest{Boot: "b-wrong", MAC: req.MAC, HostKey: req.HostKey}); !errors.Is(err, agentapi.ErrRefused) {
 		t.Fatalf("check-in for another boot: %v, want refused", err)
 	}
+	// A trust field outside its words is refused, before the token is
+	// looked at.
+	odd := req
+	odd.Trust = &agentapi.BootTrust{Firmware: "uefi", SecureBoot: "on\x1b[2J", Lockdown: "none"}
+	if _, err := c.Checkin(ctx, token, odd); !errors.Is(err, agentapi.ErrRefused) || !strings.Contains(err.Error(), "secure_boot") {
+		t.Fatalf("check-in with an odd trust field: %v, want refused", err)
+	}
+	req.Trust = &agentapi.BootTrust{Firmware: "uefi", SecureBoot: "on", Lockdown: "integrity"}
 	cfg, err := c.Checkin(ctx, token, req)
 	if err != nil {
 		t.Fatalf("check-in: %v", err)
+	}
+	// Its record says how the boot started, in the customer's words.
+	evs, err := sqlite.ReadEvents(r.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range evs {
+		if e.Code == audit.AgentCheckin && (e.Details["secure_boot"] != "on" || e.Details["lockdown"] != "integrity" ||
+			e.Details["trust"] != "Secure Boot: on; kernel lockdown: integrity; image: not verified (nothing checked lifeboat's RAM image before it ran)") {
+			t.Errorf("check-in record: %v", e.Details)
+		}
 	}
 	if cfg.Host != "web1" || len(cfg.AuthorizedKeys) != 1 || cfg.ReportToken == "" || cfg.Unlock.MaxTries != 5 || cfg.Mode != store.ModeUnlock {
 		t.Errorf("check-in response = %+v", cfg)

@@ -95,6 +95,9 @@ type Boot struct {
 	Stages   []Stage       `json:"stages"`
 	// Warnings are what the boot's hardware report says to act on.
 	Warnings []string `json:"warnings,omitempty"`
+	// Trust is how the boot started (Secure Boot, lockdown, whether the
+	// image was verified), as its check-in said.
+	Trust string `json:"trust,omitempty"`
 }
 
 // Hardware is a host's newest hardware report, from the boot that sent

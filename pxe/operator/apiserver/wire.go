@@ -52,7 +52,7 @@ func grantRequestIn(r api.GrantRequest) store.GrantRequest { return store.GrantR
 
 func bootOut(b store.BootRecord) api.Boot {
 	return api.Boot{ID: b.ID, Host: b.Host, MAC: b.MAC, Firmware: b.Firmware, Started: b.Started, Stage: b.Stage,
-		Stages: each(b.Stages, func(s store.StageTimes) api.Stage { return api.Stage(s) }), Warnings: b.Warnings}
+		Stages: each(b.Stages, func(s store.StageTimes) api.Stage { return api.Stage(s) }), Warnings: b.Warnings, Trust: b.Trust}
 }
 
 // webhookOut leaves out the sealed secret.

@@ -386,3 +386,14 @@ func TestRefusalSummaries(t *testing.T) {
 		}
 	}
 }
+
+// The check-in's notice says how the boot started, when the agent said.
+func TestCheckinSummary(t *testing.T) {
+	d := map[string]string{"host_key": "SHA256:k", "trust": "secure Boot: off; kernel lockdown: none; image: not verified"}
+	if got, want := summary(audit.Event{Code: audit.AgentCheckin, Host: "web1", Details: d}), "web1 booted into lifeboat; its host key this boot is SHA256:k. Secure Boot: off; kernel lockdown: none; image: not verified"; got != want {
+		t.Errorf("summary = %q, want %q", got, want)
+	}
+	if got := summary(audit.Event{Code: audit.AgentCheckin, Host: "web1", Details: map[string]string{"host_key": "SHA256:k"}}); got != "web1 booted into lifeboat; its host key this boot is SHA256:k" {
+		t.Errorf("summary without trust = %q", got)
+	}
+}

@@ -54,6 +54,9 @@ func summary(e audit.Event) string {
 	d := e.Details
 	switch e.Code {
 	case audit.AgentCheckin:
+		if d["trust"] != "" {
+			return fmt.Sprintf("%s booted into lifeboat; its host key this boot is %s. %s", e.Host, cmp.Or(d["host_key"], "unknown"), upperFirst(d["trust"]))
+		}
 		return fmt.Sprintf("%s booted into lifeboat; its host key this boot is %s", e.Host, cmp.Or(d["host_key"], "unknown"))
 	case audit.CheckinRetry:
 		return fmt.Sprintf("%s's check-in came again from %s with the same host key %s: its first answer was lost, or someone who saw the check-in sent it again", e.Host, cmp.Or(d["peer"], "an unknown address"), cmp.Or(d["host_key"], "unknown"))

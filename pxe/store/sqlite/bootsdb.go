@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/lifeboat-boot/lifeboat/pxe/store"
+	"github.com/lifeboat-boot/lifeboat/pxe/store/audit"
 )
 
 // restoreWindow: boots started longer ago than this are not put back in
@@ -97,6 +98,13 @@ func (db *DB) BootRecord(ctx context.Context, id string) (*store.BootRecord, err
 	if r.Warnings, err = db.bootWarnings(ctx, id); err != nil {
 		return nil, err
 	}
+	var trust sql.NullString
+	err = db.sql.QueryRowContext(ctx, `SELECT json_extract(details, '$.trust') FROM events WHERE host = ? AND boot = ? AND code = ?
+		ORDER BY seq LIMIT 1`, r.Host, id, audit.AgentCheckin).Scan(&trust)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return nil, err
+	}
+	r.Trust = trust.String
 	out := []store.BootRecord{r}
 	return &out[0], db.addStages(ctx, out)
 }

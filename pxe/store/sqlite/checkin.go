@@ -106,6 +106,7 @@ func (db *DB) Checkin(ctx context.Context, req store.CheckinRequest) (*store.Che
 		}
 		out.Mode = h.Mode
 		details := map[string]string{"host_key": req.HostKey, "ip": req.IP, "peer": req.Peer, "mode": string(h.Mode)}
+		maps.Copy(details, req.Trust)
 		if req.Certify != nil {
 			var more map[string]string
 			if out.HostCert, more, err = req.Certify(h, *b); err != nil {
