@@ -55,7 +55,9 @@ var (
 	// types (xfs and ext4 are the two largest modules an ordinary boot
 	// loads: seconds under emulation). A mount that comes first loads its
 	// file system itself, through request_module ("fs-xfs").
-	LaterModules = []string{"ext4", "xfs", "vfat", "nls_cp437", "nls_ascii", "nls_utf8"}
+	// efivarfs is here to be carried: the agent's mount of it, to read
+	// Secure Boot's state before the check-in, loads it at once.
+	LaterModules = []string{"ext4", "xfs", "vfat", "nls_cp437", "nls_ascii", "nls_utf8", "efivarfs"}
 )
 
 // ExtraSoftdeps are softdeps the kernel's modules.softdep lacks: 6.1's

@@ -1,6 +1,8 @@
 package agent
 
 import (
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,19 +26,29 @@ func MountTrustFS(sys string) {
 	_ = unix.Mount("securityfs", filepath.Join(sys, "kernel/security"), "securityfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "")
 }
 
+// readable says whether efivarfs shows variables at dir: without it
+// mounted, a missing variable says nothing.
+func readable(dir string) bool {
+	ents, err := os.ReadDir(dir)
+	return err == nil && len(ents) > 0
+}
+
 // ReadTrust reads, under sys (/sys), how this boot started: UEFI or BIOS,
 // Secure Boot's state, and the kernel's lockdown mode.
 func ReadTrust(sys string) agentapi.BootTrust {
 	t := agentapi.BootTrust{Firmware: "bios", SecureBoot: "off", Lockdown: "unknown"}
 	if _, err := os.Stat(filepath.Join(sys, "firmware/efi")); err == nil {
 		t.Firmware, t.SecureBoot = "uefi", "unknown"
-		if b, err := os.ReadFile(filepath.Join(sys, secureBootVar)); err == nil && len(b) == 5 {
-			switch b[4] {
-			case 1:
-				t.SecureBoot = "on"
-			case 0:
-				t.SecureBoot = "off"
-			}
+		b, err := os.ReadFile(filepath.Join(sys, secureBootVar))
+		switch {
+		case err == nil && len(b) == 5 && b[4] == 1:
+			t.SecureBoot = "on"
+		case err == nil && len(b) == 5 && b[4] == 0:
+			t.SecureBoot = "off"
+		case errors.Is(err, fs.ErrNotExist) && readable(filepath.Join(sys, filepath.Dir(secureBootVar))):
+			// Firmware without Secure Boot has no such variable (the
+			// kernel reads it the same way).
+			t.SecureBoot = "off"
 		}
 	}
 	// "none [integrity] confidentiality": the mode in brackets.

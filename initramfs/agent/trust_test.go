@@ -32,9 +32,12 @@ func TestReadTrust(t *testing.T) {
 			secureBootVar:              {6, 0, 0, 0, 0},
 			"kernel/security/lockdown": []byte("[none] integrity confidentiality\n"),
 		}, agentapi.BootTrust{Firmware: "uefi", SecureBoot: "off", Lockdown: "none"}},
-		{"UEFI, no variable, odd lockdown", map[string][]byte{
-			"firmware/efi/efivars/.keep": nil,
-			"kernel/security/lockdown":   []byte("[sideways]\n"),
+		{"UEFI without Secure Boot (no such variable), odd lockdown", map[string][]byte{
+			"firmware/efi/efivars/Boot0000-8be4df61-93ca-11d2-aa0d-00e098032b8c": {7, 0, 0, 0, 1},
+			"kernel/security/lockdown": []byte("[sideways]\n"),
+		}, agentapi.BootTrust{Firmware: "uefi", SecureBoot: "off", Lockdown: "unknown"}},
+		{"UEFI, efivarfs not mounted", map[string][]byte{
+			"firmware/efi/systab": nil,
 		}, agentapi.BootTrust{Firmware: "uefi", SecureBoot: "unknown", Lockdown: "unknown"}},
 		{"UEFI, a short variable", map[string][]byte{secureBootVar: {1}}, agentapi.BootTrust{Firmware: "uefi", SecureBoot: "unknown", Lockdown: "unknown"}},
 	}
